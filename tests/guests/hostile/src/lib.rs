@@ -1,0 +1,269 @@
+//! Test plugin `hostile` 1.0.0: tasks that misbehave in each of the ways the
+//! host's sandbox must contain (spinning, allocating, recursing, panicking,
+//! reaching for files and the network, flooding output and logs), plus a few
+//! well-behaved ones to check the plumbing. All input and output is JSON.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use hippo_sdk::{Context, Plugin, Task, TaskError};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// `test.noop`: ignores its input, returns `null`.
+fn noop(_ctx: &Context, _input: IgnoredAny) -> Result<(), TaskError> {
+    Ok(())
+}
+
+/// `test.echo`: returns its input unchanged.
+fn echo(_ctx: &Context, input: Value) -> Result<Value, TaskError> {
+    Ok(input)
+}
+
+/// `test.spin`: loops forever without ever asking the host anything.
+fn spin(_ctx: &Context, _input: IgnoredAny) -> Result<(), TaskError> {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// `test.soft-partial`: works in chunks until the soft limit passes, reporting
+/// progress towards it (in milliseconds) after each chunk, then returns
+/// `{"partial": true, "iterations": n}`.
+fn soft_partial(ctx: &Context, _input: IgnoredAny) -> Result<Value, TaskError> {
+    let window = ctx.soft_time_left();
+    let mut iterations = 0u64;
+    while !ctx.soft_limit_passed() {
+        let mut acc = iterations;
+        for i in 0..10_000u64 {
+            acc = black_box(acc.wrapping_mul(31).wrapping_add(i));
+        }
+        black_box(acc);
+        iterations += 1;
+        let elapsed = window.saturating_sub(ctx.soft_time_left());
+        ctx.progress(millis(elapsed), millis(window), None);
+    }
+    Ok(json!({ "partial": true, "iterations": iterations }))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Deserialize)]
+struct AllocInput {
+    bytes: usize,
+}
+
+/// `test.alloc` `{"bytes": N}`: allocates N bytes and writes to every 4 KiB
+/// page of them. If linear memory cannot grow that far, fails fatally.
+fn alloc(_ctx: &Context, input: AllocInput) -> Result<Value, TaskError> {
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(input.bytes).map_err(|err| {
+        TaskError::fatal(format!("could not allocate {} bytes: {err}", input.bytes))
+    })?;
+    buf.resize(input.bytes, 0);
+    for page in buf.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    black_box(&buf);
+    Ok(json!({ "allocated": input.bytes }))
+}
+
+#[derive(Deserialize)]
+struct RecurseInput {
+    depth: u64,
+}
+
+/// `test.recurse` `{"depth": N}`: recurses N calls deep, keeping a frame on
+/// both the wasm stack and the shadow stack in linear memory at each level;
+/// returns `{"depth": N}`.
+fn recurse(_ctx: &Context, input: RecurseInput) -> Result<Value, TaskError> {
+    Ok(json!({ "depth": descend(black_box(input.depth)) }))
+}
+
+#[inline(never)]
+fn descend(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let mut frame = [0u8; 64];
+    // Takes the frame's address, so it must live in memory during the call.
+    black_box(&mut frame);
+    let below = descend(black_box(depth - 1));
+    black_box(below + 1 + u64::from(frame[0]))
+}
+
+/// `test.panic`: panics.
+fn panic(_ctx: &Context, _input: IgnoredAny) -> Result<(), TaskError> {
+    panic!("hostile guest panicked on purpose")
+}
+
+#[derive(Deserialize)]
+struct ReadFileInput {
+    path: String,
+}
+
+/// `test.read-file` `{"path": "..."}`: tries to read a file.
+fn read_file(_ctx: &Context, input: ReadFileInput) -> Result<Value, TaskError> {
+    Ok(match std::fs::read_to_string(&input.path) {
+        Ok(content) => json!({ "ok": true, "content": content }),
+        Err(err) => json!({ "ok": false, "error": err.to_string() }),
+    })
+}
+
+#[derive(Deserialize)]
+struct ConnectInput {
+    addr: String,
+}
+
+/// `test.connect` `{"addr": "127.0.0.1:1234"}`: tries to open a TCP
+/// connection; `error` is `null` when it succeeds.
+fn connect(_ctx: &Context, input: ConnectInput) -> Result<Value, TaskError> {
+    Ok(match std::net::TcpStream::connect(input.addr.as_str()) {
+        Ok(_) => json!({ "ok": true, "error": null }),
+        Err(err) => json!({ "ok": false, "error": err.to_string() }),
+    })
+}
+
+#[derive(Deserialize)]
+struct BigOutputInput {
+    bytes: usize,
+}
+
+/// `test.big-output` `{"bytes": N}`: returns a JSON string of N `x`s.
+fn big_output(_ctx: &Context, input: BigOutputInput) -> Result<String, TaskError> {
+    Ok("x".repeat(input.bytes))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum FailKind {
+    Retry,
+    Fatal,
+    BadInput,
+}
+
+#[derive(Deserialize)]
+struct FailInput {
+    kind: FailKind,
+    delay_ms: Option<u64>,
+}
+
+/// `test.fail` `{"kind": "retry"|"fatal"|"bad-input", "delay_ms": N?}`:
+/// fails with that error; `delay_ms` only applies to `retry`.
+fn fail(_ctx: &Context, input: FailInput) -> Result<(), TaskError> {
+    Err(match input.kind {
+        FailKind::Retry => match input.delay_ms {
+            Some(ms) => {
+                TaskError::retry_after("hostile guest asked for a retry", Duration::from_millis(ms))
+            }
+            None => TaskError::retry("hostile guest asked for a retry"),
+        },
+        FailKind::Fatal => TaskError::fatal("hostile guest failed on purpose"),
+        FailKind::BadInput => TaskError::bad_input("hostile guest rejected its input"),
+    })
+}
+
+#[derive(Deserialize)]
+struct LogInput {
+    lines: u64,
+}
+
+/// `test.log` `{"lines": N}`: for i in 0..N, logs `line i` at info level,
+/// prints `stdout i` to stdout and `stderr i` to stderr.
+fn log(ctx: &Context, input: LogInput) -> Result<(), TaskError> {
+    for i in 0..input.lines {
+        ctx.info(format!("line {i}"));
+        println!("stdout {i}");
+        eprintln!("stderr {i}");
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ProgressInput {
+    steps: u64,
+}
+
+/// `test.progress` `{"steps": N}`: reports progress `i` of N (with note
+/// `step i`) for i in 1..=N.
+fn progress(ctx: &Context, input: ProgressInput) -> Result<(), TaskError> {
+    for i in 1..=input.steps {
+        ctx.progress(i, input.steps, Some(&format!("step {i}")));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct EnvOutput {
+    vars: usize,
+    args: usize,
+}
+
+/// `test.env`: how many environment variables and arguments the guest sees.
+fn env(_ctx: &Context, _input: IgnoredAny) -> Result<EnvOutput, TaskError> {
+    Ok(EnvOutput {
+        vars: std::env::vars().count(),
+        args: std::env::args().count(),
+    })
+}
+
+/// The plugin. No task sets limits: the tests choose them.
+fn plugin() -> Plugin {
+    Plugin::new("hostile", "1.0.0")
+        .task(Task::new("test.noop", "Returns null", noop))
+        .task(Task::new("test.echo", "Returns its input", echo))
+        .task(Task::new("test.spin", "Loops forever", spin))
+        .task(Task::new(
+            "test.soft-partial",
+            "Works until the soft limit passes, then returns a partial result",
+            soft_partial,
+        ))
+        .task(Task::new(
+            "test.alloc",
+            "Allocates and touches N bytes",
+            alloc,
+        ))
+        .task(Task::new("test.recurse", "Recurses N calls deep", recurse))
+        .task(Task::new("test.panic", "Panics", panic))
+        .task(Task::new(
+            "test.read-file",
+            "Tries to read a file",
+            read_file,
+        ))
+        .task(Task::new(
+            "test.connect",
+            "Tries to open a TCP connection",
+            connect,
+        ))
+        .task(Task::new(
+            "test.big-output",
+            "Returns a string of N bytes",
+            big_output,
+        ))
+        .task(Task::new(
+            "test.fail",
+            "Fails with the requested error",
+            fail,
+        ))
+        .task(Task::new(
+            "test.log",
+            "Logs N lines to the host, stdout and stderr",
+            log,
+        ))
+        .task(Task::new(
+            "test.progress",
+            "Reports N progress steps",
+            progress,
+        ))
+        .task(Task::new(
+            "test.env",
+            "Counts the environment variables and arguments",
+            env,
+        ))
+}
+
+hippo_sdk::export_plugin!(plugin);
