@@ -1,1 +1,8 @@
-pub fn x(){}
+//! hippo: a task runtime for an LLM long-term-memory engine.
+//!
+//! Every task runs as a sandboxed WebAssembly component behind the
+//! `hippo:tasks` WIT interface (see `tasks-wit/`). This crate is the host:
+//! [`runtime`] owns the engine, the sandbox, the limits and the plugin
+//! registry.
+
+pub mod runtime;

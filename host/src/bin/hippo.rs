@@ -1,1 +1,178 @@
-fn main(){}
+//! The `hippo` command: a thin layer over the `hippo` library.
+
+use clap::{Args, Parser, Subcommand};
+use hippo::runtime::{
+    LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest, load_plugin_file,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "hippo", version, about = "A task runtime for an LLM long-term-memory engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one task of a plugin locally, with its limits, and prints the
+    /// result with the fuel, memory and time it took.
+    Run(RunArgs),
+    /// Lists what the registry would load from a plugins folder, and why any file is refused.
+    Plugins(PluginsArgs),
+}
+
+#[derive(Args)]
+struct Storage {
+    /// Data directory (the precompiled-component cache lives under it).
+    #[arg(long, env = "HIPPO_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Compile every component afresh instead of using the cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The plugin component (`.wasm`); a manifest beside it (`.toml`) applies.
+    plugin: PathBuf,
+    /// Task name, e.g. `example.fib`.
+    task: String,
+    /// JSON input.
+    #[arg(long, default_value = "null")]
+    input: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Soft time limit in milliseconds.
+    #[arg(long)]
+    soft_time_limit_ms: Option<u64>,
+    /// Hard time limit in milliseconds.
+    #[arg(long)]
+    hard_time_limit_ms: Option<u64>,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory cap in bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// Output size cap in bytes.
+    #[arg(long)]
+    output_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            soft_time_limit_ms: self.soft_time_limit_ms,
+            hard_time_limit_ms: self.hard_time_limit_ms,
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            output_bytes: self.output_bytes,
+            ..LimitOverrides::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct PluginsArgs {
+    /// The plugins folder.
+    #[arg(long, env = "HIPPO_PLUGINS_DIR", default_value = "plugins")]
+    dir: PathBuf,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+/// Exit codes: 0 success, 1 the task failed, 2 the command could not run.
+const TASK_FAILED: u8 = 1;
+const COMMAND_FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HIPPO_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Plugins(args) => plugins(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("hippo: {error:#}");
+            ExitCode::from(COMMAND_FAILED)
+        }
+    }
+}
+
+fn open_runtime(storage: &Storage) -> anyhow::Result<(Arc<Runtime>, Option<hippo::runtime::ArtifactCache>)> {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let cache = if storage.no_cache {
+        None
+    } else {
+        Some(runtime.open_cache(storage.data_dir.join("cache").join("components"))?)
+    };
+    Ok((runtime, cache))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    serde_json::from_str::<serde_json::Value>(&args.input)
+        .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
+    let (runtime, cache) = open_runtime(&args.storage)?;
+    let plugin = load_plugin_file(&runtime, &args.plugin, cache.as_ref())
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.plugin.display()))?;
+    let mut request = TaskRequest::new(args.task, args.input.into_bytes());
+    request.limits = args.limits.overrides();
+    let outcome = runtime.execute_blocking(&plugin, &request);
+    println!("{}", serde_json::to_string_pretty(&report(&outcome))?);
+    Ok(if outcome.result.is_ok() { 0 } else { TASK_FAILED })
+}
+
+/// The JSON `hippo run` prints.
+fn report(outcome: &TaskOutcome) -> serde_json::Value {
+    let (status, output, error) = match &outcome.result {
+        Ok(bytes) => {
+            let output = serde_json::from_slice(bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()));
+            ("SUCCESS", output, serde_json::Value::Null)
+        }
+        Err(failure) => (
+            "FAILURE",
+            serde_json::Value::Null,
+            serde_json::json!({ "message": failure.to_string(), "detail": failure }),
+        ),
+    };
+    serde_json::json!({
+        "status": status,
+        "output": output,
+        "error": error,
+        "plugin_version": outcome.plugin_version,
+        "stats": outcome.stats,
+        "limits": outcome.limits,
+        "progress": outcome.progress,
+        "log": outcome.log,
+    })
+}
+
+fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {
+    let (runtime, cache) = open_runtime(&args.storage)?;
+    let registry = PluginRegistry::new(runtime, &args.dir, cache);
+    let report = registry.scan().map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    let listing = serde_json::json!({
+        "dir": args.dir,
+        "plugins": registry.plugins(),
+        "refused": report.rejected,
+    });
+    println!("{}", serde_json::to_string_pretty(&listing)?);
+    Ok(0)
+}

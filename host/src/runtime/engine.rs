@@ -1,0 +1,80 @@
+//! The one wasmtime [`Engine`] every task shares, and the epoch ticker that
+//! drives time limits.
+
+use super::RuntimeConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Core instances a component may need: a Rust `wasm32-wasip2` guest has its
+/// own module plus a few small shim modules from `wasm-component-ld`.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Linear memory kept resident (reset with `memset`, not `madvise`) when a
+/// pool slot is reused: most tasks touch less than this, and skipping the
+/// syscall is the cheapest part of a fresh store.
+const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
+/// Builds the engine: component model, pooling allocator sized to the
+/// concurrency cap, epoch interruption and, when enabled, fuel.
+pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
+    let slots = config.max_concurrent_tasks.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * 2)
+        .max_memories_per_component(2)
+        .total_tables(slots * 4)
+        .max_tables_per_component(4)
+        .max_memory_size(usize::try_from(config.ceilings.memory_bytes).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT);
+
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel_metering)
+        .max_wasm_stack(config.max_wasm_stack_bytes)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+/// Advances the engine's epoch every `tick`, on one thread for the whole
+/// host. Each running task's epoch callback then checks its hard deadline
+/// and cancellation, so interrupting a task costs one tick at most.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine, tick: std::time::Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let thread = std::thread::Builder::new().name("hippo-epoch".into()).spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            }
+        })?;
+        Ok(EpochTicker { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The WebAssembly task runtime: one wasmtime engine with the pooling
+//! allocator, one epoch ticker, and a fresh sandboxed store per task.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use hippo::runtime::{Manifest, Runtime, RuntimeConfig, TaskRequest};
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let wasm = std::fs::read("plugins/example-fib.wasm")?;
+//! let plugin = std::sync::Arc::new(runtime.load(&wasm, Manifest::default(), None, None)?);
+//! let outcome = runtime.execute(plugin, TaskRequest::new("example.fib", br#"{"n": 50}"#.to_vec())).await;
+//! println!("{:?} in {} us", outcome.result, outcome.stats.wall_time_us);
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod engine;
+mod host_api;
+mod limits;
+mod manifest;
+mod plugin;
+mod registry;
+mod task;
+mod task_log;
+
+pub use cache::{ArtifactCache, CacheStats};
+pub use host_api::{CancelToken, Progress, ProgressSink};
+pub use limits::{LimitOverrides, Limits};
+pub use manifest::{Capability, Manifest, TaskManifest};
+pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
+pub use registry::{load_plugin_file, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle};
+pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
+pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
+
+use host_api::{TaskPlugin, TaskState};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Settings of the runtime itself (per-task limits have their own layers).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Tasks that may run at once: the pooling allocator's slot count. Work
+    /// beyond it waits for a slot instead of failing.
+    pub max_concurrent_tasks: u32,
+    /// Limits a task gets when nobody sets one.
+    pub defaults: Limits,
+    /// Limits nobody can exceed.
+    pub ceilings: Limits,
+    /// Meter fuel: needed for fuel limits and the fuel-used figure; costs a
+    /// few percent of guest speed.
+    pub fuel_metering: bool,
+    /// How often the epoch ticker runs: the precision of hard time limits
+    /// and how fast a revoked running task stops.
+    pub epoch_tick: Duration,
+    /// Largest wasm stack, so deep recursion traps instead of taking the host down.
+    pub max_wasm_stack_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            // Far above the cores of most hosts, because tasks also wait on
+            // host calls (models, vector store); each slot reserves address
+            // space only, not memory.
+            max_concurrent_tasks: 64,
+            defaults: Limits::DEFAULT,
+            ceilings: Limits::CEILING,
+            fuel_metering: true,
+            // 5 ms keeps a revoked task's stop well under 100 ms while the
+            // ticker costs nothing measurable.
+            epoch_tick: Duration::from_millis(5),
+            max_wasm_stack_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Errors building the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Wasmtime refused the engine configuration.
+    #[error("engine configuration: {0}")]
+    Engine(String),
+    /// The epoch ticker thread could not start.
+    #[error("epoch ticker: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// The task runtime. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    config: RuntimeConfig,
+    slots: Arc<Semaphore>,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Fuel and time `describe` may take at load: it only builds a small record.
+const DESCRIBE_LIMITS: LimitOverrides = LimitOverrides {
+    soft_time_limit_ms: Some(2_000),
+    hard_time_limit_ms: Some(2_000),
+    fuel: Some(1_000_000_000),
+    memory_bytes: Some(64 << 20),
+    table_elements: None,
+    output_bytes: None,
+    log_bytes: Some(16 << 10),
+};
+
+impl Runtime {
+    /// Builds the engine, links WASI and the host interfaces, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize));
+        Ok(Runtime { engine, linker, config, slots, _ticker: ticker })
+    }
+
+    /// The shared wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Opens a precompiled-component cache for this engine in `dir`.
+    pub fn open_cache(&self, dir: impl AsRef<Path>) -> std::io::Result<ArtifactCache> {
+        ArtifactCache::open(dir.as_ref(), &self.engine)
+    }
+
+    /// Validates, compiles (or takes from `cache`), links and describes a
+    /// component. Blocks: call it from a blocking context.
+    pub fn load(
+        &self,
+        wasm: &[u8],
+        manifest: Manifest,
+        cache: Option<&ArtifactCache>,
+        source: Option<&Path>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let wasm_sha256 = sha256_hex(wasm);
+        let (pre, from_cache) = plugin::prepare(&self.engine, &self.linker, wasm, &wasm_sha256, &manifest, cache)?;
+        let _slot = self.acquire_slot_blocking();
+        let limits = DESCRIBE_LIMITS.resolve(&self.config.defaults, &self.config.ceilings);
+        let log = task_log::TaskLog::new(limits.log_bytes);
+        let request = TaskRequest::new("describe", Vec::new());
+        let mut store = task::new_store(&self.engine, self.config.fuel_metering, &limits, &log, &request);
+        let info = pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.hippo_tasks_plugin().call_describe(&mut store))
+            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        let (name, version, tasks) = plugin::tasks_from_describe(info)?;
+        Ok(LoadedPlugin {
+            name,
+            version,
+            tasks,
+            manifest,
+            wasm_sha256,
+            source: source.map(Path::to_path_buf),
+            from_cache,
+            pre,
+        })
+    }
+
+    /// The limits `request` runs with on `plugin`: the submission's, then
+    /// the manifest's, then `describe`'s, then the defaults, within the ceilings.
+    pub fn resolve_limits(&self, plugin: &LoadedPlugin, spec: &TaskSpec, request: &LimitOverrides) -> Limits {
+        request
+            .or(plugin.manifest.limits_for(&spec.name))
+            .or(spec.limits)
+            .resolve(&self.config.defaults, &self.config.ceilings)
+    }
+
+    /// Runs one task on a blocking thread once a pool slot is free.
+    pub async fn execute(self: &Arc<Self>, plugin: Arc<LoadedPlugin>, request: TaskRequest) -> TaskOutcome {
+        let slot = self.slots.clone().acquire_owned().await.expect("the slot semaphore is never closed");
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = runtime.run_in_slot(&plugin, &request);
+            drop(slot);
+            outcome
+        })
+        .await
+        .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))
+    }
+
+    /// Runs one task on the current thread once a pool slot is free. For
+    /// the CLI, benchmarks and callers that are already on a blocking thread.
+    pub fn execute_blocking(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
+        let _slot = self.acquire_slot_blocking();
+        self.run_in_slot(plugin, request)
+    }
+
+    fn run_in_slot(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
+        let Some(spec) = plugin.task(&request.task_name) else {
+            let limits = request.limits.resolve(&self.config.defaults, &self.config.ceilings);
+            return TaskOutcome {
+                result: Err(TaskFailure::UnknownTask { task: request.task_name.clone() }),
+                stats: ExecStats { fuel_used: None, peak_memory_bytes: 0, wall_time_us: 0, soft_limit_passed: false },
+                limits,
+                log: TaskLogRecord::default(),
+                progress: None,
+                plugin_version: plugin.version.clone(),
+            };
+        };
+        let limits = self.resolve_limits(plugin, spec, &request.limits);
+        task::run(&self.engine, self.config.fuel_metering, plugin, limits, request)
+    }
+
+    fn acquire_slot_blocking(&self) -> tokio::sync::OwnedSemaphorePermit {
+        futures::executor::block_on(self.slots.clone().acquire_owned()).expect("the slot semaphore is never closed")
+    }
+}

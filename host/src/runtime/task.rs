@@ -1,0 +1,318 @@
+//! Running one task: a fresh store from the plugin's `InstancePre`, limits
+//! applied, the outcome classified and measured.
+
+use super::host_api::{CancelToken, Deadlines, Interruption, Progress, ProgressSink, TaskLimiter, TaskState, on_epoch_tick, wit};
+use super::limits::{LimitOverrides, Limits};
+use super::plugin::LoadedPlugin;
+use super::task_log::{LogSource, TaskLog, TaskLogRecord};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// One task to run on a loaded plugin.
+#[derive(Clone)]
+pub struct TaskRequest {
+    /// The task's id (a UUID string).
+    pub task_id: String,
+    /// Task name, as the plugin describes it.
+    pub task_name: String,
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// Queue the task came from.
+    pub queue: String,
+    /// JSON input.
+    pub input: Vec<u8>,
+    /// Limits the submission sets (the highest-priority layer).
+    pub limits: LimitOverrides,
+    /// Cancels the task when triggered.
+    pub cancel: CancelToken,
+    /// Receives progress reports while the task runs.
+    pub progress: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for TaskRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRequest")
+            .field("task_id", &self.task_id)
+            .field("task_name", &self.task_name)
+            .field("attempt", &self.attempt)
+            .field("queue", &self.queue)
+            .field("input_bytes", &self.input.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskRequest {
+    /// A first attempt of `task_name` with `input`, a fresh id, on the `default` queue.
+    pub fn new(task_name: impl Into<String>, input: impl Into<Vec<u8>>) -> Self {
+        TaskRequest {
+            task_id: uuid::Uuid::new_v4().to_string(),
+            task_name: task_name.into(),
+            attempt: 1,
+            queue: "default".into(),
+            input: input.into(),
+            limits: LimitOverrides::default(),
+            cancel: CancelToken::new(),
+            progress: None,
+        }
+    }
+}
+
+/// Why a task did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskFailure {
+    /// The task asked to be retried.
+    #[error("retry requested: {message}")]
+    Retry {
+        /// The task's reason.
+        message: String,
+        /// Delay the task asked for, if any.
+        delay_ms: Option<u64>,
+    },
+    /// The task failed for good.
+    #[error("failed: {message}")]
+    Fatal {
+        /// The task's reason.
+        message: String,
+    },
+    /// The task refused its input.
+    #[error("bad input: {message}")]
+    BadInput {
+        /// What is wrong with the input.
+        message: String,
+    },
+    /// No loaded plugin offers the task.
+    #[error("unknown task {task:?}")]
+    UnknownTask {
+        /// The name asked for.
+        task: String,
+    },
+    /// The hard time limit passed and the instance was interrupted.
+    #[error("hard time limit of {limit_ms} ms exceeded; the task was interrupted")]
+    HardTimeLimit {
+        /// The limit that was applied.
+        limit_ms: u64,
+    },
+    /// The task was revoked while it ran.
+    #[error("revoked while running")]
+    Revoked,
+    /// The task burned all its fuel.
+    #[error("fuel limit of {fuel} exhausted")]
+    FuelExhausted {
+        /// The budget that was applied.
+        fuel: u64,
+    },
+    /// The guest asked for more linear memory than its cap and then trapped.
+    #[error("memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})")]
+    MemoryLimit {
+        /// The cap that was applied.
+        limit_bytes: u64,
+        /// The largest size the guest asked for.
+        requested_bytes: u64,
+    },
+    /// The guest overflowed its wasm stack.
+    #[error("stack overflow (deep recursion)")]
+    StackOverflow,
+    /// The guest panicked (its panic message is the last stderr line).
+    #[error("guest panicked: {message}")]
+    Panicked {
+        /// The panic message, from the captured stderr.
+        message: String,
+    },
+    /// Any other trap.
+    #[error("guest trapped: {message}")]
+    Trapped {
+        /// Wasmtime's description of the trap.
+        message: String,
+    },
+    /// The task's output exceeded its size limit.
+    #[error("output of {size_bytes} bytes exceeds the limit of {limit_bytes}")]
+    OutputTooLarge {
+        /// Size of the output.
+        size_bytes: u64,
+        /// The limit that was applied.
+        limit_bytes: u64,
+    },
+    /// The instance could not be created (for example the pool is misconfigured).
+    #[error("could not instantiate: {message}")]
+    Instantiate {
+        /// Wasmtime's reason.
+        message: String,
+    },
+}
+
+impl TaskFailure {
+    /// Whether running the task again might succeed: only when the task
+    /// itself says so. Limits and traps fail the same way next time.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TaskFailure::Retry { .. })
+    }
+}
+
+/// What a task cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStats {
+    /// Fuel burned (`None` when fuel metering is off).
+    pub fuel_used: Option<u64>,
+    /// Largest linear memory the task had, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall time from store creation to the end of the call, in microseconds.
+    pub wall_time_us: u64,
+    /// Whether the soft time limit passed before the task returned.
+    pub soft_limit_passed: bool,
+}
+
+/// The result of running one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    /// JSON output, or why there is none.
+    pub result: Result<Vec<u8>, TaskFailure>,
+    /// Costs.
+    pub stats: ExecStats,
+    /// The limits that applied.
+    pub limits: Limits,
+    /// The bounded log.
+    pub log: TaskLogRecord,
+    /// The last progress report.
+    pub progress: Option<Progress>,
+    /// Version of the plugin that ran the task.
+    pub plugin_version: String,
+}
+
+/// Runs `request` on `plugin` on the current thread. The caller holds a
+/// pool slot (see [`super::Runtime::execute`]).
+pub(crate) fn run(
+    engine: &wasmtime::Engine,
+    fuel_metering: bool,
+    plugin: &LoadedPlugin,
+    limits: Limits,
+    request: &TaskRequest,
+) -> TaskOutcome {
+    let started = Instant::now();
+    let log = TaskLog::new(limits.log_bytes);
+    let mut store = new_store(engine, fuel_metering, &limits, &log, request);
+    let context = wit::Context {
+        task_id: request.task_id.clone(),
+        attempt: request.attempt,
+        queue: request.queue.clone(),
+        soft_deadline_unix_ms: unix_ms_after(limits.soft_time_limit),
+        hard_deadline_unix_ms: unix_ms_after(limits.hard_time_limit),
+    };
+    let called = plugin
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| TaskFailure::Instantiate { message: format!("{e:#}") })
+        .map(|instance| instance.hippo_tasks_plugin().call_run(&mut store, &context, &request.task_name, &request.input));
+    let wall = started.elapsed();
+    let result = match called {
+        Err(failure) => Err(failure),
+        Ok(Ok(Ok(output))) if output.len() as u64 > limits.output_bytes => Err(TaskFailure::OutputTooLarge {
+            size_bytes: output.len() as u64,
+            limit_bytes: limits.output_bytes,
+        }),
+        Ok(Ok(Ok(output))) => Ok(output),
+        Ok(Ok(Err(error))) => Err(from_guest_error(error)),
+        Ok(Err(trap)) => Err(classify_trap(&trap, &store, &limits, &log)),
+    };
+    let state = store.data();
+    let stats = ExecStats {
+        fuel_used: fuel_metering.then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
+        peak_memory_bytes: state.limiter.peak_memory as u64,
+        wall_time_us: wall.as_micros() as u64,
+        soft_limit_passed: Instant::now() >= state.deadlines.soft,
+    };
+    let progress = state.last_progress.clone();
+    TaskOutcome { result, stats, limits, log: log.take(), progress, plugin_version: plugin.version.clone() }
+}
+
+/// A fresh store for one task: WASI with nothing from the host (no
+/// preopened directory, no environment, no arguments, no network, stdio
+/// captured into the bounded log), the memory limiter, fuel and the epoch
+/// callback that enforces the hard deadline and revocation.
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    fuel_metering: bool,
+    limits: &Limits,
+    log: &TaskLog,
+    request: &TaskRequest,
+) -> Store<TaskState> {
+    let wasi = WasiCtxBuilder::new()
+        .stdout(log.stream(LogSource::Stdout))
+        .stderr(log.stream(LogSource::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = TaskState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: TaskLimiter::new(limits.memory_bytes, limits.table_elements),
+        log: log.clone(),
+        deadlines: Deadlines::starting_now(limits.soft_time_limit, limits.hard_time_limit),
+        cancel: request.cancel.clone(),
+        progress: request.progress.clone(),
+        last_progress: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    if fuel_metering {
+        store.set_fuel(limits.fuel).expect("fuel metering is enabled on this engine");
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(on_epoch_tick);
+    store
+}
+
+fn unix_ms_after(duration: Duration) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (now + duration).as_millis() as u64
+}
+
+fn from_guest_error(error: wit::TaskError) -> TaskFailure {
+    match error {
+        wit::TaskError::Retry(retry) => TaskFailure::Retry { message: retry.message, delay_ms: retry.delay_ms },
+        wit::TaskError::Fatal(message) => TaskFailure::Fatal { message },
+        wit::TaskError::BadInput(message) => TaskFailure::BadInput { message },
+    }
+}
+
+fn classify_trap(error: &wasmtime::Error, store: &Store<TaskState>, limits: &Limits, log: &TaskLog) -> TaskFailure {
+    if let Some(interruption) = error.downcast_ref::<Interruption>() {
+        return match interruption {
+            Interruption::HardTimeLimit => {
+                TaskFailure::HardTimeLimit { limit_ms: limits.hard_time_limit.as_millis() as u64 }
+            }
+            Interruption::Revoked => TaskFailure::Revoked,
+        };
+    }
+    if let Some(requested) = store.data().limiter.refused_memory {
+        return TaskFailure::MemoryLimit { limit_bytes: limits.memory_bytes, requested_bytes: requested as u64 };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => TaskFailure::FuelExhausted { fuel: limits.fuel },
+        Some(Trap::StackOverflow) => TaskFailure::StackOverflow,
+        _ => match panic_message(log) {
+            Some(message) => TaskFailure::Panicked { message },
+            None => TaskFailure::Trapped { message: format!("{error:#}") },
+        },
+    }
+}
+
+/// A Rust guest prints `thread '...' panicked at src/lib.rs:1:2:\nmessage`
+/// to stderr before it traps; take the message from the captured log.
+fn panic_message(log: &TaskLog) -> Option<String> {
+    let record = log.snapshot();
+    let stderr: Vec<&str> = record
+        .lines
+        .iter()
+        .filter(|line| line.source == LogSource::Stderr)
+        .map(|line| line.message.as_str())
+        .collect();
+    let at = stderr.iter().rposition(|line| line.contains("panicked at"))?;
+    let message = stderr.get(at + 1).copied().unwrap_or(stderr[at]);
+    Some(message.to_string())
+}
