@@ -1,2 +1,75 @@
-//! End-to-end tests of the hippo host against the guest plugins in
-//! `tests/guests/`. The tests themselves live next to this file.
+//! Shared setup of the end-to-end tests: they run real components, built
+//! from `tests/guests/` and `examples/` by `scripts/build-guests` (which the
+//! README's test command runs first), on a real wasmtime runtime.
+
+use hippo::runtime::{LoadedPlugin, Manifest, Runtime, RuntimeConfig, TaskOutcome, TaskRequest};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where `scripts/build-guests` puts the components: `$HIPPO_GUESTS_DIR`,
+/// else `$CARGO_TARGET_DIR/wasm32-wasip2/release`, else the default target
+/// directory the scripts use.
+pub fn guests_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HIPPO_GUESTS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        PathBuf::from(home).join(".cache/hippo/target")
+    });
+    target.join("wasm32-wasip2/release")
+}
+
+/// The bytes of a built guest component, e.g. `guest("hostile_guest")`.
+///
+/// # Panics
+/// When the component was not built: a missing guest is a setup error,
+/// never a reason to skip a test.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guest_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("guest component {} is missing ({e}); run scripts/build-guests first", path.display())
+    })
+}
+
+/// Path of a built guest component.
+pub fn guest_path(name: &str) -> PathBuf {
+    guests_dir().join(format!("{name}.wasm"))
+}
+
+/// A runtime with the default configuration.
+pub fn runtime() -> Arc<Runtime> {
+    runtime_with(RuntimeConfig::default())
+}
+
+/// A runtime with `config`.
+pub fn runtime_with(config: RuntimeConfig) -> Arc<Runtime> {
+    Arc::new(Runtime::new(config).expect("runtime builds"))
+}
+
+/// The hostile test guest, loaded with the default manifest.
+pub fn hostile(runtime: &Runtime) -> Arc<LoadedPlugin> {
+    Arc::new(runtime.load(&guest("hostile_guest"), Manifest::default(), None, None).expect("hostile guest loads"))
+}
+
+/// Runs `task` with JSON `input` on the current thread.
+pub fn run(runtime: &Runtime, plugin: &LoadedPlugin, task: &str, input: serde_json::Value) -> TaskOutcome {
+    runtime.execute_blocking(plugin, &TaskRequest::new(task, input.to_string().into_bytes()))
+}
+
+/// The successful output of `outcome` as JSON.
+///
+/// # Panics
+/// When the task failed.
+pub fn output(outcome: &TaskOutcome) -> serde_json::Value {
+    match &outcome.result {
+        Ok(bytes) => serde_json::from_slice(bytes).expect("task output is JSON"),
+        Err(failure) => panic!("task failed: {failure} (log: {:?})", outcome.log),
+    }
+}
+
+/// Asserts that the runtime still runs an ordinary task after a hostile one.
+pub fn assert_still_healthy(runtime: &Runtime, plugin: &LoadedPlugin) {
+    let outcome = run(runtime, plugin, "test.echo", serde_json::json!({"still": "alive"}));
+    assert_eq!(output(&outcome), serde_json::json!({"still": "alive"}));
+}

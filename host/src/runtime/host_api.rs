@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
     path: "../tasks-wit/wit",
 });
 
-pub(crate) use hippo::tasks::types as wit;
+pub(crate) use self::hippo::tasks::types as wit;
 
 /// Progress messages longer than this are cut, so a guest cannot make the
 /// host keep large strings around.
@@ -148,9 +148,9 @@ pub(crate) fn on_epoch_tick(store: StoreContextMut<'_, TaskState>) -> wasmtime::
 
 impl wit::Host for TaskState {}
 
-impl hippo::tasks::log::Host for TaskState {
-    fn log(&mut self, level: hippo::tasks::log::Level, message: String) {
-        use hippo::tasks::log::Level;
+impl self::hippo::tasks::log::Host for TaskState {
+    fn log(&mut self, level: self::hippo::tasks::log::Level, message: String) {
+        use self::hippo::tasks::log::Level;
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,
@@ -162,7 +162,7 @@ impl hippo::tasks::log::Host for TaskState {
     }
 }
 
-impl hippo::tasks::progress::Host for TaskState {
+impl self::hippo::tasks::progress::Host for TaskState {
     fn report(&mut self, done: u64, total: u64, message: Option<String>) {
         let message = message.map(|mut text| {
             if text.len() > MAX_PROGRESS_MESSAGE {
@@ -179,7 +179,7 @@ impl hippo::tasks::progress::Host for TaskState {
     }
 }
 
-impl hippo::tasks::deadline::Host for TaskState {
+impl self::hippo::tasks::deadline::Host for TaskState {
     fn soft_limit_passed(&mut self) -> bool {
         Instant::now() >= self.deadlines.soft
     }

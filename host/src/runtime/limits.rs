@@ -76,10 +76,10 @@ impl LimitOverrides {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// See [`LimitOverrides::soft_time_limit_ms`].
-    #[serde(with = "millis")]
+    #[serde(rename = "soft_time_limit_ms", with = "millis")]
     pub soft_time_limit: Duration,
     /// See [`LimitOverrides::hard_time_limit_ms`].
-    #[serde(with = "millis")]
+    #[serde(rename = "hard_time_limit_ms", with = "millis")]
     pub hard_time_limit: Duration,
     /// See [`LimitOverrides::fuel`].
     pub fuel: u64,

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use hippo::runtime::{Manifest, Runtime, RuntimeConfig, TaskRequest};
-//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig::default())?);
 //! let wasm = std::fs::read("plugins/example-fib.wasm")?;
 //! let plugin = std::sync::Arc::new(runtime.load(&wasm, Manifest::default(), None, None)?);
 //! let outcome = runtime.execute(plugin, TaskRequest::new("example.fib", br#"{"n": 50}"#.to_vec())).await;

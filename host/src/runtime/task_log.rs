@@ -58,11 +58,80 @@ pub struct TaskLogRecord {
     pub dropped_lines: u64,
 }
 
+/// A captured stream's bytes since its last newline: writes may split a
+/// line anywhere, and a line is kept whole.
+#[derive(Debug, Default)]
+struct PartialLines {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// A partial line longer than this is kept as a line of its own.
+const MAX_LINE: usize = 4096;
+
 #[derive(Debug)]
 struct Inner {
     limit: usize,
     used: usize,
     record: TaskLogRecord,
+    partial: PartialLines,
+}
+
+impl Inner {
+    fn push(&mut self, level: LogLevel, source: LogSource, message: &[u8]) {
+        if self.used.saturating_add(message.len()) > self.limit {
+            self.record.dropped_lines += 1;
+            return;
+        }
+        self.used += message.len();
+        let message = String::from_utf8_lossy(message).into_owned();
+        self.record.lines.push(LogLine { level, source, message });
+    }
+
+    fn capture(&mut self, source: LogSource, bytes: &[u8]) {
+        let mut pending = std::mem::take(self.partial_of(source));
+        pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(newline) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + newline];
+            if !line.is_empty() {
+                self.push(source.level(), source, line);
+            }
+            start += newline + 1;
+        }
+        pending.drain(..start);
+        if pending.len() > MAX_LINE {
+            self.push(source.level(), source, &pending);
+            pending.clear();
+        }
+        *self.partial_of(source) = pending;
+    }
+
+    fn flush_partial_lines(&mut self) {
+        for source in [LogSource::Stdout, LogSource::Stderr] {
+            let pending = std::mem::take(self.partial_of(source));
+            if !pending.is_empty() {
+                self.push(source.level(), source, &pending);
+            }
+        }
+    }
+
+    fn partial_of(&mut self, source: LogSource) -> &mut Vec<u8> {
+        match source {
+            LogSource::Stderr => &mut self.partial.stderr,
+            LogSource::Stdout | LogSource::Guest => &mut self.partial.stdout,
+        }
+    }
+}
+
+impl LogSource {
+    /// The level captured output is kept at: stdout is info, stderr is warn.
+    fn level(self) -> LogLevel {
+        match self {
+            LogSource::Stderr => LogLevel::Warn,
+            LogSource::Guest | LogSource::Stdout => LogLevel::Info,
+        }
+    }
 }
 
 /// A shared, bounded task log. Cheap to clone: clones append to the same log.
@@ -75,31 +144,32 @@ impl TaskLog {
     /// A log that keeps at most `limit` bytes of messages.
     pub fn new(limit: u64) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        TaskLog { inner: Arc::new(Mutex::new(Inner { limit, used: 0, record: TaskLogRecord::default() })) }
+        let inner = Inner { limit, used: 0, record: TaskLogRecord::default(), partial: PartialLines::default() };
+        TaskLog { inner: Arc::new(Mutex::new(inner)) }
     }
 
     /// Appends a line, or counts it as dropped when it does not fit.
     pub fn push(&self, level: LogLevel, source: LogSource, message: &[u8]) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.used.saturating_add(message.len()) > inner.limit {
-            inner.record.dropped_lines += 1;
-            return;
-        }
-        inner.used += message.len();
-        let message = String::from_utf8_lossy(message).into_owned();
-        inner.record.lines.push(LogLine { level, source, message });
+        self.lock().push(level, source, message);
     }
 
-    /// A copy of what the log holds so far.
+    /// A copy of what the log holds so far, partial lines included.
     pub fn snapshot(&self) -> TaskLogRecord {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).record.clone()
+        let mut inner = self.lock();
+        inner.flush_partial_lines();
+        inner.record.clone()
     }
 
-    /// Takes what the log holds, leaving it empty.
+    /// Takes what the log holds, partial lines included, leaving it empty.
     pub fn take(&self) -> TaskLogRecord {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
+        inner.flush_partial_lines();
         inner.used = 0;
         std::mem::take(&mut inner.record)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A WASI stdout/stderr stream that appends into this log as `source`.
@@ -116,19 +186,8 @@ pub struct CapturedOutput {
 }
 
 impl CapturedOutput {
-    fn level(&self) -> LogLevel {
-        match self.source {
-            LogSource::Stderr => LogLevel::Warn,
-            LogSource::Guest | LogSource::Stdout => LogLevel::Info,
-        }
-    }
-
     fn append(&self, bytes: &[u8]) {
-        // Guests write whole lines through Rust's line-buffered stdout; a
-        // write without newlines is kept as one line.
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            self.log.push(self.level(), self.source, line);
-        }
+        self.log.lock().capture(self.source, bytes);
     }
 }
 
@@ -210,11 +269,15 @@ mod tests {
     }
 
     #[test]
-    fn captured_output_splits_lines() {
+    fn captured_output_is_kept_line_by_line_however_it_is_written() {
         let log = TaskLog::new(1024);
-        log.stream(LogSource::Stdout).append(b"one\ntwo\n");
+        let stdout = log.stream(LogSource::Stdout);
+        stdout.append(b"o");
+        stdout.append(b"ne\ntw");
+        stdout.append(b"o\n\nthr");
+        stdout.append(b"ee");
         let record = log.take();
         let messages: Vec<_> = record.lines.iter().map(|l| l.message.as_str()).collect();
-        assert_eq!(messages, ["one", "two"]);
+        assert_eq!(messages, ["one", "two", "three"]);
     }
 }

@@ -142,8 +142,13 @@ fn decode_input<I: DeserializeOwned>(task_name: &str, input: &[u8]) -> Result<I,
     } else {
         input
     };
-    serde_json::from_slice(input)
-        .map_err(|err| TaskError::bad_input(format!("invalid input for task {task_name}: {err}")))
+    let deserializer = &mut serde_json::Deserializer::from_slice(input);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        // The path names the offending field (`memories[3].text`); `.` is the whole input.
+        let field = err.path().to_string();
+        let err = err.into_inner();
+        TaskError::bad_input(format!("invalid input for task {task_name}: field `{field}`: {err}"))
+    })
 }
 
 /// A plugin: a name, a semantic version and the tasks it offers.

@@ -55,15 +55,21 @@ fn millis(d: Duration) -> u64 {
 #[derive(Deserialize)]
 struct AllocInput {
     bytes: usize,
+    #[serde(default)]
+    fallible: bool,
 }
 
-/// `test.alloc` `{"bytes": N}`: allocates N bytes and writes to every 4 KiB
-/// page of them. If linear memory cannot grow that far, fails fatally.
+/// `test.alloc` `{"bytes": N, "fallible": bool}`: allocates N bytes and
+/// writes to every 4 KiB page of them. By default the allocation is the
+/// ordinary infallible kind, so a refused `memory.grow` aborts the guest (the
+/// hostile case); with `"fallible": true` it fails fatally instead.
 fn alloc(_ctx: &Context, input: AllocInput) -> Result<Value, TaskError> {
     let mut buf: Vec<u8> = Vec::new();
-    buf.try_reserve_exact(input.bytes).map_err(|err| {
-        TaskError::fatal(format!("could not allocate {} bytes: {err}", input.bytes))
-    })?;
+    if input.fallible {
+        buf.try_reserve_exact(input.bytes).map_err(|err| {
+            TaskError::fatal(format!("could not allocate {} bytes: {err}", input.bytes))
+        })?;
+    }
     buf.resize(input.bytes, 0);
     for page in buf.chunks_mut(4096) {
         page[0] = 1;
