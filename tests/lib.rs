@@ -13,11 +13,22 @@ pub fn guests_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HIPPO_GUESTS_DIR") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+    target_dir().join("wasm32-wasip2/release")
+}
+
+/// The `hippo` binary that `scripts/test` builds before the tests run:
+/// `$HIPPO_BIN`, else `release/hippo` in the target directory.
+pub fn hippo_bin() -> PathBuf {
+    let path = std::env::var_os("HIPPO_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("release/hippo"));
+    assert!(path.is_file(), "{} is missing: run the suite with scripts/test, which builds it", path.display());
+    path
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").expect("HOME is set");
         PathBuf::from(home).join(".cache/hippo/target")
-    });
-    target.join("wasm32-wasip2/release")
+    })
 }
 
 /// The bytes of a built guest component, e.g. `guest("hostile_guest")`.
@@ -72,4 +83,14 @@ pub fn output(outcome: &TaskOutcome) -> serde_json::Value {
 pub fn assert_still_healthy(runtime: &Runtime, plugin: &LoadedPlugin) {
     let outcome = run(runtime, plugin, "test.echo", serde_json::json!({"still": "alive"}));
     assert_eq!(output(&outcome), serde_json::json!({"still": "alive"}));
+}
+
+/// The Redis server the tests use: `HIPPO_TEST_REDIS_URL`, which
+/// `scripts/test` sets after starting a private redis-server.
+///
+/// # Panics
+/// When it is not set: Redis tests never skip silently.
+pub fn redis_url() -> String {
+    std::env::var("HIPPO_TEST_REDIS_URL")
+        .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test, which starts redis-server")
 }

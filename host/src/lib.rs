@@ -5,4 +5,7 @@
 //! [`runtime`] owns the engine, the sandbox, the limits and the plugin
 //! registry.
 
+pub mod broker;
+pub mod config;
 pub mod runtime;
+pub mod worker;

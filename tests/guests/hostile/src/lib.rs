@@ -11,6 +11,18 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+#[derive(Deserialize)]
+struct SleepInput {
+    ms: u64,
+}
+
+/// `test.sleep` `{"ms": N}`: sleeps N milliseconds (a task that waits on
+/// something, without burning CPU), then returns `{"slept_ms": N}`.
+fn sleep(_ctx: &Context, input: SleepInput) -> Result<Value, TaskError> {
+    std::thread::sleep(Duration::from_millis(input.ms));
+    Ok(json!({ "slept_ms": input.ms }))
+}
+
 /// `test.noop`: ignores its input, returns `null`.
 fn noop(_ctx: &Context, _input: IgnoredAny) -> Result<(), TaskError> {
     Ok(())
@@ -222,6 +234,7 @@ fn plugin() -> Plugin {
     Plugin::new("hostile", "1.0.0")
         .task(Task::new("test.noop", "Returns null", noop))
         .task(Task::new("test.echo", "Returns its input", echo))
+        .task(Task::new("test.sleep", "Sleeps N milliseconds", sleep))
         .task(Task::new("test.spin", "Loops forever", spin))
         .task(Task::new(
             "test.soft-partial",

@@ -1,5 +1,8 @@
 //! The `hippo` command: a thin layer over the `hippo` library.
 
+mod control;
+mod service;
+
 use clap::{Args, Parser, Subcommand};
 use hippo::runtime::{
     LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest, load_plugin_file,
@@ -17,6 +20,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the service in one process: the embedded broker (unless
+    /// --broker names Redis), a worker on every queue, and the plugin
+    /// folder watcher.
+    Serve(service::WorkerArgs),
+    /// Runs a worker: takes tasks from the broker's queues and runs them.
+    Worker(service::WorkerArgs),
+    /// Submits a task.
+    Submit(control::SubmitArgs),
+    /// Shows a task's state and result.
+    Status(control::TaskArgs),
+    /// Revokes a task: a queued one never runs, a running one is interrupted.
+    Revoke(control::TaskArgs),
+    /// Shows active tasks, scheduled tasks, queues, worker stats or events.
+    #[command(subcommand)]
+    Inspect(control::Inspect),
+    /// Drops every waiting task of a queue.
+    Purge(control::PurgeArgs),
+    /// Lists, replays or purges tasks that failed for good.
+    #[command(subcommand, name = "deadletters")]
+    DeadLetters(control::DeadLetters),
     /// Runs one task of a plugin locally, with its limits, and prints the
     /// result with the fuel, memory and time it took.
     Run(RunArgs),
@@ -97,7 +120,7 @@ const COMMAND_FAILED: u8 = 2;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HIPPO_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HIPPO_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -105,6 +128,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Plugins(args) => plugins(args),
+        Command::Serve(args) | Command::Worker(args) => block_on(service::run_worker(args)),
+        Command::Submit(args) => block_on(control::submit(args)),
+        Command::Status(args) => block_on(control::status(args)),
+        Command::Revoke(args) => block_on(control::revoke(args)),
+        Command::Inspect(what) => block_on(control::inspect(what)),
+        Command::Purge(args) => block_on(control::purge(args)),
+        Command::DeadLetters(what) => block_on(control::dead_letters(what)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -113,6 +143,10 @@ fn main() -> ExitCode {
             ExitCode::from(COMMAND_FAILED)
         }
     }
+}
+
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command)
 }
 
 fn open_runtime(storage: &Storage) -> anyhow::Result<(Arc<Runtime>, Option<hippo::runtime::ArtifactCache>)> {

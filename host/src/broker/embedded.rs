@@ -1,0 +1,917 @@
+//! The embedded broker: durable on local disk in one [redb] file, for a
+//! single `hippo serve` process with no server to run.
+//!
+//! One writer thread owns every write and applies them in group commits: it
+//! takes all operations waiting, runs them in one transaction and syncs once,
+//! so a busy broker pays one `fsync` for many tasks while each caller still
+//! gets its answer only after its change is on disk. Reads run concurrently
+//! on snapshots.
+
+use super::model::*;
+use super::{Broker, BrokerConfig, BrokerError};
+use crate::runtime::Progress;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, oneshot};
+
+/// Task id -> [`StoredTask`] (JSON).
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// (queue, band, sequence) -> task id: the ready queues, in order.
+const READY: TableDefinition<(&str, u8, u64), &str> = TableDefinition::new("ready");
+/// (lease expiry ms, task id) -> (): leased tasks, soonest expiry first.
+const LEASES: TableDefinition<(u64, &str), ()> = TableDefinition::new("leases");
+/// (due ms, task id) -> (): ETAs, countdowns and retry delays.
+const DELAYED: TableDefinition<(u64, &str), ()> = TableDefinition::new("delayed");
+/// (record expiry ms, task id) -> (): finished tasks, by when they expire.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+/// Idempotency key -> (task id, expiry ms) (JSON).
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// (sequence, task id) -> (): dead letters, oldest first.
+const DEAD: TableDefinition<(u64, &str), ()> = TableDefinition::new("dead_letters");
+/// Event sequence -> [`Event`] (JSON).
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Worker name -> (heartbeat, expiry ms) (JSON).
+const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
+/// Counters: next ready, dead-letter and event sequences.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// A task as this backend stores it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTask {
+    record: TaskRecord,
+    generation: u64,
+    /// Set while leased.
+    lease: Option<Lease>,
+    /// Where it waits while ready: its key in `READY`.
+    ready_seq: Option<u64>,
+    /// Where it waits while scheduled: its due time in `DELAYED`.
+    due_ms: Option<u64>,
+    /// When its record expires (finished tasks only).
+    expires_ms: Option<u64>,
+    /// Revoked while leased: the holder must stop.
+    revoke_requested: bool,
+    /// Its key in `DEAD`, when dead-lettered.
+    dead_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Lease {
+    consumer: String,
+    expires_ms: u64,
+    receipt: String,
+}
+
+type Completion = Box<dyn FnOnce(&Shared) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
+
+struct Request {
+    job: Job,
+    /// Whether the caller needs the change on disk before the answer.
+    durable: bool,
+    done: oneshot::Sender<Result<(), BrokerError>>,
+}
+
+/// State the writer and the async side share.
+#[derive(Debug)]
+struct Shared {
+    /// Wakes reservers when tasks become ready.
+    work: Notify,
+    /// Waiters for one task's end, by task id.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    revocations: broadcast::Sender<String>,
+}
+
+impl Shared {
+    fn task_finished(&self, task_id: &str) {
+        let waiter = self.waiters.lock().unwrap_or_else(PoisonError::into_inner).get(task_id).cloned();
+        if let Some(waiter) = waiter {
+            waiter.notify_waiters();
+        }
+    }
+}
+
+/// The embedded, durable broker. See the module docs.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    db: Arc<Database>,
+    config: BrokerConfig,
+    shared: Arc<Shared>,
+    writer: std::sync::mpsc::Sender<Request>,
+}
+
+fn storage(error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Storage(error.to_string())
+}
+
+fn corrupt(error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Corrupt(error.to_string())
+}
+
+impl EmbeddedBroker {
+    /// Opens (or creates) the broker database in `dir`. One process owns it
+    /// at a time (the file is locked).
+    pub async fn open(dir: &Path, config: BrokerConfig) -> Result<Self, BrokerError> {
+        std::fs::create_dir_all(dir).map_err(storage)?;
+        let path = dir.join("broker.redb");
+        let db = tokio::task::spawn_blocking(move || Database::create(path))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?;
+        let db = Arc::new(db);
+        {
+            // Create every table up front so readers never miss one.
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(TASKS).map_err(storage)?;
+            txn.open_table(READY).map_err(storage)?;
+            txn.open_table(LEASES).map_err(storage)?;
+            txn.open_table(DELAYED).map_err(storage)?;
+            txn.open_table(EXPIRY).map_err(storage)?;
+            txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            txn.open_table(DEAD).map_err(storage)?;
+            txn.open_table(EVENTS).map_err(storage)?;
+            txn.open_table(WORKERS).map_err(storage)?;
+            txn.open_table(COUNTERS).map_err(storage)?;
+            txn.commit().map_err(storage)?;
+        }
+        let (revocations, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared { work: Notify::new(), waiters: Mutex::default(), revocations });
+        let (writer, requests) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("hippo-broker-writer".into()).spawn({
+            let db = db.clone();
+            let shared = shared.clone();
+            let config = config.clone();
+            move || write_loop(&db, &config, &shared, requests)
+        })
+        .map_err(storage)?;
+        Ok(EmbeddedBroker { db, config, shared, writer })
+    }
+
+    /// Runs `job` in the writer's next group commit; resolves after commit.
+    async fn write<R: Send + 'static>(
+        &self,
+        durable: bool,
+        job: impl FnOnce(&WriteTransaction, &BrokerConfig) -> Result<(R, Option<Completion>), BrokerError> + Send + 'static,
+    ) -> Result<R, BrokerError> {
+        let (result_tx, result_rx) = oneshot::channel();
+        let (done, committed) = oneshot::channel();
+        let job: Job = Box::new(move |txn, config| {
+            let (value, completion) = job(txn, config)?;
+            let _ = result_tx.send(value);
+            Ok(completion.unwrap_or_else(|| Box::new(|_: &Shared| {})))
+        });
+        self.writer.send(Request { job, durable, done }).map_err(|_| storage("broker writer stopped"))?;
+        committed.await.map_err(|_| storage("broker writer stopped"))??;
+        result_rx.await.map_err(|_| storage("broker job lost its result"))
+    }
+
+    fn read_task(&self, task_id: &str) -> Result<Option<StoredTask>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let tasks = txn.open_table(TASKS).map_err(storage)?;
+        let stored = tasks.get(task_id).map_err(storage)?.map(|v| decode(v.value())).transpose()?;
+        Ok(stored.filter(|t: &StoredTask| t.expires_ms.is_none_or(|at| at > now_ms())))
+    }
+
+    async fn reserve_now(
+        &self,
+        consumer: &str,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let consumer = consumer.to_string();
+        let queues = queues.to_vec();
+        self.write(false, move |txn, config| {
+            let now = now_ms();
+            let mut deliveries = Vec::new();
+            let mut finished = Vec::new();
+            let mut ready = txn.open_table(READY).map_err(storage)?;
+            'queues: for queue in &queues {
+                for band in Band::ALL {
+                    let band = band as u8;
+                    while deliveries.len() < max {
+                        let first = ready
+                            .range((queue.as_str(), band, 0)..=(queue.as_str(), band, u64::MAX))
+                            .map_err(storage)?
+                            .next()
+                            .transpose()
+                            .map_err(storage)?
+                            .map(|(k, v)| (k.value().2, v.value().to_string()));
+                        let Some((seq, task_id)) = first else { break };
+                        ready.remove((queue.as_str(), band, seq)).map_err(storage)?;
+                        let Some(mut task) = load(txn, &task_id)? else { continue };
+                        task.ready_seq = None;
+                        if task.record.message.expires_ms.is_some_and(|at| at <= now) {
+                            task.record.error = None;
+                            finish(txn, config, &mut task, TaskState::Revoked, Some("expired before it started"))?;
+                            finished.push(task_id);
+                            continue;
+                        }
+                        task.generation += 1;
+                        let expires_ms = now + lease.as_millis() as u64;
+                        let receipt = format!("{}:{}", task_id, task.generation);
+                        task.lease = Some(Lease { consumer: consumer.clone(), expires_ms, receipt: receipt.clone() });
+                        txn.open_table(LEASES).map_err(storage)?.insert((expires_ms, task_id.as_str()), ()).map_err(storage)?;
+                        task.record.state = TaskState::Received;
+                        task.record.worker = Some(consumer.clone());
+                        task.record.updated_ms = now;
+                        append_event(txn, config, &task.record, None)?;
+                        store(txn, &task)?;
+                        deliveries.push(Delivery {
+                            message: task.record.message.clone(),
+                            generation: task.generation,
+                            consumer: consumer.clone(),
+                            receipt,
+                        });
+                    }
+                    if deliveries.len() >= max {
+                        break 'queues;
+                    }
+                }
+            }
+            let completion: Completion = Box::new(move |shared: &Shared| {
+                for id in finished {
+                    shared.task_finished(&id);
+                }
+            });
+            Ok((deliveries, Some(completion)))
+        })
+        .await
+    }
+
+    /// Checks the fence, then applies `change` to the held task.
+    async fn with_lease(
+        &self,
+        delivery: &Delivery,
+        durable: bool,
+        change: impl FnOnce(&WriteTransaction, &BrokerConfig, &mut StoredTask) -> Result<(), BrokerError> + Send + 'static,
+    ) -> Result<LeaseStatus, BrokerError> {
+        let task_id = delivery.message.id.clone();
+        let generation = delivery.generation;
+        self.write(durable, move |txn, config| {
+            let Some(mut task) = load(txn, &task_id)? else { return Ok((LeaseStatus::Lost, None)) };
+            if task.generation != generation || task.lease.is_none() {
+                return Ok((LeaseStatus::Lost, None));
+            }
+            if task.revoke_requested {
+                return Ok((LeaseStatus::Revoked, None));
+            }
+            change(txn, config, &mut task)?;
+            store(txn, &task)?;
+            Ok((LeaseStatus::Held, None))
+        })
+        .await
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BrokerError> {
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
+    serde_json::to_vec(value).map_err(corrupt)
+}
+
+fn load(txn: &WriteTransaction, task_id: &str) -> Result<Option<StoredTask>, BrokerError> {
+    let tasks = txn.open_table(TASKS).map_err(storage)?;
+    let value = tasks.get(task_id).map_err(storage)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+fn store(txn: &WriteTransaction, task: &StoredTask) -> Result<(), BrokerError> {
+    let bytes = encode(task)?;
+    txn.open_table(TASKS).map_err(storage)?.insert(task.record.message.id.as_str(), bytes.as_slice()).map_err(storage)?;
+    Ok(())
+}
+
+fn next(txn: &WriteTransaction, counter: &str) -> Result<u64, BrokerError> {
+    let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+    let value = counters.get(counter).map_err(storage)?.map(|v| v.value()).unwrap_or(0) + 1;
+    counters.insert(counter, value).map_err(storage)?;
+    Ok(value)
+}
+
+fn append_event(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    record: &TaskRecord,
+    detail: Option<String>,
+) -> Result<(), BrokerError> {
+    let seq = next(txn, "event")?;
+    let event = Event {
+        seq,
+        at_ms: now_ms(),
+        task_id: record.message.id.clone(),
+        task: record.message.task.clone(),
+        queue: record.message.queue.clone(),
+        state: record.state,
+        worker: record.worker.clone(),
+        detail,
+    };
+    let mut events = txn.open_table(EVENTS).map_err(storage)?;
+    events.insert(seq, encode(&event)?.as_slice()).map_err(storage)?;
+    if seq > config.event_log_capacity {
+        events.remove(seq - config.event_log_capacity).map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Puts a task at the back of its ready queue.
+fn make_ready(txn: &WriteTransaction, config: &BrokerConfig, task: &mut StoredTask, detail: Option<String>) -> Result<(), BrokerError> {
+    let seq = next(txn, "ready")?;
+    let message = &task.record.message;
+    txn.open_table(READY)
+        .map_err(storage)?
+        .insert((message.queue.as_str(), message.band() as u8, seq), message.id.as_str())
+        .map_err(storage)?;
+    task.ready_seq = Some(seq);
+    task.record.state = if task.record.state == TaskState::Retry { TaskState::Retry } else { TaskState::Pending };
+    task.record.updated_ms = now_ms();
+    append_event(txn, config, &task.record, detail)
+}
+
+fn schedule(txn: &WriteTransaction, task: &mut StoredTask, due_ms: u64) -> Result<(), BrokerError> {
+    txn.open_table(DELAYED).map_err(storage)?.insert((due_ms, task.record.message.id.as_str()), ()).map_err(storage)?;
+    task.due_ms = Some(due_ms);
+    Ok(())
+}
+
+fn drop_lease(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+    if let Some(lease) = task.lease.take() {
+        txn.open_table(LEASES).map_err(storage)?.remove((lease.expires_ms, task.record.message.id.as_str())).map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Takes a task out of whatever queue, schedule or lease it sits in.
+fn detach(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+    drop_lease(txn, task)?;
+    let id = task.record.message.id.clone();
+    if let Some(seq) = task.ready_seq.take() {
+        let message = &task.record.message;
+        txn.open_table(READY).map_err(storage)?.remove((message.queue.as_str(), message.band() as u8, seq)).map_err(storage)?;
+    }
+    if let Some(due) = task.due_ms.take() {
+        txn.open_table(DELAYED).map_err(storage)?.remove((due, id.as_str())).map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Moves a task to a terminal state; its record expires after `result_expires`.
+fn finish(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    state: TaskState,
+    detail: Option<&str>,
+) -> Result<(), BrokerError> {
+    detach(txn, task)?;
+    let now = now_ms();
+    let expires_ms = now + config.result_expires.as_millis() as u64;
+    txn.open_table(EXPIRY).map_err(storage)?.insert((expires_ms, task.record.message.id.as_str()), ()).map_err(storage)?;
+    task.expires_ms = Some(expires_ms);
+    task.record.state = state;
+    task.record.updated_ms = now;
+    task.revoke_requested = false;
+    append_event(txn, config, &task.record, detail.map(str::to_string))?;
+    store(txn, task)
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn write_loop(db: &Database, config: &BrokerConfig, shared: &Shared, requests: std::sync::mpsc::Receiver<Request>) {
+    /// Enough to amortise one sync over many tasks without starving callers.
+    const MAX_BATCH: usize = 512;
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let durable = batch.iter().any(|r| r.durable);
+        let (jobs, answers): (Vec<Job>, Vec<_>) = batch.into_iter().map(|r| (r.job, r.done)).unzip();
+        let committed = (|| {
+            let mut txn = db.begin_write().map_err(storage)?;
+            if !durable {
+                // Leases and heartbeats only: losing the last few in a crash
+                // means a redelivery, which leases already allow for.
+                txn.set_durability(Durability::None).map_err(storage)?;
+            }
+            let results: Vec<_> = jobs.into_iter().map(|job| job(&txn, config)).collect();
+            txn.commit().map_err(storage)?;
+            Ok::<_, BrokerError>(results)
+        })();
+        match committed {
+            Ok(results) => {
+                for (result, answer) in results.into_iter().zip(answers) {
+                    let _ = answer.send(result.map(|completion| completion(shared)));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "broker commit failed");
+                for answer in answers {
+                    let _ = answer.send(Err(BrokerError::Storage(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for EmbeddedBroker {
+    fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    async fn submit(&self, message: TaskMessage) -> Result<Submitted, BrokerError> {
+        if !self.config.queues.contains(&message.queue) {
+            return Err(BrokerError::UnknownQueue(message.queue));
+        }
+        let window = self.config.idempotency_window.as_millis() as u64;
+        self.write(true, move |txn, config| {
+            let now = now_ms();
+            if let Some(key) = &message.idempotency_key {
+                let mut keys = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+                let seen: Option<(String, u64)> = keys.get(key.as_str()).map_err(storage)?.map(|v| decode(v.value())).transpose()?;
+                if let Some((task_id, expires_ms)) = seen.filter(|(_, expires_ms)| *expires_ms > now) {
+                    let _ = expires_ms;
+                    return Ok((Submitted { task_id, created: false }, None));
+                }
+                keys.insert(key.as_str(), encode(&(message.id.clone(), now + window))?.as_slice()).map_err(storage)?;
+            }
+            let task_id = message.id.clone();
+            let due = message.eta_ms.filter(|eta| *eta > now);
+            let mut task = StoredTask {
+                record: TaskRecord::pending(message),
+                generation: 0,
+                lease: None,
+                ready_seq: None,
+                due_ms: None,
+                expires_ms: None,
+                revoke_requested: false,
+                dead_seq: None,
+            };
+            let completion: Option<Completion> = match due {
+                Some(due) => {
+                    schedule(txn, &mut task, due)?;
+                    append_event(txn, config, &task.record, Some(format!("scheduled for {due}")))?;
+                    None
+                }
+                None => {
+                    make_ready(txn, config, &mut task, None)?;
+                    Some(Box::new(|shared: &Shared| shared.work.notify_waiters()))
+                }
+            };
+            store(txn, &task)?;
+            Ok((Submitted { task_id, created: true }, completion))
+        })
+        .await
+    }
+
+    async fn reserve(
+        &self,
+        consumer: &str,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Listen before looking, so a submit between the two is not missed.
+            let work = self.shared.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let deliveries = self.reserve_now(consumer, queues, max.max(1), lease).await?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            if tokio::time::timeout_at(deadline, work).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn heartbeat(&self, delivery: &Delivery, lease: Duration) -> Result<LeaseStatus, BrokerError> {
+        self.with_lease(delivery, false, move |txn, _, task| {
+            drop_lease(txn, task)?;
+            let expires_ms = now_ms() + lease.as_millis() as u64;
+            let id = task.record.message.id.clone();
+            txn.open_table(LEASES).map_err(storage)?.insert((expires_ms, id.as_str()), ()).map_err(storage)?;
+            let receipt = format!("{id}:{}", task.generation);
+            let consumer = task.record.worker.clone().unwrap_or_default();
+            task.lease = Some(Lease { consumer, expires_ms, receipt });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_started(&self, delivery: &Delivery, worker: &str) -> Result<LeaseStatus, BrokerError> {
+        let worker = worker.to_string();
+        self.with_lease(delivery, false, move |txn, config, task| {
+            task.record.state = TaskState::Started;
+            task.record.worker = Some(worker);
+            task.record.updated_ms = now_ms();
+            append_event(txn, config, &task.record, None)
+        })
+        .await
+    }
+
+    async fn report_progress(&self, delivery: &Delivery, progress: &Progress) -> Result<LeaseStatus, BrokerError> {
+        let progress = progress.clone();
+        self.with_lease(delivery, false, move |txn, config, task| {
+            let detail = format!("{}/{}", progress.done, progress.total);
+            task.record.state = TaskState::Progress;
+            task.record.progress = Some(progress);
+            task.record.updated_ms = now_ms();
+            append_event(txn, config, &task.record, Some(detail))
+        })
+        .await
+    }
+
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<bool, BrokerError> {
+        let task_id = delivery.message.id.clone();
+        let generation = delivery.generation;
+        self.write(true, move |txn, config| {
+            let Some(mut task) = load(txn, &task_id)? else { return Ok((false, None)) };
+            if task.generation != generation || task.lease.is_none() {
+                return Ok((false, None));
+            }
+            task.record.runs += 1;
+            let mut finished = true;
+            match settlement {
+                Settlement::Success { output, meta } => {
+                    task.record.result = Some(output);
+                    task.record.error = None;
+                    task.record.last_run = Some(meta);
+                    finish(txn, config, &mut task, TaskState::Success, None)?;
+                }
+                Settlement::Retry { failure, at_ms, meta } => {
+                    drop_lease(txn, &mut task)?;
+                    let detail = format!("attempt {} failed ({failure}); retry at {at_ms}", task.record.message.attempt);
+                    task.record.message.attempt += 1;
+                    task.record.error = Some(failure);
+                    task.record.last_run = Some(meta);
+                    task.record.state = TaskState::Retry;
+                    task.record.updated_ms = now_ms();
+                    schedule(txn, &mut task, at_ms)?;
+                    append_event(txn, config, &task.record, Some(detail))?;
+                    store(txn, &task)?;
+                    finished = false;
+                }
+                Settlement::Failure { failure, dead_letter, meta } => {
+                    let detail = failure.to_string();
+                    task.record.error = Some(failure);
+                    task.record.last_run = Some(meta);
+                    if dead_letter {
+                        let seq = next(txn, "dead")?;
+                        txn.open_table(DEAD).map_err(storage)?.insert((seq, task_id.as_str()), ()).map_err(storage)?;
+                        task.dead_seq = Some(seq);
+                    }
+                    finish(txn, config, &mut task, TaskState::Failure, Some(&detail))?;
+                }
+                Settlement::Revoked { meta } => {
+                    task.record.last_run = meta;
+                    finish(txn, config, &mut task, TaskState::Revoked, None)?;
+                }
+            }
+            let completion: Option<Completion> =
+                finished.then(|| Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion);
+            Ok((true, completion))
+        })
+        .await
+    }
+
+    async fn release(&self, delivery: &Delivery) -> Result<bool, BrokerError> {
+        let task_id = delivery.message.id.clone();
+        let generation = delivery.generation;
+        self.write(true, move |txn, config| {
+            let Some(mut task) = load(txn, &task_id)? else { return Ok((false, None)) };
+            if task.generation != generation || task.lease.is_none() {
+                return Ok((false, None));
+            }
+            drop_lease(txn, &mut task)?;
+            make_ready(txn, config, &mut task, Some("released by its worker".into()))?;
+            store(txn, &task)?;
+            Ok((true, Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion)))
+        })
+        .await
+    }
+
+    async fn revoke(&self, task_id: &str) -> Result<RevokeOutcome, BrokerError> {
+        let task_id = task_id.to_string();
+        self.write(true, move |txn, config| {
+            let Some(mut task) = load(txn, &task_id)? else { return Ok((RevokeOutcome::Unknown, None)) };
+            if task.record.state.is_terminal() {
+                return Ok((RevokeOutcome::AlreadyFinished, None));
+            }
+            if task.lease.is_some() {
+                task.revoke_requested = true;
+                store(txn, &task)?;
+                let id = task_id.clone();
+                let completion: Completion = Box::new(move |shared: &Shared| {
+                    let _ = shared.revocations.send(id);
+                });
+                return Ok((RevokeOutcome::Running, Some(completion)));
+            }
+            finish(txn, config, &mut task, TaskState::Revoked, Some("revoked before it started"))?;
+            Ok((RevokeOutcome::Queued, Some(Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion)))
+        })
+        .await
+    }
+
+    fn revocations(&self) -> broadcast::Receiver<String> {
+        self.shared.revocations.subscribe()
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, BrokerError> {
+        Ok(self.read_task(task_id)?.map(|t| t.record))
+    }
+
+    async fn wait(&self, task_id: &str, timeout: Duration) -> Result<Option<TaskRecord>, BrokerError> {
+        let waiter = self
+            .shared
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(task_id.to_string())
+            .or_default()
+            .clone();
+        let finished = waiter.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        let record = match self.task(task_id).await? {
+            Some(record) if !record.state.is_terminal() => {
+                let _ = tokio::time::timeout(timeout, finished).await;
+                self.task(task_id).await?
+            }
+            other => other,
+        };
+        let mut waiters = self.shared.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        // Ours and the map's: nobody else waits, so the entry can go.
+        if Arc::strong_count(&waiter) <= 2 {
+            waiters.remove(task_id);
+        }
+        Ok(record)
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let ready = txn.open_table(READY).map_err(storage)?;
+        let mut stats: Vec<QueueStats> = self
+            .config
+            .queues
+            .iter()
+            .map(|name| QueueStats { name: name.clone(), ready: 0, reserved: 0, scheduled: 0 })
+            .collect();
+        for stat in &mut stats {
+            stat.ready = ready
+                .range((stat.name.as_str(), 0u8, 0u64)..=(stat.name.as_str(), u8::MAX, u64::MAX))
+                .map_err(storage)?
+                .count() as u64;
+        }
+        let tasks = txn.open_table(TASKS).map_err(storage)?;
+        let mut count = |table: TableDefinition<(u64, &str), ()>, reserved: bool| -> Result<(), BrokerError> {
+            for entry in txn.open_table(table).map_err(storage)?.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                let Some(value) = tasks.get(key.value().1).map_err(storage)? else { continue };
+                let task: StoredTask = decode(value.value())?;
+                if let Some(stat) = stats.iter_mut().find(|s| s.name == task.record.message.queue) {
+                    if reserved { stat.reserved += 1 } else { stat.scheduled += 1 }
+                }
+            }
+            Ok(())
+        };
+        count(LEASES, true)?;
+        count(DELAYED, false)?;
+        Ok(stats)
+    }
+
+    async fn scheduled(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
+        self.records_in(DELAYED, limit)
+    }
+
+    async fn reserved(&self) -> Result<Vec<Delivery>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let tasks = txn.open_table(TASKS).map_err(storage)?;
+        let mut deliveries = Vec::new();
+        for entry in txn.open_table(LEASES).map_err(storage)?.iter().map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            let Some(value) = tasks.get(key.value().1).map_err(storage)? else { continue };
+            let task: StoredTask = decode(value.value())?;
+            if let Some(lease) = task.lease {
+                deliveries.push(Delivery {
+                    message: task.record.message,
+                    generation: task.generation,
+                    consumer: lease.consumer,
+                    receipt: lease.receipt,
+                });
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        if !self.config.queues.iter().any(|q| q == queue) {
+            return Err(BrokerError::UnknownQueue(queue.to_string()));
+        }
+        let queue = queue.to_string();
+        self.write(true, move |txn, config| {
+            let ids: Vec<String> = txn
+                .open_table(READY)
+                .map_err(storage)?
+                .range((queue.as_str(), 0u8, 0u64)..=(queue.as_str(), u8::MAX, u64::MAX))
+                .map_err(storage)?
+                .map(|entry| entry.map(|(_, id)| id.value().to_string()).map_err(storage))
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                if let Some(mut task) = load(txn, id)? {
+                    finish(txn, config, &mut task, TaskState::Revoked, Some("purged"))?;
+                }
+            }
+            let purged = ids.len() as u64;
+            let completion: Completion = Box::new(move |shared: &Shared| {
+                for id in ids {
+                    shared.task_finished(&id);
+                }
+            });
+            Ok((purged, Some(completion)))
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let tasks = txn.open_table(TASKS).map_err(storage)?;
+        let mut records = Vec::new();
+        for entry in txn.open_table(DEAD).map_err(storage)?.iter().map_err(storage)?.rev() {
+            if records.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(storage)?;
+            if let Some(value) = tasks.get(key.value().1).map_err(storage)? {
+                records.push(decode::<StoredTask>(value.value())?.record);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
+        let task_id = task_id.to_string();
+        self.write(true, move |txn, config| {
+            let Some(mut dead) = load(txn, &task_id)? else { return Ok((None, None)) };
+            let Some(seq) = dead.dead_seq.take() else { return Ok((None, None)) };
+            txn.open_table(DEAD).map_err(storage)?.remove((seq, task_id.as_str())).map_err(storage)?;
+            store(txn, &dead)?;
+            let mut message = dead.record.message;
+            message.id = uuid::Uuid::new_v4().to_string();
+            message.attempt = 1;
+            message.eta_ms = None;
+            message.idempotency_key = None;
+            message.submitted_ms = now_ms();
+            let new_id = message.id.clone();
+            let mut task = StoredTask {
+                record: TaskRecord::pending(message),
+                generation: 0,
+                lease: None,
+                ready_seq: None,
+                due_ms: None,
+                expires_ms: None,
+                revoke_requested: false,
+                dead_seq: None,
+            };
+            make_ready(txn, config, &mut task, Some(format!("replay of dead letter {task_id}")))?;
+            store(txn, &task)?;
+            Ok((Some(new_id), Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion)))
+        })
+        .await
+    }
+
+    async fn purge_dead_letters(&self) -> Result<u64, BrokerError> {
+        self.write(true, |txn, _| {
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            let purged = dead.len().map_err(storage)?;
+            dead.retain(|_, _| false).map_err(storage)?;
+            Ok((purged, None))
+        })
+        .await
+    }
+
+    async fn record_worker(&self, heartbeat: &WorkerHeartbeat, ttl: Duration) -> Result<(), BrokerError> {
+        let value = encode(&(heartbeat, now_ms() + ttl.as_millis() as u64))?;
+        let name = heartbeat.name.clone();
+        self.write(false, move |txn, _| {
+            txn.open_table(WORKERS).map_err(storage)?.insert(name.as_str(), value.as_slice()).map_err(storage)?;
+            Ok(((), None))
+        })
+        .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerHeartbeat>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let now = now_ms();
+        let mut workers = Vec::new();
+        for entry in txn.open_table(WORKERS).map_err(storage)?.iter().map_err(storage)? {
+            let (_, value) = entry.map_err(storage)?;
+            let (heartbeat, expires_ms): (WorkerHeartbeat, u64) = decode(value.value())?;
+            if expires_ms > now {
+                workers.push(heartbeat);
+            }
+        }
+        Ok(workers)
+    }
+
+    async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let start = after.map_or(0, |seq| seq + 1);
+        txn.open_table(EVENTS)
+            .map_err(storage)?
+            .range(start..)
+            .map_err(storage)?
+            .take(limit)
+            .map(|entry| entry.map_err(storage).and_then(|(_, v)| decode(v.value())))
+            .collect()
+    }
+
+    async fn maintain(&self) -> Result<u64, BrokerError> {
+        self.write(true, |txn, config| {
+            let now = now_ms();
+            let mut moved = 0;
+            let due: Vec<(u64, String)> = keys_before(txn, DELAYED, now)?;
+            for (due_ms, id) in due {
+                txn.open_table(DELAYED).map_err(storage)?.remove((due_ms, id.as_str())).map_err(storage)?;
+                let Some(mut task) = load(txn, &id)? else { continue };
+                task.due_ms = None;
+                make_ready(txn, config, &mut task, Some("due".into()))?;
+                store(txn, &task)?;
+                moved += 1;
+            }
+            let expired: Vec<(u64, String)> = keys_before(txn, LEASES, now)?;
+            for (_, id) in expired {
+                let Some(mut task) = load(txn, &id)? else { continue };
+                let holder = task.lease.as_ref().map(|l| l.consumer.clone()).unwrap_or_default();
+                drop_lease(txn, &mut task)?;
+                if task.revoke_requested {
+                    finish(txn, config, &mut task, TaskState::Revoked, Some("revoked; its worker stopped answering"))?;
+                    continue;
+                }
+                make_ready(txn, config, &mut task, Some(format!("lease of {holder} expired; redelivering")))?;
+                store(txn, &task)?;
+                moved += 1;
+            }
+            for (expires_ms, id) in keys_before(txn, EXPIRY, now)? {
+                txn.open_table(EXPIRY).map_err(storage)?.remove((expires_ms, id.as_str())).map_err(storage)?;
+                let Some(task) = load(txn, &id)? else { continue };
+                if let Some(seq) = task.dead_seq {
+                    txn.open_table(DEAD).map_err(storage)?.remove((seq, id.as_str())).map_err(storage)?;
+                }
+                txn.open_table(TASKS).map_err(storage)?.remove(id.as_str()).map_err(storage)?;
+            }
+            txn.open_table(IDEMPOTENCY).map_err(storage)?.retain(|_, value| {
+                serde_json::from_slice::<(String, u64)>(value).is_ok_and(|(_, expires_ms)| expires_ms > now)
+            }).map_err(storage)?;
+            let completion: Option<Completion> =
+                (moved > 0).then(|| Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion);
+            Ok((moved, completion))
+        })
+        .await
+    }
+}
+
+impl EmbeddedBroker {
+    fn records_in(&self, table: TableDefinition<(u64, &str), ()>, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let tasks = txn.open_table(TASKS).map_err(storage)?;
+        let mut records = Vec::new();
+        for entry in txn.open_table(table).map_err(storage)?.iter().map_err(storage)?.take(limit) {
+            let (key, _) = entry.map_err(storage)?;
+            if let Some(value) = tasks.get(key.value().1).map_err(storage)? {
+                records.push(decode::<StoredTask>(value.value())?.record);
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// Keys of a time-ordered table whose time is at or before `now`.
+fn keys_before(
+    txn: &WriteTransaction,
+    table: TableDefinition<(u64, &str), ()>,
+    now: u64,
+) -> Result<Vec<(u64, String)>, BrokerError> {
+    let table = txn.open_table(table).map_err(storage)?;
+    let mut keys = Vec::new();
+    for entry in table.range((0u64, "")..).map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        let (at, id) = key.value();
+        if at > now {
+            break;
+        }
+        keys.push((at, id.to_string()));
+    }
+    Ok(keys)
+}
