@@ -251,3 +251,18 @@ async fn the_embedded_broker_survives_a_killed_serve_process() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_queue_never_run_one_delivery_twice() {
+    let url = redis_db(3);
+    let broker = redis(&url).await;
+    let (plugins, data) = (plugins_dir(), tempfile::tempdir().unwrap());
+    let ids = submit_sleepers(&*broker, TASKS).await;
+    let _one = spawn("worker", &url, plugins.path(), data.path(), "one");
+    let _two = spawn("worker", &url, plugins.path(), data.path(), "two");
+    // Nothing fails here, so nothing may run twice.
+    assert_complete(&*broker, &ids, 0).await;
+    let workers: std::collections::HashSet<_> =
+        futures_records(&*broker, &ids).await.into_iter().filter_map(|r| r.last_run.map(|m| m.worker)).collect();
+    assert_eq!(workers.len(), 2, "both workers took a share: {workers:?}");
+}

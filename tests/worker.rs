@@ -34,6 +34,10 @@ fn unique() -> String {
 }
 
 async fn start(kind: &str, concurrency: usize) -> Setup {
+    start_scaling(kind, concurrency, concurrency).await
+}
+
+async fn start_scaling(kind: &str, concurrency: usize, min_concurrency: usize) -> Setup {
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
@@ -43,7 +47,7 @@ async fn start(kind: &str, concurrency: usize) -> Setup {
     let config = WorkerConfig {
         name: format!("test-worker-{kind}"),
         concurrency,
-        min_concurrency: concurrency,
+        min_concurrency,
         lease: Duration::from_secs(5),
         heartbeat_interval: Duration::from_millis(200),
         maintain_interval: Duration::from_millis(50),
@@ -209,6 +213,30 @@ on_both_brokers! {
         assert_eq!(record.state, TaskState::Pending, "the waiting task went back to its queue");
         assert!(broker.reserved().await.unwrap().is_empty(), "no lease is left behind");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscale_grows_under_backlog_and_shrinks_when_idle() {
+    let setup = start_scaling("embedded", 4, 1).await;
+    assert_eq!(setup.worker.heartbeat().concurrency, 1);
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(setup.submit("test.sleep", json!({"ms": 100})).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.worker.heartbeat().concurrency < 4 {
+        assert!(Instant::now() < deadline, "concurrency never reached the maximum");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        assert_eq!(setup.finished(id).await.state, TaskState::Success);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while setup.worker.heartbeat().concurrency > 1 {
+        assert!(Instant::now() < deadline, "concurrency never went back to the minimum");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    setup.shutdown().await;
 }
 
 async fn futures_join(setup: &Setup, count: usize) -> Vec<String> {

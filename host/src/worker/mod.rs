@@ -440,15 +440,17 @@ impl Worker {
         }
     }
 
-    /// Grows concurrency by one slot while every slot is busy and work
-    /// waits, shrinks it by one while slots sit idle; within min..=max.
+    /// Grows concurrency to meet the work waiting while every slot is busy,
+    /// and shrinks it by one slot a second while slots sit idle; within
+    /// min..=max.
     async fn autoscale(self: Arc<Self>) {
         let current = self.current.load(Ordering::Relaxed);
         let idle = self.slots.available_permits();
         let waiting = self.held_count().saturating_sub(current - idle);
         if idle == 0 && waiting > 0 && current < self.config.concurrency {
-            self.slots.add_permits(1);
-            self.current.store(current + 1, Ordering::Relaxed);
+            let grow = waiting.min(self.config.concurrency - current);
+            self.slots.add_permits(grow);
+            self.current.store(current + grow, Ordering::Relaxed);
         } else if idle > 1 && waiting == 0 && current > self.config.min_concurrency {
             if let Ok(permit) = self.slots.try_acquire() {
                 permit.forget();

@@ -63,8 +63,10 @@ pub struct TaskArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Inspect {
-    /// Tasks running or reserved, per worker.
+    /// Tasks running, per worker.
     Active(Connection),
+    /// Tasks reserved by a worker but not started yet, per worker.
+    Reserved(Connection),
     /// Tasks waiting for their ETA, countdown or retry time.
     Scheduled(Connection),
     /// Ready, reserved and scheduled counts per queue.
@@ -168,14 +170,8 @@ pub async fn revoke(args: TaskArgs) -> anyhow::Result<u8> {
 
 pub async fn inspect(what: Inspect) -> anyhow::Result<u8> {
     match what {
-        Inspect::Active(connection) => {
-            let broker = open(&connection).await?;
-            let mut by_worker: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-            for delivery in broker.reserved().await? {
-                by_worker.entry(delivery.consumer.clone()).or_default().push(delivery.message);
-            }
-            print(&by_worker)?;
-        }
+        Inspect::Active(connection) => print(&held_by_worker(&connection, true).await?)?,
+        Inspect::Reserved(connection) => print(&held_by_worker(&connection, false).await?)?,
         Inspect::Scheduled(connection) => print(&open(&connection).await?.scheduled(1_000).await?)?,
         Inspect::Queues(connection) => print(&open(&connection).await?.queue_stats().await?)?,
         Inspect::Stats(connection) => print(&open(&connection).await?.workers().await?)?,
@@ -187,6 +183,23 @@ pub async fn inspect(what: Inspect) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Leased tasks grouped by the worker holding them: the running ones
+/// (`STARTED`, `PROGRESS`) or the ones waiting for a slot (`RECEIVED`).
+async fn held_by_worker(
+    connection: &Connection,
+    running: bool,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<hippo::broker::TaskRecord>>> {
+    let broker = open(connection).await?;
+    let mut by_worker: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for delivery in broker.reserved().await? {
+        let Some(record) = broker.task(&delivery.message.id).await? else { continue };
+        if matches!(record.state, TaskState::Started | TaskState::Progress) == running {
+            by_worker.entry(delivery.consumer).or_default().push(record);
+        }
+    }
+    Ok(by_worker)
 }
 
 pub async fn purge(args: PurgeArgs) -> anyhow::Result<u8> {
