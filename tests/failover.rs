@@ -2,7 +2,9 @@
 //! frozen or cut off from Redis in the middle of a batch. Every accepted task
 //! must complete; only tasks in flight at the failure may run twice.
 
-use hippo::broker::{Broker, BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState};
+use hippo::broker::{
+    Broker, BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
+};
 use hippo_integration_tests::{guest, hippo_bin, redis_url};
 use serde_json::json;
 use std::collections::HashMap;
@@ -27,7 +29,10 @@ impl Drop for Process {
 
 impl Process {
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.0.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{signal} failed");
     }
 }
@@ -40,7 +45,15 @@ fn plugins_dir() -> tempfile::TempDir {
 
 fn spawn(command: &str, broker: &str, plugins: &Path, data: &Path, name_hint: &str) -> Process {
     let child = Command::new(hippo_bin())
-        .args([command, "--broker", broker, "--lease", "2", "--drain-timeout", "5"])
+        .args([
+            command,
+            "--broker",
+            broker,
+            "--lease",
+            "2",
+            "--drain-timeout",
+            "5",
+        ])
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .arg("--plugins")
         .arg(plugins)
@@ -61,9 +74,17 @@ fn redis_db(db: u8) -> String {
 }
 
 async fn redis(url: &str) -> SharedBroker {
-    let flushed = Command::new("redis-cli").args(["-u", url, "flushdb"]).stdout(Stdio::null()).status().unwrap();
+    let flushed = Command::new("redis-cli")
+        .args(["-u", url, "flushdb"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(flushed.success(), "the test database can be emptied");
-    Arc::new(RedisBroker::connect(url, BrokerConfig::default()).await.expect("redis answers"))
+    Arc::new(
+        RedisBroker::connect(url, BrokerConfig::default())
+            .await
+            .expect("redis answers"),
+    )
 }
 
 async fn submit_sleepers(broker: &dyn Broker, count: usize) -> Vec<String> {
@@ -78,7 +99,12 @@ async fn submit_sleepers(broker: &dyn Broker, count: usize) -> Vec<String> {
 async fn successes(broker: &dyn Broker, ids: &[String]) -> usize {
     let mut done = 0;
     for id in ids {
-        if broker.task(id).await.unwrap().is_some_and(|r| r.state == TaskState::Success) {
+        if broker
+            .task(id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.state == TaskState::Success)
+        {
             done += 1;
         }
     }
@@ -92,7 +118,10 @@ async fn wait_for(broker: &dyn Broker, ids: &[String], at_least: usize, within: 
         if done >= at_least {
             return;
         }
-        assert!(Instant::now() < deadline, "only {done} of {at_least} tasks succeeded in {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {at_least} tasks succeeded in {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -103,7 +132,9 @@ async fn starts(broker: &dyn Broker) -> HashMap<String, usize> {
     let mut after = None;
     loop {
         let events = broker.events(after, 10_000).await.unwrap();
-        let Some(last) = events.last() else { return starts };
+        let Some(last) = events.last() else {
+            return starts;
+        };
         after = Some(last.seq);
         for event in events.iter().filter(|e| e.state == TaskState::Started) {
             *starts.entry(event.task_id.clone()).or_insert(0) += 1;
@@ -115,9 +146,19 @@ async fn starts(broker: &dyn Broker) -> HashMap<String, usize> {
 async fn assert_complete(broker: &dyn Broker, ids: &[String], in_flight: usize) {
     wait_for(broker, ids, ids.len(), Duration::from_secs(60)).await;
     let starts = starts(broker).await;
-    let twice = ids.iter().filter(|id| starts.get(*id).copied().unwrap_or(0) > 1).count();
-    assert!(twice <= in_flight, "{twice} tasks ran twice; at most {in_flight} were in flight");
-    assert!(ids.iter().all(|id| starts.get(id).copied().unwrap_or(0) <= 2), "no task ran three times");
+    let twice = ids
+        .iter()
+        .filter(|id| starts.get(*id).copied().unwrap_or(0) > 1)
+        .count();
+    assert!(
+        twice <= in_flight,
+        "{twice} tasks ran twice; at most {in_flight} were in flight"
+    );
+    assert!(
+        ids.iter()
+            .all(|id| starts.get(id).copied().unwrap_or(0) <= 2),
+        "no task ran three times"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +193,10 @@ async fn a_frozen_worker_loses_its_leases_and_cannot_overwrite_results() {
     frozen.signal("CONT");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after: Vec<_> = futures_records(&*broker, &ids).await;
-    assert_eq!(before, after, "no result changed after the stale worker woke up");
+    assert_eq!(
+        before, after,
+        "no result changed after the stale worker woke up"
+    );
     for record in &after {
         let run = record.last_run.as_ref().unwrap();
         assert!(
@@ -173,10 +217,21 @@ async fn futures_records(broker: &dyn Broker, ids: &[String]) -> Vec<hippo::brok
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_under_load_loses_no_accepted_submission() {
     let redis_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let start_redis = || {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(redis_dir.path())
@@ -206,7 +261,10 @@ async fn a_redis_restart_under_load_loses_no_accepted_submission() {
             server = start_redis();
             restarted = true;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "submissions never resumed after the restart");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "submissions never resumed after the restart"
+        );
     }
     assert_complete(&*broker, &accepted, CONCURRENCY * 4).await;
     drop(server);
@@ -217,7 +275,9 @@ async fn the_embedded_broker_survives_a_killed_serve_process() {
     let (plugins, data) = (plugins_dir(), tempfile::tempdir().unwrap());
     let broker_dir = data.path().join("broker");
     let ids = {
-        let broker = EmbeddedBroker::open(&broker_dir, BrokerConfig::default()).await.unwrap();
+        let broker = EmbeddedBroker::open(&broker_dir, BrokerConfig::default())
+            .await
+            .unwrap();
         submit_sleepers(&broker, TASKS).await
     };
     // Give the closed broker's writer thread a moment to release the file.
@@ -229,7 +289,8 @@ async fn the_embedded_broker_survives_a_killed_serve_process() {
     drop(serve);
     // Restart and let it finish (the killed process's leases expire first),
     // then stop it gracefully and read the broker.
-    let expected = Duration::from_millis(TASK_MS * TASKS as u64 / CONCURRENCY as u64) + Duration::from_secs(6);
+    let expected =
+        Duration::from_millis(TASK_MS * TASKS as u64 / CONCURRENCY as u64) + Duration::from_secs(6);
     let mut rounds = 0;
     loop {
         let serve = spawn("serve", &url, plugins.path(), data.path(), "restarted");
@@ -237,16 +298,24 @@ async fn the_embedded_broker_survives_a_killed_serve_process() {
         serve.signal("TERM");
         let mut serve = serve;
         serve.0.wait().unwrap();
-        let broker = EmbeddedBroker::open(&broker_dir, BrokerConfig::default()).await.unwrap();
+        let broker = EmbeddedBroker::open(&broker_dir, BrokerConfig::default())
+            .await
+            .unwrap();
         let done = successes(&broker, &ids).await;
         if done == TASKS {
             let starts = starts(&broker).await;
-            let twice = ids.iter().filter(|id| starts.get(*id).copied().unwrap_or(0) > 1).count();
+            let twice = ids
+                .iter()
+                .filter(|id| starts.get(*id).copied().unwrap_or(0) > 1)
+                .count();
             assert!(twice <= CONCURRENCY * 4, "{twice} tasks ran twice");
             return;
         }
         rounds += 1;
-        assert!(rounds < 4, "only {done} of {TASKS} tasks succeeded after {rounds} restarts");
+        assert!(
+            rounds < 4,
+            "only {done} of {TASKS} tasks succeeded after {rounds} restarts"
+        );
         drop(broker);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -262,7 +331,10 @@ async fn two_workers_on_one_queue_never_run_one_delivery_twice() {
     let _two = spawn("worker", &url, plugins.path(), data.path(), "two");
     // Nothing fails here, so nothing may run twice.
     assert_complete(&*broker, &ids, 0).await;
-    let workers: std::collections::HashSet<_> =
-        futures_records(&*broker, &ids).await.into_iter().filter_map(|r| r.last_run.map(|m| m.worker)).collect();
+    let workers: std::collections::HashSet<_> = futures_records(&*broker, &ids)
+        .await
+        .into_iter()
+        .filter_map(|r| r.last_run.map(|m| m.worker))
+        .collect();
     assert_eq!(workers.len(), 2, "both workers took a share: {workers:?}");
 }

@@ -19,16 +19,24 @@ pub fn guests_dir() -> PathBuf {
 /// The `hippo` binary that `scripts/test` builds before the tests run:
 /// `$HIPPO_BIN`, else `release/hippo` in the target directory.
 pub fn hippo_bin() -> PathBuf {
-    let path = std::env::var_os("HIPPO_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("release/hippo"));
-    assert!(path.is_file(), "{} is missing: run the suite with scripts/test, which builds it", path.display());
+    let path = std::env::var_os("HIPPO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/hippo"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run the suite with scripts/test, which builds it",
+        path.display()
+    );
     path
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").expect("HOME is set");
-        PathBuf::from(home).join(".cache/hippo/target")
-    })
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/hippo/target")
+        })
 }
 
 /// The bytes of a built guest component, e.g. `guest("hostile_guest")`.
@@ -39,7 +47,10 @@ fn target_dir() -> PathBuf {
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guest_path(name);
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("guest component {} is missing ({e}); run scripts/build-guests first", path.display())
+        panic!(
+            "guest component {} is missing ({e}); run scripts/build-guests first",
+            path.display()
+        )
     })
 }
 
@@ -60,12 +71,24 @@ pub fn runtime_with(config: RuntimeConfig) -> Arc<Runtime> {
 
 /// The hostile test guest, loaded with the default manifest.
 pub fn hostile(runtime: &Runtime) -> Arc<LoadedPlugin> {
-    Arc::new(runtime.load(&guest("hostile_guest"), Manifest::default(), None, None).expect("hostile guest loads"))
+    Arc::new(
+        runtime
+            .load(&guest("hostile_guest"), Manifest::default(), None, None)
+            .expect("hostile guest loads"),
+    )
 }
 
 /// Runs `task` with JSON `input` on the current thread.
-pub fn run(runtime: &Runtime, plugin: &LoadedPlugin, task: &str, input: serde_json::Value) -> TaskOutcome {
-    runtime.execute_blocking(plugin, &TaskRequest::new(task, input.to_string().into_bytes()))
+pub fn run(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    task: &str,
+    input: serde_json::Value,
+) -> TaskOutcome {
+    runtime.execute_blocking(
+        plugin,
+        &TaskRequest::new(task, input.to_string().into_bytes()),
+    )
 }
 
 /// The successful output of `outcome` as JSON.
@@ -81,7 +104,12 @@ pub fn output(outcome: &TaskOutcome) -> serde_json::Value {
 
 /// Asserts that the runtime still runs an ordinary task after a hostile one.
 pub fn assert_still_healthy(runtime: &Runtime, plugin: &LoadedPlugin) {
-    let outcome = run(runtime, plugin, "test.echo", serde_json::json!({"still": "alive"}));
+    let outcome = run(
+        runtime,
+        plugin,
+        "test.echo",
+        serde_json::json!({"still": "alive"}),
+    );
     assert_eq!(output(&outcome), serde_json::json!({"still": "alive"}));
 }
 

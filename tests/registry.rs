@@ -31,17 +31,38 @@ fn broken_files_are_refused_with_a_reason_and_the_rest_load() {
     std::fs::write(dir.path().join("evil.wasm"), guest("unknown_import_guest")).unwrap();
     std::fs::write(dir.path().join("fib.wasm"), guest("hippo_example_fib")).unwrap();
     std::fs::write(dir.path().join("bad-manifest.wasm"), guest("hostile_guest")).unwrap();
-    std::fs::write(dir.path().join("bad-manifest.toml"), "grants = [\"everything\"]").unwrap();
+    std::fs::write(
+        dir.path().join("bad-manifest.toml"),
+        "grants = [\"everything\"]",
+    )
+    .unwrap();
     let registry = PluginRegistry::new(runtime(), dir.path(), None);
     let report = registry.scan().unwrap();
 
     let reason = |file: &str| {
-        report.rejected.iter().find(|r| r.path.ends_with(file)).map(|r| r.reason.clone()).unwrap_or_default()
+        report
+            .rejected
+            .iter()
+            .find(|r| r.path.ends_with(file))
+            .map(|r| r.reason.clone())
+            .unwrap_or_default()
     };
-    assert!(reason("garbage.wasm").contains("not a WebAssembly file"), "{report:?}");
-    assert!(reason("core.wasm").contains("core WebAssembly module"), "{report:?}");
-    assert!(reason("evil.wasm").contains("hippo:evil/raw-net"), "{report:?}");
-    assert!(reason("bad-manifest.wasm").contains("manifest"), "{report:?}");
+    assert!(
+        reason("garbage.wasm").contains("not a WebAssembly file"),
+        "{report:?}"
+    );
+    assert!(
+        reason("core.wasm").contains("core WebAssembly module"),
+        "{report:?}"
+    );
+    assert!(
+        reason("evil.wasm").contains("hippo:evil/raw-net"),
+        "{report:?}"
+    );
+    assert!(
+        reason("bad-manifest.wasm").contains("manifest"),
+        "{report:?}"
+    );
     assert_eq!(report.loaded.len(), 1);
     let names: Vec<_> = registry.plugins().into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["example-fib"]);
@@ -63,27 +84,47 @@ fn hot_replace_swaps_versions_while_the_old_task_finishes() {
     // A task of version 1 that runs for 1.5 s.
     let running = std::thread::spawn({
         let runtime = registry.runtime().clone();
-        move || runtime.execute_blocking(&v1, &TaskRequest::new("test.version", br#"{"ms": 1500}"#.to_vec()))
+        move || {
+            runtime.execute_blocking(
+                &v1,
+                &TaskRequest::new("test.version", br#"{"ms": 1500}"#.to_vec()),
+            )
+        }
     });
     std::thread::sleep(Duration::from_millis(100));
     deploy(&plugin_file, &guest("versioned_v2"));
-    wait_until("version 2 is registered", || registry.resolve("test.version").is_some_and(|p| p.version == "2.0.0"));
+    wait_until("version 2 is registered", || {
+        registry
+            .resolve("test.version")
+            .is_some_and(|p| p.version == "2.0.0")
+    });
 
     let v2 = registry.resolve("test.version").unwrap();
-    let fresh = registry.runtime().execute_blocking(&v2, &TaskRequest::new("test.version", br#"{"ms": 0}"#.to_vec()));
+    let fresh = registry.runtime().execute_blocking(
+        &v2,
+        &TaskRequest::new("test.version", br#"{"ms": 0}"#.to_vec()),
+    );
     assert_eq!(output(&fresh), json!({"version": "2.0.0"}));
     let old = running.join().unwrap();
-    assert_eq!(output(&old), json!({"version": "1.0.0"}), "the running task finished on its own version");
+    assert_eq!(
+        output(&old),
+        json!({"version": "1.0.0"}),
+        "the running task finished on its own version"
+    );
     assert!(!running_is_finished_early(&old));
 
     // A broken replacement leaves version 2 in service.
     deploy(&plugin_file, b"\0asm\x01\0\0\0");
-    wait_until("the broken file is refused", || !registry.rejections().is_empty());
+    wait_until("the broken file is refused", || {
+        !registry.rejections().is_empty()
+    });
     assert_eq!(registry.resolve("test.version").unwrap().version, "2.0.0");
 
     // Removing the file unregisters the plugin.
     std::fs::remove_file(&plugin_file).unwrap();
-    wait_until("the plugin is unregistered", || registry.resolve("test.version").is_none());
+    wait_until("the plugin is unregistered", || {
+        registry.resolve("test.version").is_none()
+    });
     assert!(registry.plugins().is_empty());
 }
 
@@ -99,7 +140,12 @@ fn a_clashing_plugin_never_displaces_the_one_in_service() {
     registry.scan().unwrap();
     std::fs::write(dir.path().join("a-clash.wasm"), guest("versioned_v2")).unwrap();
     let report = registry.scan().unwrap();
-    assert!(report.rejected.iter().any(|r| r.path.ends_with("a-clash.wasm") && r.reason.contains("already provided")));
+    assert!(
+        report
+            .rejected
+            .iter()
+            .any(|r| r.path.ends_with("a-clash.wasm") && r.reason.contains("already provided"))
+    );
     assert_eq!(registry.resolve("test.version").unwrap().version, "1.0.0");
 }
 
@@ -127,10 +173,17 @@ fn precompiled_cache_is_reused_on_restart() {
     registry.scan().unwrap();
     let warm_scan = started.elapsed();
     let stats = registry.cache().unwrap().stats();
-    assert_eq!((stats.compiled, stats.hits), (0, 2), "both components came from the cache");
+    assert_eq!(
+        (stats.compiled, stats.hits),
+        (0, 2),
+        "both components came from the cache"
+    );
     let fib = registry.resolve("example.fib").unwrap();
     assert!(fib.from_cache);
-    let value = output(&registry.runtime().execute_blocking(&fib, &TaskRequest::new("example.fib", br#"{"n": 10}"#.to_vec())));
+    let value = output(&registry.runtime().execute_blocking(
+        &fib,
+        &TaskRequest::new("example.fib", br#"{"n": 10}"#.to_vec()),
+    ));
     assert_eq!(value, json!({"value": 55}));
     eprintln!("warm scan of two plugins took {warm_scan:?}");
 }

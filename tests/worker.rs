@@ -1,7 +1,9 @@
 //! Workers end to end, in process: a real broker, the real runtime and real
 //! guest components. Each test runs on the embedded broker and on Redis.
 
-use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState};
+use hippo::broker::{
+    BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
+};
 use hippo::runtime::{PluginRegistry, TaskFailure};
 use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
 use hippo_integration_tests::{guest, redis_url, runtime};
@@ -23,7 +25,11 @@ async fn broker(kind: &str, dir: &std::path::Path) -> SharedBroker {
         "embedded" => Arc::new(EmbeddedBroker::open(dir, config).await.unwrap()),
         _ => {
             let prefix = format!("hippo-test-{}:", unique());
-            Arc::new(RedisBroker::connect_with_prefix(&redis_url(), config, &prefix).await.unwrap())
+            Arc::new(
+                RedisBroker::connect_with_prefix(&redis_url(), config, &prefix)
+                    .await
+                    .unwrap(),
+            )
         }
     }
 }
@@ -52,7 +58,10 @@ async fn start_scaling(kind: &str, concurrency: usize, min_concurrency: usize) -
         heartbeat_interval: Duration::from_millis(200),
         maintain_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
-        retry: RetryPolicy { base: Duration::from_millis(20), cap: Duration::from_millis(100) },
+        retry: RetryPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
         ..WorkerConfig::default()
     };
     let worker = Worker::new(broker.clone(), registry, config);
@@ -62,12 +71,19 @@ async fn start_scaling(kind: &str, concurrency: usize, min_concurrency: usize) -
         let stop = stop.clone();
         async move { worker.run(async move { stop.notified().await }).await }
     });
-    Setup { broker, worker, stop, running, _dirs: vec![plugins, data] }
+    Setup {
+        broker,
+        worker,
+        stop,
+        running,
+        _dirs: vec![plugins, data],
+    }
 }
 
 impl Setup {
     async fn submit(&self, task: &str, input: serde_json::Value) -> String {
-        self.submit_message(TaskMessage::new(task, "default", input)).await
+        self.submit_message(TaskMessage::new(task, "default", input))
+            .await
     }
 
     async fn submit_message(&self, message: TaskMessage) -> String {
@@ -75,8 +91,16 @@ impl Setup {
     }
 
     async fn finished(&self, id: &str) -> hippo::broker::TaskRecord {
-        let record = self.broker.wait(id, Duration::from_secs(20)).await.unwrap().expect("task exists");
-        assert!(record.state.is_terminal(), "task {id} did not finish: {record:?}");
+        let record = self
+            .broker
+            .wait(id, Duration::from_secs(20))
+            .await
+            .unwrap()
+            .expect("task exists");
+        assert!(
+            record.state.is_terminal(),
+            "task {id} did not finish: {record:?}"
+        );
         record
     }
 
@@ -225,7 +249,10 @@ async fn autoscale_grows_under_backlog_and_shrinks_when_idle() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while setup.worker.heartbeat().concurrency < 4 {
-        assert!(Instant::now() < deadline, "concurrency never reached the maximum");
+        assert!(
+            Instant::now() < deadline,
+            "concurrency never reached the maximum"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for id in &ids {
@@ -233,7 +260,10 @@ async fn autoscale_grows_under_backlog_and_shrinks_when_idle() {
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while setup.worker.heartbeat().concurrency > 1 {
-        assert!(Instant::now() < deadline, "concurrency never went back to the minimum");
+        assert!(
+            Instant::now() < deadline,
+            "concurrency never went back to the minimum"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     setup.shutdown().await;

@@ -10,7 +10,10 @@
 use super::model::*;
 use super::{Broker, BrokerConfig, BrokerError};
 use crate::runtime::Progress;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,7 +69,8 @@ struct Lease {
 }
 
 type Completion = Box<dyn FnOnce(&Shared) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
+type Job =
+    Box<dyn FnOnce(&WriteTransaction, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
 
 struct Request {
     job: Job,
@@ -87,7 +91,12 @@ struct Shared {
 
 impl Shared {
     fn task_finished(&self, task_id: &str) {
-        let waiter = self.waiters.lock().unwrap_or_else(PoisonError::into_inner).get(task_id).cloned();
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(task_id)
+            .cloned();
         if let Some(waiter) = waiter {
             waiter.notify_waiters();
         }
@@ -138,23 +147,39 @@ impl EmbeddedBroker {
             txn.commit().map_err(storage)?;
         }
         let (revocations, _) = broadcast::channel(1024);
-        let shared = Arc::new(Shared { work: Notify::new(), waiters: Mutex::default(), revocations });
+        let shared = Arc::new(Shared {
+            work: Notify::new(),
+            waiters: Mutex::default(),
+            revocations,
+        });
         let (writer, requests) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("hippo-broker-writer".into()).spawn({
-            let db = db.clone();
-            let shared = shared.clone();
-            let config = config.clone();
-            move || write_loop(&db, &config, &shared, requests)
+        std::thread::Builder::new()
+            .name("hippo-broker-writer".into())
+            .spawn({
+                let db = db.clone();
+                let shared = shared.clone();
+                let config = config.clone();
+                move || write_loop(&db, &config, &shared, requests)
+            })
+            .map_err(storage)?;
+        Ok(EmbeddedBroker {
+            db,
+            config,
+            shared,
+            writer,
         })
-        .map_err(storage)?;
-        Ok(EmbeddedBroker { db, config, shared, writer })
     }
 
     /// Runs `job` in the writer's next group commit; resolves after commit.
     async fn write<R: Send + 'static>(
         &self,
         durable: bool,
-        job: impl FnOnce(&WriteTransaction, &BrokerConfig) -> Result<(R, Option<Completion>), BrokerError> + Send + 'static,
+        job: impl FnOnce(
+            &WriteTransaction,
+            &BrokerConfig,
+        ) -> Result<(R, Option<Completion>), BrokerError>
+        + Send
+        + 'static,
     ) -> Result<R, BrokerError> {
         let (result_tx, result_rx) = oneshot::channel();
         let (done, committed) = oneshot::channel();
@@ -163,15 +188,25 @@ impl EmbeddedBroker {
             let _ = result_tx.send(value);
             Ok(completion.unwrap_or_else(|| Box::new(|_: &Shared| {})))
         });
-        self.writer.send(Request { job, durable, done }).map_err(|_| storage("broker writer stopped"))?;
-        committed.await.map_err(|_| storage("broker writer stopped"))??;
-        result_rx.await.map_err(|_| storage("broker job lost its result"))
+        self.writer
+            .send(Request { job, durable, done })
+            .map_err(|_| storage("broker writer stopped"))?;
+        committed
+            .await
+            .map_err(|_| storage("broker writer stopped"))??;
+        result_rx
+            .await
+            .map_err(|_| storage("broker job lost its result"))
     }
 
     fn read_task(&self, task_id: &str) -> Result<Option<StoredTask>, BrokerError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let stored = tasks.get(task_id).map_err(storage)?.map(|v| decode(v.value())).transpose()?;
+        let stored = tasks
+            .get(task_id)
+            .map_err(storage)?
+            .map(|v| decode(v.value()))
+            .transpose()?;
         Ok(stored.filter(|t: &StoredTask| t.expires_ms.is_none_or(|at| at > now_ms())))
     }
 
@@ -202,19 +237,34 @@ impl EmbeddedBroker {
                             .map(|(k, v)| (k.value().2, v.value().to_string()));
                         let Some((seq, task_id)) = first else { break };
                         ready.remove((queue.as_str(), band, seq)).map_err(storage)?;
-                        let Some(mut task) = load(txn, &task_id)? else { continue };
+                        let Some(mut task) = load(txn, &task_id)? else {
+                            continue;
+                        };
                         task.ready_seq = None;
                         if task.record.message.expires_ms.is_some_and(|at| at <= now) {
                             task.record.error = None;
-                            finish(txn, config, &mut task, TaskState::Revoked, Some("expired before it started"))?;
+                            finish(
+                                txn,
+                                config,
+                                &mut task,
+                                TaskState::Revoked,
+                                Some("expired before it started"),
+                            )?;
                             finished.push(task_id);
                             continue;
                         }
                         task.generation += 1;
                         let expires_ms = now + lease.as_millis() as u64;
                         let receipt = format!("{}:{}", task_id, task.generation);
-                        task.lease = Some(Lease { consumer: consumer.clone(), expires_ms, receipt: receipt.clone() });
-                        txn.open_table(LEASES).map_err(storage)?.insert((expires_ms, task_id.as_str()), ()).map_err(storage)?;
+                        task.lease = Some(Lease {
+                            consumer: consumer.clone(),
+                            expires_ms,
+                            receipt: receipt.clone(),
+                        });
+                        txn.open_table(LEASES)
+                            .map_err(storage)?
+                            .insert((expires_ms, task_id.as_str()), ())
+                            .map_err(storage)?;
                         task.record.state = TaskState::Received;
                         task.record.worker = Some(consumer.clone());
                         task.record.updated_ms = now;
@@ -247,12 +297,20 @@ impl EmbeddedBroker {
         &self,
         delivery: &Delivery,
         durable: bool,
-        change: impl FnOnce(&WriteTransaction, &BrokerConfig, &mut StoredTask) -> Result<(), BrokerError> + Send + 'static,
+        change: impl FnOnce(
+            &WriteTransaction,
+            &BrokerConfig,
+            &mut StoredTask,
+        ) -> Result<(), BrokerError>
+        + Send
+        + 'static,
     ) -> Result<LeaseStatus, BrokerError> {
         let task_id = delivery.message.id.clone();
         let generation = delivery.generation;
         self.write(durable, move |txn, config| {
-            let Some(mut task) = load(txn, &task_id)? else { return Ok((LeaseStatus::Lost, None)) };
+            let Some(mut task) = load(txn, &task_id)? else {
+                return Ok((LeaseStatus::Lost, None));
+            };
             if task.generation != generation || task.lease.is_none() {
                 return Ok((LeaseStatus::Lost, None));
             }
@@ -283,13 +341,21 @@ fn load(txn: &WriteTransaction, task_id: &str) -> Result<Option<StoredTask>, Bro
 
 fn store(txn: &WriteTransaction, task: &StoredTask) -> Result<(), BrokerError> {
     let bytes = encode(task)?;
-    txn.open_table(TASKS).map_err(storage)?.insert(task.record.message.id.as_str(), bytes.as_slice()).map_err(storage)?;
+    txn.open_table(TASKS)
+        .map_err(storage)?
+        .insert(task.record.message.id.as_str(), bytes.as_slice())
+        .map_err(storage)?;
     Ok(())
 }
 
 fn next(txn: &WriteTransaction, counter: &str) -> Result<u64, BrokerError> {
     let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
-    let value = counters.get(counter).map_err(storage)?.map(|v| v.value()).unwrap_or(0) + 1;
+    let value = counters
+        .get(counter)
+        .map_err(storage)?
+        .map(|v| v.value())
+        .unwrap_or(0)
+        + 1;
     counters.insert(counter, value).map_err(storage)?;
     Ok(value)
 }
@@ -312,36 +378,58 @@ fn append_event(
         detail,
     };
     let mut events = txn.open_table(EVENTS).map_err(storage)?;
-    events.insert(seq, encode(&event)?.as_slice()).map_err(storage)?;
+    events
+        .insert(seq, encode(&event)?.as_slice())
+        .map_err(storage)?;
     if seq > config.event_log_capacity {
-        events.remove(seq - config.event_log_capacity).map_err(storage)?;
+        events
+            .remove(seq - config.event_log_capacity)
+            .map_err(storage)?;
     }
     Ok(())
 }
 
 /// Puts a task at the back of its ready queue.
-fn make_ready(txn: &WriteTransaction, config: &BrokerConfig, task: &mut StoredTask, detail: Option<String>) -> Result<(), BrokerError> {
+fn make_ready(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    detail: Option<String>,
+) -> Result<(), BrokerError> {
     let seq = next(txn, "ready")?;
     let message = &task.record.message;
     txn.open_table(READY)
         .map_err(storage)?
-        .insert((message.queue.as_str(), message.band() as u8, seq), message.id.as_str())
+        .insert(
+            (message.queue.as_str(), message.band() as u8, seq),
+            message.id.as_str(),
+        )
         .map_err(storage)?;
     task.ready_seq = Some(seq);
-    task.record.state = if task.record.state == TaskState::Retry { TaskState::Retry } else { TaskState::Pending };
+    task.record.state = if task.record.state == TaskState::Retry {
+        TaskState::Retry
+    } else {
+        TaskState::Pending
+    };
     task.record.updated_ms = now_ms();
     append_event(txn, config, &task.record, detail)
 }
 
 fn schedule(txn: &WriteTransaction, task: &mut StoredTask, due_ms: u64) -> Result<(), BrokerError> {
-    txn.open_table(DELAYED).map_err(storage)?.insert((due_ms, task.record.message.id.as_str()), ()).map_err(storage)?;
+    txn.open_table(DELAYED)
+        .map_err(storage)?
+        .insert((due_ms, task.record.message.id.as_str()), ())
+        .map_err(storage)?;
     task.due_ms = Some(due_ms);
     Ok(())
 }
 
 fn drop_lease(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
     if let Some(lease) = task.lease.take() {
-        txn.open_table(LEASES).map_err(storage)?.remove((lease.expires_ms, task.record.message.id.as_str())).map_err(storage)?;
+        txn.open_table(LEASES)
+            .map_err(storage)?
+            .remove((lease.expires_ms, task.record.message.id.as_str()))
+            .map_err(storage)?;
     }
     Ok(())
 }
@@ -352,10 +440,16 @@ fn detach(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerErr
     let id = task.record.message.id.clone();
     if let Some(seq) = task.ready_seq.take() {
         let message = &task.record.message;
-        txn.open_table(READY).map_err(storage)?.remove((message.queue.as_str(), message.band() as u8, seq)).map_err(storage)?;
+        txn.open_table(READY)
+            .map_err(storage)?
+            .remove((message.queue.as_str(), message.band() as u8, seq))
+            .map_err(storage)?;
     }
     if let Some(due) = task.due_ms.take() {
-        txn.open_table(DELAYED).map_err(storage)?.remove((due, id.as_str())).map_err(storage)?;
+        txn.open_table(DELAYED)
+            .map_err(storage)?
+            .remove((due, id.as_str()))
+            .map_err(storage)?;
     }
     Ok(())
 }
@@ -371,7 +465,10 @@ fn finish(
     detach(txn, task)?;
     let now = now_ms();
     let expires_ms = now + config.result_expires.as_millis() as u64;
-    txn.open_table(EXPIRY).map_err(storage)?.insert((expires_ms, task.record.message.id.as_str()), ()).map_err(storage)?;
+    txn.open_table(EXPIRY)
+        .map_err(storage)?
+        .insert((expires_ms, task.record.message.id.as_str()), ())
+        .map_err(storage)?;
     task.expires_ms = Some(expires_ms);
     task.record.state = state;
     task.record.updated_ms = now;
@@ -381,7 +478,12 @@ fn finish(
 }
 
 /// The writer thread: group commits until every sender is gone.
-fn write_loop(db: &Database, config: &BrokerConfig, shared: &Shared, requests: std::sync::mpsc::Receiver<Request>) {
+fn write_loop(
+    db: &Database,
+    config: &BrokerConfig,
+    shared: &Shared,
+    requests: std::sync::mpsc::Receiver<Request>,
+) {
     /// Enough to amortise one sync over many tasks without starving callers.
     const MAX_BATCH: usize = 512;
     while let Ok(first) = requests.recv() {
@@ -393,7 +495,8 @@ fn write_loop(db: &Database, config: &BrokerConfig, shared: &Shared, requests: s
             }
         }
         let durable = batch.iter().any(|r| r.durable);
-        let (jobs, answers): (Vec<Job>, Vec<_>) = batch.into_iter().map(|r| (r.job, r.done)).unzip();
+        let (jobs, answers): (Vec<Job>, Vec<_>) =
+            batch.into_iter().map(|r| (r.job, r.done)).unzip();
         let committed = (|| {
             let mut txn = db.begin_write().map_err(storage)?;
             if !durable {
@@ -436,12 +539,28 @@ impl Broker for EmbeddedBroker {
             let now = now_ms();
             if let Some(key) = &message.idempotency_key {
                 let mut keys = txn.open_table(IDEMPOTENCY).map_err(storage)?;
-                let seen: Option<(String, u64)> = keys.get(key.as_str()).map_err(storage)?.map(|v| decode(v.value())).transpose()?;
-                if let Some((task_id, expires_ms)) = seen.filter(|(_, expires_ms)| *expires_ms > now) {
+                let seen: Option<(String, u64)> = keys
+                    .get(key.as_str())
+                    .map_err(storage)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                if let Some((task_id, expires_ms)) =
+                    seen.filter(|(_, expires_ms)| *expires_ms > now)
+                {
                     let _ = expires_ms;
-                    return Ok((Submitted { task_id, created: false }, None));
+                    return Ok((
+                        Submitted {
+                            task_id,
+                            created: false,
+                        },
+                        None,
+                    ));
                 }
-                keys.insert(key.as_str(), encode(&(message.id.clone(), now + window))?.as_slice()).map_err(storage)?;
+                keys.insert(
+                    key.as_str(),
+                    encode(&(message.id.clone(), now + window))?.as_slice(),
+                )
+                .map_err(storage)?;
             }
             let task_id = message.id.clone();
             let due = message.eta_ms.filter(|eta| *eta > now);
@@ -458,7 +577,12 @@ impl Broker for EmbeddedBroker {
             let completion: Option<Completion> = match due {
                 Some(due) => {
                     schedule(txn, &mut task, due)?;
-                    append_event(txn, config, &task.record, Some(format!("scheduled for {due}")))?;
+                    append_event(
+                        txn,
+                        config,
+                        &task.record,
+                        Some(format!("scheduled for {due}")),
+                    )?;
                     None
                 }
                 None => {
@@ -467,7 +591,13 @@ impl Broker for EmbeddedBroker {
                 }
             };
             store(txn, &task)?;
-            Ok((Submitted { task_id, created: true }, completion))
+            Ok((
+                Submitted {
+                    task_id,
+                    created: true,
+                },
+                completion,
+            ))
         })
         .await
     }
@@ -486,7 +616,9 @@ impl Broker for EmbeddedBroker {
             let work = self.shared.work.notified();
             tokio::pin!(work);
             work.as_mut().enable();
-            let deliveries = self.reserve_now(consumer, queues, max.max(1), lease).await?;
+            let deliveries = self
+                .reserve_now(consumer, queues, max.max(1), lease)
+                .await?;
             if !deliveries.is_empty() {
                 return Ok(deliveries);
             }
@@ -496,21 +628,36 @@ impl Broker for EmbeddedBroker {
         }
     }
 
-    async fn heartbeat(&self, delivery: &Delivery, lease: Duration) -> Result<LeaseStatus, BrokerError> {
+    async fn heartbeat(
+        &self,
+        delivery: &Delivery,
+        lease: Duration,
+    ) -> Result<LeaseStatus, BrokerError> {
         self.with_lease(delivery, false, move |txn, _, task| {
             drop_lease(txn, task)?;
             let expires_ms = now_ms() + lease.as_millis() as u64;
             let id = task.record.message.id.clone();
-            txn.open_table(LEASES).map_err(storage)?.insert((expires_ms, id.as_str()), ()).map_err(storage)?;
+            txn.open_table(LEASES)
+                .map_err(storage)?
+                .insert((expires_ms, id.as_str()), ())
+                .map_err(storage)?;
             let receipt = format!("{id}:{}", task.generation);
             let consumer = task.record.worker.clone().unwrap_or_default();
-            task.lease = Some(Lease { consumer, expires_ms, receipt });
+            task.lease = Some(Lease {
+                consumer,
+                expires_ms,
+                receipt,
+            });
             Ok(())
         })
         .await
     }
 
-    async fn mark_started(&self, delivery: &Delivery, worker: &str) -> Result<LeaseStatus, BrokerError> {
+    async fn mark_started(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+    ) -> Result<LeaseStatus, BrokerError> {
         let worker = worker.to_string();
         self.with_lease(delivery, false, move |txn, config, task| {
             task.record.state = TaskState::Started;
@@ -521,7 +668,11 @@ impl Broker for EmbeddedBroker {
         .await
     }
 
-    async fn report_progress(&self, delivery: &Delivery, progress: &Progress) -> Result<LeaseStatus, BrokerError> {
+    async fn report_progress(
+        &self,
+        delivery: &Delivery,
+        progress: &Progress,
+    ) -> Result<LeaseStatus, BrokerError> {
         let progress = progress.clone();
         self.with_lease(delivery, false, move |txn, config, task| {
             let detail = format!("{}/{}", progress.done, progress.total);
@@ -533,11 +684,17 @@ impl Broker for EmbeddedBroker {
         .await
     }
 
-    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<bool, BrokerError> {
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        settlement: Settlement,
+    ) -> Result<bool, BrokerError> {
         let task_id = delivery.message.id.clone();
         let generation = delivery.generation;
         self.write(true, move |txn, config| {
-            let Some(mut task) = load(txn, &task_id)? else { return Ok((false, None)) };
+            let Some(mut task) = load(txn, &task_id)? else {
+                return Ok((false, None));
+            };
             if task.generation != generation || task.lease.is_none() {
                 return Ok((false, None));
             }
@@ -550,9 +707,16 @@ impl Broker for EmbeddedBroker {
                     task.record.last_run = Some(meta);
                     finish(txn, config, &mut task, TaskState::Success, None)?;
                 }
-                Settlement::Retry { failure, at_ms, meta } => {
+                Settlement::Retry {
+                    failure,
+                    at_ms,
+                    meta,
+                } => {
                     drop_lease(txn, &mut task)?;
-                    let detail = format!("attempt {} failed ({failure}); retry at {at_ms}", task.record.message.attempt);
+                    let detail = format!(
+                        "attempt {} failed ({failure}); retry at {at_ms}",
+                        task.record.message.attempt
+                    );
                     task.record.message.attempt += 1;
                     task.record.error = Some(failure);
                     task.record.last_run = Some(meta);
@@ -563,13 +727,20 @@ impl Broker for EmbeddedBroker {
                     store(txn, &task)?;
                     finished = false;
                 }
-                Settlement::Failure { failure, dead_letter, meta } => {
+                Settlement::Failure {
+                    failure,
+                    dead_letter,
+                    meta,
+                } => {
                     let detail = failure.to_string();
                     task.record.error = Some(failure);
                     task.record.last_run = Some(meta);
                     if dead_letter {
                         let seq = next(txn, "dead")?;
-                        txn.open_table(DEAD).map_err(storage)?.insert((seq, task_id.as_str()), ()).map_err(storage)?;
+                        txn.open_table(DEAD)
+                            .map_err(storage)?
+                            .insert((seq, task_id.as_str()), ())
+                            .map_err(storage)?;
                         task.dead_seq = Some(seq);
                     }
                     finish(txn, config, &mut task, TaskState::Failure, Some(&detail))?;
@@ -579,8 +750,9 @@ impl Broker for EmbeddedBroker {
                     finish(txn, config, &mut task, TaskState::Revoked, None)?;
                 }
             }
-            let completion: Option<Completion> =
-                finished.then(|| Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion);
+            let completion: Option<Completion> = finished.then(|| {
+                Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion
+            });
             Ok((true, completion))
         })
         .await
@@ -590,14 +762,24 @@ impl Broker for EmbeddedBroker {
         let task_id = delivery.message.id.clone();
         let generation = delivery.generation;
         self.write(true, move |txn, config| {
-            let Some(mut task) = load(txn, &task_id)? else { return Ok((false, None)) };
+            let Some(mut task) = load(txn, &task_id)? else {
+                return Ok((false, None));
+            };
             if task.generation != generation || task.lease.is_none() {
                 return Ok((false, None));
             }
             drop_lease(txn, &mut task)?;
-            make_ready(txn, config, &mut task, Some("released by its worker".into()))?;
+            make_ready(
+                txn,
+                config,
+                &mut task,
+                Some("released by its worker".into()),
+            )?;
             store(txn, &task)?;
-            Ok((true, Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion)))
+            Ok((
+                true,
+                Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion),
+            ))
         })
         .await
     }
@@ -605,7 +787,9 @@ impl Broker for EmbeddedBroker {
     async fn revoke(&self, task_id: &str) -> Result<RevokeOutcome, BrokerError> {
         let task_id = task_id.to_string();
         self.write(true, move |txn, config| {
-            let Some(mut task) = load(txn, &task_id)? else { return Ok((RevokeOutcome::Unknown, None)) };
+            let Some(mut task) = load(txn, &task_id)? else {
+                return Ok((RevokeOutcome::Unknown, None));
+            };
             if task.record.state.is_terminal() {
                 return Ok((RevokeOutcome::AlreadyFinished, None));
             }
@@ -618,8 +802,17 @@ impl Broker for EmbeddedBroker {
                 });
                 return Ok((RevokeOutcome::Running, Some(completion)));
             }
-            finish(txn, config, &mut task, TaskState::Revoked, Some("revoked before it started"))?;
-            Ok((RevokeOutcome::Queued, Some(Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion)))
+            finish(
+                txn,
+                config,
+                &mut task,
+                TaskState::Revoked,
+                Some("revoked before it started"),
+            )?;
+            Ok((
+                RevokeOutcome::Queued,
+                Some(Box::new(move |shared: &Shared| shared.task_finished(&task_id)) as Completion),
+            ))
         })
         .await
     }
@@ -632,7 +825,11 @@ impl Broker for EmbeddedBroker {
         Ok(self.read_task(task_id)?.map(|t| t.record))
     }
 
-    async fn wait(&self, task_id: &str, timeout: Duration) -> Result<Option<TaskRecord>, BrokerError> {
+    async fn wait(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<TaskRecord>, BrokerError> {
         let waiter = self
             .shared
             .waiters
@@ -651,7 +848,11 @@ impl Broker for EmbeddedBroker {
             }
             other => other,
         };
-        let mut waiters = self.shared.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiters = self
+            .shared
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Ours and the map's: nobody else waits, so the entry can go.
         if Arc::strong_count(&waiter) <= 2 {
             waiters.remove(task_id);
@@ -666,7 +867,12 @@ impl Broker for EmbeddedBroker {
             .config
             .queues
             .iter()
-            .map(|name| QueueStats { name: name.clone(), ready: 0, reserved: 0, scheduled: 0 })
+            .map(|name| QueueStats {
+                name: name.clone(),
+                ready: 0,
+                reserved: 0,
+                scheduled: 0,
+            })
             .collect();
         for stat in &mut stats {
             stat.ready = ready
@@ -675,17 +881,32 @@ impl Broker for EmbeddedBroker {
                 .count() as u64;
         }
         let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let mut count = |table: TableDefinition<(u64, &str), ()>, reserved: bool| -> Result<(), BrokerError> {
-            for entry in txn.open_table(table).map_err(storage)?.iter().map_err(storage)? {
-                let (key, _) = entry.map_err(storage)?;
-                let Some(value) = tasks.get(key.value().1).map_err(storage)? else { continue };
-                let task: StoredTask = decode(value.value())?;
-                if let Some(stat) = stats.iter_mut().find(|s| s.name == task.record.message.queue) {
-                    if reserved { stat.reserved += 1 } else { stat.scheduled += 1 }
+        let mut count =
+            |table: TableDefinition<(u64, &str), ()>, reserved: bool| -> Result<(), BrokerError> {
+                for entry in txn
+                    .open_table(table)
+                    .map_err(storage)?
+                    .iter()
+                    .map_err(storage)?
+                {
+                    let (key, _) = entry.map_err(storage)?;
+                    let Some(value) = tasks.get(key.value().1).map_err(storage)? else {
+                        continue;
+                    };
+                    let task: StoredTask = decode(value.value())?;
+                    if let Some(stat) = stats
+                        .iter_mut()
+                        .find(|s| s.name == task.record.message.queue)
+                    {
+                        if reserved {
+                            stat.reserved += 1
+                        } else {
+                            stat.scheduled += 1
+                        }
+                    }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         count(LEASES, true)?;
         count(DELAYED, false)?;
         Ok(stats)
@@ -699,9 +920,16 @@ impl Broker for EmbeddedBroker {
         let txn = self.db.begin_read().map_err(storage)?;
         let tasks = txn.open_table(TASKS).map_err(storage)?;
         let mut deliveries = Vec::new();
-        for entry in txn.open_table(LEASES).map_err(storage)?.iter().map_err(storage)? {
+        for entry in txn
+            .open_table(LEASES)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
             let (key, _) = entry.map_err(storage)?;
-            let Some(value) = tasks.get(key.value().1).map_err(storage)? else { continue };
+            let Some(value) = tasks.get(key.value().1).map_err(storage)? else {
+                continue;
+            };
             let task: StoredTask = decode(value.value())?;
             if let Some(lease) = task.lease {
                 deliveries.push(Delivery {
@@ -748,7 +976,13 @@ impl Broker for EmbeddedBroker {
         let txn = self.db.begin_read().map_err(storage)?;
         let tasks = txn.open_table(TASKS).map_err(storage)?;
         let mut records = Vec::new();
-        for entry in txn.open_table(DEAD).map_err(storage)?.iter().map_err(storage)?.rev() {
+        for entry in txn
+            .open_table(DEAD)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+            .rev()
+        {
             if records.len() >= limit {
                 break;
             }
@@ -763,9 +997,16 @@ impl Broker for EmbeddedBroker {
     async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
         let task_id = task_id.to_string();
         self.write(true, move |txn, config| {
-            let Some(mut dead) = load(txn, &task_id)? else { return Ok((None, None)) };
-            let Some(seq) = dead.dead_seq.take() else { return Ok((None, None)) };
-            txn.open_table(DEAD).map_err(storage)?.remove((seq, task_id.as_str())).map_err(storage)?;
+            let Some(mut dead) = load(txn, &task_id)? else {
+                return Ok((None, None));
+            };
+            let Some(seq) = dead.dead_seq.take() else {
+                return Ok((None, None));
+            };
+            txn.open_table(DEAD)
+                .map_err(storage)?
+                .remove((seq, task_id.as_str()))
+                .map_err(storage)?;
             store(txn, &dead)?;
             let mut message = dead.record.message;
             message.id = uuid::Uuid::new_v4().to_string();
@@ -784,9 +1025,17 @@ impl Broker for EmbeddedBroker {
                 revoke_requested: false,
                 dead_seq: None,
             };
-            make_ready(txn, config, &mut task, Some(format!("replay of dead letter {task_id}")))?;
+            make_ready(
+                txn,
+                config,
+                &mut task,
+                Some(format!("replay of dead letter {task_id}")),
+            )?;
             store(txn, &task)?;
-            Ok((Some(new_id), Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion)))
+            Ok((
+                Some(new_id),
+                Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion),
+            ))
         })
         .await
     }
@@ -801,11 +1050,18 @@ impl Broker for EmbeddedBroker {
         .await
     }
 
-    async fn record_worker(&self, heartbeat: &WorkerHeartbeat, ttl: Duration) -> Result<(), BrokerError> {
+    async fn record_worker(
+        &self,
+        heartbeat: &WorkerHeartbeat,
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
         let value = encode(&(heartbeat, now_ms() + ttl.as_millis() as u64))?;
         let name = heartbeat.name.clone();
         self.write(false, move |txn, _| {
-            txn.open_table(WORKERS).map_err(storage)?.insert(name.as_str(), value.as_slice()).map_err(storage)?;
+            txn.open_table(WORKERS)
+                .map_err(storage)?
+                .insert(name.as_str(), value.as_slice())
+                .map_err(storage)?;
             Ok(((), None))
         })
         .await
@@ -815,7 +1071,12 @@ impl Broker for EmbeddedBroker {
         let txn = self.db.begin_read().map_err(storage)?;
         let now = now_ms();
         let mut workers = Vec::new();
-        for entry in txn.open_table(WORKERS).map_err(storage)?.iter().map_err(storage)? {
+        for entry in txn
+            .open_table(WORKERS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
             let (_, value) = entry.map_err(storage)?;
             let (heartbeat, expires_ms): (WorkerHeartbeat, u64) = decode(value.value())?;
             if expires_ms > now {
@@ -843,8 +1104,13 @@ impl Broker for EmbeddedBroker {
             let mut moved = 0;
             let due: Vec<(u64, String)> = keys_before(txn, DELAYED, now)?;
             for (due_ms, id) in due {
-                txn.open_table(DELAYED).map_err(storage)?.remove((due_ms, id.as_str())).map_err(storage)?;
-                let Some(mut task) = load(txn, &id)? else { continue };
+                txn.open_table(DELAYED)
+                    .map_err(storage)?
+                    .remove((due_ms, id.as_str()))
+                    .map_err(storage)?;
+                let Some(mut task) = load(txn, &id)? else {
+                    continue;
+                };
                 task.due_ms = None;
                 make_ready(txn, config, &mut task, Some("due".into()))?;
                 store(txn, &task)?;
@@ -852,30 +1118,62 @@ impl Broker for EmbeddedBroker {
             }
             let expired: Vec<(u64, String)> = keys_before(txn, LEASES, now)?;
             for (_, id) in expired {
-                let Some(mut task) = load(txn, &id)? else { continue };
-                let holder = task.lease.as_ref().map(|l| l.consumer.clone()).unwrap_or_default();
+                let Some(mut task) = load(txn, &id)? else {
+                    continue;
+                };
+                let holder = task
+                    .lease
+                    .as_ref()
+                    .map(|l| l.consumer.clone())
+                    .unwrap_or_default();
                 drop_lease(txn, &mut task)?;
                 if task.revoke_requested {
-                    finish(txn, config, &mut task, TaskState::Revoked, Some("revoked; its worker stopped answering"))?;
+                    finish(
+                        txn,
+                        config,
+                        &mut task,
+                        TaskState::Revoked,
+                        Some("revoked; its worker stopped answering"),
+                    )?;
                     continue;
                 }
-                make_ready(txn, config, &mut task, Some(format!("lease of {holder} expired; redelivering")))?;
+                make_ready(
+                    txn,
+                    config,
+                    &mut task,
+                    Some(format!("lease of {holder} expired; redelivering")),
+                )?;
                 store(txn, &task)?;
                 moved += 1;
             }
             for (expires_ms, id) in keys_before(txn, EXPIRY, now)? {
-                txn.open_table(EXPIRY).map_err(storage)?.remove((expires_ms, id.as_str())).map_err(storage)?;
-                let Some(task) = load(txn, &id)? else { continue };
+                txn.open_table(EXPIRY)
+                    .map_err(storage)?
+                    .remove((expires_ms, id.as_str()))
+                    .map_err(storage)?;
+                let Some(task) = load(txn, &id)? else {
+                    continue;
+                };
                 if let Some(seq) = task.dead_seq {
-                    txn.open_table(DEAD).map_err(storage)?.remove((seq, id.as_str())).map_err(storage)?;
+                    txn.open_table(DEAD)
+                        .map_err(storage)?
+                        .remove((seq, id.as_str()))
+                        .map_err(storage)?;
                 }
-                txn.open_table(TASKS).map_err(storage)?.remove(id.as_str()).map_err(storage)?;
+                txn.open_table(TASKS)
+                    .map_err(storage)?
+                    .remove(id.as_str())
+                    .map_err(storage)?;
             }
-            txn.open_table(IDEMPOTENCY).map_err(storage)?.retain(|_, value| {
-                serde_json::from_slice::<(String, u64)>(value).is_ok_and(|(_, expires_ms)| expires_ms > now)
-            }).map_err(storage)?;
-            let completion: Option<Completion> =
-                (moved > 0).then(|| Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion);
+            txn.open_table(IDEMPOTENCY)
+                .map_err(storage)?
+                .retain(|_, value| {
+                    serde_json::from_slice::<(String, u64)>(value)
+                        .is_ok_and(|(_, expires_ms)| expires_ms > now)
+                })
+                .map_err(storage)?;
+            let completion: Option<Completion> = (moved > 0)
+                .then(|| Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion);
             Ok((moved, completion))
         })
         .await
@@ -883,11 +1181,21 @@ impl Broker for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    fn records_in(&self, table: TableDefinition<(u64, &str), ()>, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
+    fn records_in(
+        &self,
+        table: TableDefinition<(u64, &str), ()>,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, BrokerError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let tasks = txn.open_table(TASKS).map_err(storage)?;
         let mut records = Vec::new();
-        for entry in txn.open_table(table).map_err(storage)?.iter().map_err(storage)?.take(limit) {
+        for entry in txn
+            .open_table(table)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+            .take(limit)
+        {
             let (key, _) = entry.map_err(storage)?;
             if let Some(value) = tasks.get(key.value().1).map_err(storage)? {
                 records.push(decode::<StoredTask>(value.value())?.record);

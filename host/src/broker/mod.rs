@@ -62,7 +62,9 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             // The reference's queues, memory operations first.
-            queues: ["memory_ops", "default", "scheduled", "background"].map(String::from).to_vec(),
+            queues: ["memory_ops", "default", "scheduled", "background"]
+                .map(String::from)
+                .to_vec(),
             // The reference's `result_expires`.
             result_expires: Duration::from_secs(3600),
             idempotency_window: Duration::from_secs(24 * 3600),
@@ -95,10 +97,18 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<Delivery>, BrokerError>;
 
     /// Extends the lease of a delivery the caller holds.
-    async fn heartbeat(&self, delivery: &Delivery, lease: Duration) -> Result<LeaseStatus, BrokerError>;
+    async fn heartbeat(
+        &self,
+        delivery: &Delivery,
+        lease: Duration,
+    ) -> Result<LeaseStatus, BrokerError>;
 
     /// Records that the task started on `worker`.
-    async fn mark_started(&self, delivery: &Delivery, worker: &str) -> Result<LeaseStatus, BrokerError>;
+    async fn mark_started(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+    ) -> Result<LeaseStatus, BrokerError>;
 
     /// Records a progress report.
     async fn report_progress(
@@ -109,7 +119,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
 
     /// Ends a delivery. Returns false, and changes nothing, when the caller's
     /// lease was lost (the fence against stale workers).
-    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<bool, BrokerError>;
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        settlement: Settlement,
+    ) -> Result<bool, BrokerError>;
 
     /// Hands a delivery back to its queue untouched (graceful shutdown).
     async fn release(&self, delivery: &Delivery) -> Result<bool, BrokerError>;
@@ -128,7 +142,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
 
     /// Waits (without polling) until the task is finished or `timeout`
     /// passes; returns its record either way (`None`: unknown task).
-    async fn wait(&self, task_id: &str, timeout: Duration) -> Result<Option<TaskRecord>, BrokerError>;
+    async fn wait(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<TaskRecord>, BrokerError>;
 
     /// Counts per queue, in the configured order.
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError>;
@@ -152,7 +170,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     async fn purge_dead_letters(&self) -> Result<u64, BrokerError>;
 
     /// Stores a worker's heartbeat (it expires if not renewed).
-    async fn record_worker(&self, heartbeat: &WorkerHeartbeat, ttl: Duration) -> Result<(), BrokerError>;
+    async fn record_worker(
+        &self,
+        heartbeat: &WorkerHeartbeat,
+        ttl: Duration,
+    ) -> Result<(), BrokerError>;
 
     /// Workers whose heartbeat has not expired.
     async fn workers(&self) -> Result<Vec<WorkerHeartbeat>, BrokerError>;

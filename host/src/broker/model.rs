@@ -7,7 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// A task's state, named as Celery names them.
@@ -35,7 +38,10 @@ pub enum TaskState {
 impl TaskState {
     /// Whether the task will not change state any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failure | TaskState::Revoked
+        )
     }
 
     /// The Celery name (`"SUCCESS"`).
@@ -120,7 +126,11 @@ pub struct TaskMessage {
 
 impl TaskMessage {
     /// A first attempt of `task` on `queue` with `input` and defaults elsewhere.
-    pub fn new(task: impl Into<String>, queue: impl Into<String>, input: serde_json::Value) -> Self {
+    pub fn new(
+        task: impl Into<String>,
+        queue: impl Into<String>,
+        input: serde_json::Value,
+    ) -> Self {
         TaskMessage {
             id: uuid::Uuid::new_v4().to_string(),
             task: task.into(),

@@ -15,7 +15,11 @@ use std::sync::Arc;
 pub fn broker_url_from_env() -> Option<String> {
     ["HIPPO_BROKER_URL", "CELERY_BROKER_URL"]
         .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()))
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
 }
 
 /// Which broker a URL names.
@@ -31,7 +35,9 @@ pub enum BrokerTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A broker URL that is neither `embedded...` nor `redis://...`.
-    #[error("unsupported broker URL {0:?}: use `embedded`, `embedded:///path` or `redis://host:port/db`")]
+    #[error(
+        "unsupported broker URL {0:?}: use `embedded`, `embedded:///path` or `redis://host:port/db`"
+    )]
     BrokerUrl(String),
     /// The broker could not be opened.
     #[error(transparent)]
@@ -53,7 +59,9 @@ impl BrokerTarget {
     /// Parses a broker URL; `None` means the embedded broker under `data_dir`.
     pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<BrokerTarget, ConfigError> {
         match url.map(str::trim) {
-            None | Some("") | Some("embedded") => Ok(BrokerTarget::Embedded(data_dir.join("broker"))),
+            None | Some("") | Some("embedded") => {
+                Ok(BrokerTarget::Embedded(data_dir.join("broker")))
+            }
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(BrokerTarget::Redis(url.to_string()))
             }
@@ -106,9 +114,18 @@ mod tests {
     #[test]
     fn broker_urls() {
         let data = Path::new("/data");
-        assert_eq!(BrokerTarget::parse(None, data).unwrap(), BrokerTarget::Embedded("/data/broker".into()));
-        assert_eq!(BrokerTarget::parse(Some("embedded"), data).unwrap(), BrokerTarget::Embedded("/data/broker".into()));
-        assert_eq!(BrokerTarget::parse(Some("embedded:///tmp/b"), data).unwrap(), BrokerTarget::Embedded("/tmp/b".into()));
+        assert_eq!(
+            BrokerTarget::parse(None, data).unwrap(),
+            BrokerTarget::Embedded("/data/broker".into())
+        );
+        assert_eq!(
+            BrokerTarget::parse(Some("embedded"), data).unwrap(),
+            BrokerTarget::Embedded("/data/broker".into())
+        );
+        assert_eq!(
+            BrokerTarget::parse(Some("embedded:///tmp/b"), data).unwrap(),
+            BrokerTarget::Embedded("/tmp/b".into())
+        );
         assert_eq!(
             BrokerTarget::parse(Some("redis://127.0.0.1:6379/1"), data).unwrap(),
             BrokerTarget::Redis("redis://127.0.0.1:6379/1".into())

@@ -52,17 +52,26 @@ impl ArtifactCache {
 
     /// Loads and counts.
     pub fn stats(&self) -> CacheStats {
-        CacheStats { hits: self.hits.load(Ordering::Relaxed), compiled: self.compiled.load(Ordering::Relaxed) }
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            compiled: self.compiled.load(Ordering::Relaxed),
+        }
     }
 
     fn artifact_path(&self, wasm_sha256: &str) -> PathBuf {
-        self.dir.join(format!("{wasm_sha256}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{wasm_sha256}-{}.cwasm", self.engine_key))
     }
 
     /// The component for `wasm` (whose SHA-256 is `wasm_sha256`): from its
     /// artifact when there is one, else compiled and stored. Returns whether
     /// it came from the cache.
-    pub fn load(&self, engine: &Engine, wasm: &[u8], wasm_sha256: &str) -> wasmtime::Result<(Component, bool)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        wasm_sha256: &str,
+    ) -> wasmtime::Result<(Component, bool)> {
         let path = self.artifact_path(wasm_sha256);
         if path.is_file() {
             // SAFETY: `Component::deserialize_file` trusts the file to be an
@@ -79,7 +88,9 @@ impl ArtifactCache {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok((component, true));
                 }
-                Err(error) => tracing::warn!(path = %path.display(), %error, "discarding unusable cached artifact"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "discarding unusable cached artifact")
+                }
             }
         }
         let artifact = engine.precompile_component(wasm)?;
@@ -104,7 +115,10 @@ impl ArtifactCache {
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let path = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     Ok((path, file))
 }
 

@@ -54,19 +54,24 @@ impl EpochTicker {
     pub(crate) fn start(engine: &Engine, tick: std::time::Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
-        let thread = std::thread::Builder::new().name("hippo-epoch".into()).spawn({
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => return,
+        let thread = std::thread::Builder::new()
+            .name("hippo-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        match weak.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => return,
+                        }
                     }
                 }
-            }
-        })?;
-        Ok(EpochTicker { stop, thread: Some(thread) })
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -86,7 +86,12 @@ impl TaskLimiter {
 }
 
 impl ResourceLimiter for TaskLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             self.refused_memory = Some(self.refused_memory.unwrap_or(0).max(desired));
             return Ok(false);
@@ -95,7 +100,12 @@ impl ResourceLimiter for TaskLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_cap)
     }
 }
@@ -110,7 +120,10 @@ pub(crate) struct Deadlines {
 impl Deadlines {
     pub(crate) fn starting_now(soft: Duration, hard: Duration) -> Self {
         let now = Instant::now();
-        Deadlines { soft: now + soft, hard: now + hard }
+        Deadlines {
+            soft: now + soft,
+            hard: now + hard,
+        }
     }
 }
 
@@ -129,13 +142,18 @@ pub(crate) struct TaskState {
 
 impl WasiView for TaskState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 /// Called at every epoch tick while the task runs: interrupts it when it was
 /// revoked or its hard deadline passed, otherwise lets it run one more tick.
-pub(crate) fn on_epoch_tick(store: StoreContextMut<'_, TaskState>) -> wasmtime::Result<UpdateDeadline> {
+pub(crate) fn on_epoch_tick(
+    store: StoreContextMut<'_, TaskState>,
+) -> wasmtime::Result<UpdateDeadline> {
     let state = store.data();
     if state.cancel.is_cancelled() {
         return Err(wasmtime::Error::new(Interruption::Revoked));
@@ -166,12 +184,19 @@ impl self::hippo::tasks::progress::Host for TaskState {
     fn report(&mut self, done: u64, total: u64, message: Option<String>) {
         let message = message.map(|mut text| {
             if text.len() > MAX_PROGRESS_MESSAGE {
-                let cut = (0..=MAX_PROGRESS_MESSAGE).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                let cut = (0..=MAX_PROGRESS_MESSAGE)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
                 text.truncate(cut);
             }
             text
         });
-        let progress = Progress { done, total, message };
+        let progress = Progress {
+            done,
+            total,
+            message,
+        };
         if let Some(sink) = &self.progress {
             sink(&progress);
         }
@@ -194,5 +219,7 @@ impl self::hippo::tasks::deadline::Host for TaskState {
 }
 
 fn millis_until(deadline: Instant) -> u64 {
-    deadline.saturating_duration_since(Instant::now()).as_millis() as u64
+    deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as u64
 }

@@ -45,7 +45,8 @@ impl LimitOverrides {
 
     /// Resolves every field against `defaults`, then clamps to `ceilings`.
     pub fn resolve(self, defaults: &Limits, ceilings: &Limits) -> Limits {
-        let pick = |value: Option<u64>, default: u64, ceiling: u64| value.unwrap_or(default).min(ceiling);
+        let pick =
+            |value: Option<u64>, default: u64, ceiling: u64| value.unwrap_or(default).min(ceiling);
         let soft = pick(
             self.soft_time_limit_ms,
             defaults.soft_time_limit.as_millis() as u64,
@@ -61,12 +62,20 @@ impl LimitOverrides {
             soft_time_limit: Duration::from_millis(soft.min(hard)),
             hard_time_limit: Duration::from_millis(hard),
             fuel: pick(self.fuel, defaults.fuel, ceilings.fuel),
-            memory_bytes: pick(self.memory_bytes, defaults.memory_bytes, ceilings.memory_bytes),
+            memory_bytes: pick(
+                self.memory_bytes,
+                defaults.memory_bytes,
+                ceilings.memory_bytes,
+            ),
             table_elements: self
                 .table_elements
                 .unwrap_or(defaults.table_elements)
                 .min(ceilings.table_elements),
-            output_bytes: pick(self.output_bytes, defaults.output_bytes, ceilings.output_bytes),
+            output_bytes: pick(
+                self.output_bytes,
+                defaults.output_bytes,
+                ceilings.output_bytes,
+            ),
             log_bytes: pick(self.log_bytes, defaults.log_bytes, ceilings.log_bytes),
         }
     }
@@ -138,10 +147,24 @@ mod tests {
 
     #[test]
     fn first_layer_that_sets_a_field_wins() {
-        let submission = LimitOverrides { fuel: Some(10), ..Default::default() };
-        let manifest = LimitOverrides { fuel: Some(20), memory_bytes: Some(1 << 20), ..Default::default() };
-        let describe = LimitOverrides { memory_bytes: Some(2 << 20), log_bytes: Some(7), ..Default::default() };
-        let limits = submission.or(manifest).or(describe).resolve(&Limits::DEFAULT, &Limits::CEILING);
+        let submission = LimitOverrides {
+            fuel: Some(10),
+            ..Default::default()
+        };
+        let manifest = LimitOverrides {
+            fuel: Some(20),
+            memory_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let describe = LimitOverrides {
+            memory_bytes: Some(2 << 20),
+            log_bytes: Some(7),
+            ..Default::default()
+        };
+        let limits = submission
+            .or(manifest)
+            .or(describe)
+            .resolve(&Limits::DEFAULT, &Limits::CEILING);
         assert_eq!(limits.fuel, 10);
         assert_eq!(limits.memory_bytes, 1 << 20);
         assert_eq!(limits.log_bytes, 7);
@@ -150,14 +173,27 @@ mod tests {
 
     #[test]
     fn ceilings_clamp_every_layer() {
-        let greedy = LimitOverrides { memory_bytes: Some(u64::MAX), ..Default::default() };
-        let ceiling = Limits { memory_bytes: 64 << 20, ..Limits::CEILING };
-        assert_eq!(greedy.resolve(&Limits::DEFAULT, &ceiling).memory_bytes, 64 << 20);
+        let greedy = LimitOverrides {
+            memory_bytes: Some(u64::MAX),
+            ..Default::default()
+        };
+        let ceiling = Limits {
+            memory_bytes: 64 << 20,
+            ..Limits::CEILING
+        };
+        assert_eq!(
+            greedy.resolve(&Limits::DEFAULT, &ceiling).memory_bytes,
+            64 << 20
+        );
     }
 
     #[test]
     fn soft_limit_never_exceeds_hard_limit() {
-        let odd = LimitOverrides { soft_time_limit_ms: Some(5_000), hard_time_limit_ms: Some(100), ..Default::default() };
+        let odd = LimitOverrides {
+            soft_time_limit_ms: Some(5_000),
+            hard_time_limit_ms: Some(100),
+            ..Default::default()
+        };
         let limits = odd.resolve(&Limits::DEFAULT, &Limits::CEILING);
         assert_eq!(limits.soft_time_limit, Duration::from_millis(100));
     }

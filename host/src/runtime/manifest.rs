@@ -36,7 +36,8 @@ impl Capability {
     /// Every capability the host knows.
     pub const ALL: [Capability; 3] = [Capability::Log, Capability::Progress, Capability::Deadline];
     /// What a plugin gets when its manifest does not say: harmless, task-local capabilities.
-    pub const BASIC: [Capability; 3] = [Capability::Log, Capability::Progress, Capability::Deadline];
+    pub const BASIC: [Capability; 3] =
+        [Capability::Log, Capability::Progress, Capability::Deadline];
 
     /// The WIT interface name inside the `hippo:tasks` package.
     pub fn interface(self) -> &'static str {
@@ -93,7 +94,12 @@ fn basic_grants() -> BTreeSet<Capability> {
 
 impl Default for Manifest {
     fn default() -> Self {
-        Manifest { grants: basic_grants(), queue: None, limits: LimitOverrides::default(), tasks: BTreeMap::new() }
+        Manifest {
+            grants: basic_grants(),
+            queue: None,
+            limits: LimitOverrides::default(),
+            tasks: BTreeMap::new(),
+        }
     }
 }
 
@@ -111,7 +117,10 @@ impl Manifest {
 
     /// The queue this manifest sets for `task`, if any.
     pub fn queue_for(&self, task: &str) -> Option<&str> {
-        self.tasks.get(task).and_then(|t| t.queue.as_deref()).or(self.queue.as_deref())
+        self.tasks
+            .get(task)
+            .and_then(|t| t.queue.as_deref())
+            .or(self.queue.as_deref())
     }
 }
 

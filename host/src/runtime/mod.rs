@@ -27,7 +27,9 @@ pub use host_api::{CancelToken, Progress, ProgressSink};
 pub use limits::{LimitOverrides, Limits};
 pub use manifest::{Capability, Manifest, TaskManifest};
 pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
-pub use registry::{load_plugin_file, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle};
+pub use registry::{
+    PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
+};
 pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
 pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 
@@ -99,7 +101,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,14 +121,22 @@ const DESCRIBE_LIMITS: LimitOverrides = LimitOverrides {
 impl Runtime {
     /// Builds the engine, links WASI and the host interfaces, and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let engine = engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine =
+            engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize));
-        Ok(Runtime { engine, linker, config, slots, _ticker: ticker })
+        Ok(Runtime {
+            engine,
+            linker,
+            config,
+            slots,
+            _ticker: ticker,
+        })
     }
 
     /// The shared wasmtime engine.
@@ -152,12 +164,25 @@ impl Runtime {
         source: Option<&Path>,
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm_sha256 = sha256_hex(wasm);
-        let (pre, from_cache) = plugin::prepare(&self.engine, &self.linker, wasm, &wasm_sha256, &manifest, cache)?;
+        let (pre, from_cache) = plugin::prepare(
+            &self.engine,
+            &self.linker,
+            wasm,
+            &wasm_sha256,
+            &manifest,
+            cache,
+        )?;
         let _slot = self.acquire_slot_blocking();
         let limits = DESCRIBE_LIMITS.resolve(&self.config.defaults, &self.config.ceilings);
         let log = task_log::TaskLog::new(limits.log_bytes);
         let request = TaskRequest::new("describe", Vec::new());
-        let mut store = task::new_store(&self.engine, self.config.fuel_metering, &limits, &log, &request);
+        let mut store = task::new_store(
+            &self.engine,
+            self.config.fuel_metering,
+            &limits,
+            &log,
+            &request,
+        );
         let info = pre
             .instantiate(&mut store)
             .and_then(|instance| instance.hippo_tasks_plugin().call_describe(&mut store))
@@ -177,7 +202,12 @@ impl Runtime {
 
     /// The limits `request` runs with on `plugin`: the submission's, then
     /// the manifest's, then `describe`'s, then the defaults, within the ceilings.
-    pub fn resolve_limits(&self, plugin: &LoadedPlugin, spec: &TaskSpec, request: &LimitOverrides) -> Limits {
+    pub fn resolve_limits(
+        &self,
+        plugin: &LoadedPlugin,
+        spec: &TaskSpec,
+        request: &LimitOverrides,
+    ) -> Limits {
         request
             .or(plugin.manifest.limits_for(&spec.name))
             .or(spec.limits)
@@ -185,8 +215,17 @@ impl Runtime {
     }
 
     /// Runs one task on a blocking thread once a pool slot is free.
-    pub async fn execute(self: &Arc<Self>, plugin: Arc<LoadedPlugin>, request: TaskRequest) -> TaskOutcome {
-        let slot = self.slots.clone().acquire_owned().await.expect("the slot semaphore is never closed");
+    pub async fn execute(
+        self: &Arc<Self>,
+        plugin: Arc<LoadedPlugin>,
+        request: TaskRequest,
+    ) -> TaskOutcome {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slot semaphore is never closed");
         let runtime = self.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = runtime.run_in_slot(&plugin, &request);
@@ -206,10 +245,19 @@ impl Runtime {
 
     fn run_in_slot(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
         let Some(spec) = plugin.task(&request.task_name) else {
-            let limits = request.limits.resolve(&self.config.defaults, &self.config.ceilings);
+            let limits = request
+                .limits
+                .resolve(&self.config.defaults, &self.config.ceilings);
             return TaskOutcome {
-                result: Err(TaskFailure::UnknownTask { task: request.task_name.clone() }),
-                stats: ExecStats { fuel_used: None, peak_memory_bytes: 0, wall_time_us: 0, soft_limit_passed: false },
+                result: Err(TaskFailure::UnknownTask {
+                    task: request.task_name.clone(),
+                }),
+                stats: ExecStats {
+                    fuel_used: None,
+                    peak_memory_bytes: 0,
+                    wall_time_us: 0,
+                    soft_limit_passed: false,
+                },
                 limits,
                 log: TaskLogRecord::default(),
                 progress: None,
@@ -217,10 +265,17 @@ impl Runtime {
             };
         };
         let limits = self.resolve_limits(plugin, spec, &request.limits);
-        task::run(&self.engine, self.config.fuel_metering, plugin, limits, request)
+        task::run(
+            &self.engine,
+            self.config.fuel_metering,
+            plugin,
+            limits,
+            request,
+        )
     }
 
     fn acquire_slot_blocking(&self) -> tokio::sync::OwnedSemaphorePermit {
-        futures::executor::block_on(self.slots.clone().acquire_owned()).expect("the slot semaphore is never closed")
+        futures::executor::block_on(self.slots.clone().acquire_owned())
+            .expect("the slot semaphore is never closed")
     }
 }

@@ -19,7 +19,9 @@ pub enum LoadError {
     #[error("not a WebAssembly file (bad magic number)")]
     NotWasm,
     /// A core module, not a component.
-    #[error("a core WebAssembly module, not a component: build plugins with `--target wasm32-wasip2`")]
+    #[error(
+        "a core WebAssembly module, not a component: build plugins with `--target wasm32-wasip2`"
+    )]
     CoreModule,
     /// Wasmtime refused to validate or compile the component.
     #[error("invalid component: {0}")]
@@ -103,7 +105,9 @@ impl LoadedPlugin {
 
     /// The queue `task` goes to by default: the manifest's, else `describe`'s.
     pub fn queue_for<'a>(&'a self, task: &'a TaskSpec) -> &'a str {
-        self.manifest.queue_for(&task.name).unwrap_or(&task.default_queue)
+        self.manifest
+            .queue_for(&task.name)
+            .unwrap_or(&task.default_queue)
     }
 }
 
@@ -119,7 +123,11 @@ pub(crate) fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
     if wasm.len() < 8 || &wasm[..4] != MAGIC {
         return Err(LoadError::NotWasm);
     }
-    if wasm[6..8] == COMPONENT_LAYER { Ok(()) } else { Err(LoadError::CoreModule) }
+    if wasm[6..8] == COMPONENT_LAYER {
+        Ok(())
+    } else {
+        Err(LoadError::CoreModule)
+    }
 }
 
 /// Compiles (or loads from `cache`) and links a component, refusing imports
@@ -139,7 +147,9 @@ pub(crate) fn prepare(
     }
     .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     check_imports(engine, &component, &manifest.grants)?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let pre = TaskPluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
     Ok((pre, from_cache))
 }
@@ -149,9 +159,20 @@ const HOST_PACKAGE: &str = "hippo:tasks";
 /// WASI interfaces every plugin may import: the host links them with no
 /// preopened directory, no environment, no network and captured stdio, so
 /// they reach nothing outside the task.
-const WASI_PACKAGES: [&str; 6] = ["wasi:cli", "wasi:clocks", "wasi:filesystem", "wasi:io", "wasi:random", "wasi:sockets"];
+const WASI_PACKAGES: [&str; 6] = [
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:io",
+    "wasi:random",
+    "wasi:sockets",
+];
 
-fn check_imports(engine: &Engine, component: &Component, grants: &BTreeSet<Capability>) -> Result<(), LoadError> {
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    grants: &BTreeSet<Capability>,
+) -> Result<(), LoadError> {
     for (import, _) in component.component_type().imports(engine) {
         let unversioned = import.split('@').next().unwrap_or(import);
         let (package, interface) = unversioned.split_once('/').unwrap_or((unversioned, ""));
@@ -159,28 +180,49 @@ fn check_imports(engine: &Engine, component: &Component, grants: &BTreeSet<Capab
             match Capability::from_interface(interface) {
                 Some(capability) if grants.contains(&capability) => continue,
                 Some(_) => {
-                    let granted = grants.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
-                    return Err(LoadError::NotGranted { import: import.to_string(), granted });
+                    let granted = grants
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(LoadError::NotGranted {
+                        import: import.to_string(),
+                        granted,
+                    });
                 }
                 // `types` holds only type definitions, nothing callable.
                 None if interface == "types" => continue,
-                None => return Err(LoadError::UnknownImport { import: import.to_string() }),
+                None => {
+                    return Err(LoadError::UnknownImport {
+                        import: import.to_string(),
+                    });
+                }
             }
         }
         if !WASI_PACKAGES.contains(&package) {
-            return Err(LoadError::UnknownImport { import: import.to_string() });
+            return Err(LoadError::UnknownImport {
+                import: import.to_string(),
+            });
         }
     }
     Ok(())
 }
 
-pub(crate) fn tasks_from_describe(info: super::host_api::wit::PluginInfo) -> Result<(String, String, Vec<TaskSpec>), LoadError> {
+pub(crate) fn tasks_from_describe(
+    info: super::host_api::wit::PluginInfo,
+) -> Result<(String, String, Vec<TaskSpec>), LoadError> {
     let invalid = |why: String| Err(LoadError::InvalidDescribe(why));
     if !valid_name(&info.name) {
-        return invalid(format!("plugin name {:?} must be 1-128 characters of a-z, 0-9, '.', '-', '_'", info.name));
+        return invalid(format!(
+            "plugin name {:?} must be 1-128 characters of a-z, 0-9, '.', '-', '_'",
+            info.name
+        ));
     }
     if info.version.is_empty() || info.version.len() > 64 {
-        return invalid(format!("plugin version {:?} must be 1-64 characters", info.version));
+        return invalid(format!(
+            "plugin version {:?} must be 1-64 characters",
+            info.version
+        ));
     }
     if info.tasks.is_empty() {
         return invalid("the plugin offers no task".into());
@@ -189,7 +231,10 @@ pub(crate) fn tasks_from_describe(info: super::host_api::wit::PluginInfo) -> Res
     let mut tasks = Vec::with_capacity(info.tasks.len());
     for task in info.tasks {
         if !valid_name(&task.name) {
-            return invalid(format!("task name {:?} must be 1-128 characters of a-z, 0-9, '.', '-', '_'", task.name));
+            return invalid(format!(
+                "task name {:?} must be 1-128 characters of a-z, 0-9, '.', '-', '_'",
+                task.name
+            ));
         }
         if !seen.insert(task.name.clone()) {
             return invalid(format!("task {:?} is described twice", task.name));
@@ -198,7 +243,11 @@ pub(crate) fn tasks_from_describe(info: super::host_api::wit::PluginInfo) -> Res
         tasks.push(TaskSpec {
             name: task.name,
             description: task.description,
-            default_queue: if task.default_queue.is_empty() { "default".into() } else { task.default_queue },
+            default_queue: if task.default_queue.is_empty() {
+                "default".into()
+            } else {
+                task.default_queue
+            },
             limits: LimitOverrides {
                 soft_time_limit_ms: l.soft_time_limit_ms,
                 hard_time_limit_ms: l.hard_time_limit_ms,
@@ -215,7 +264,9 @@ pub(crate) fn tasks_from_describe(info: super::host_api::wit::PluginInfo) -> Res
 
 fn valid_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 #[cfg(test)]
@@ -224,9 +275,15 @@ mod tests {
 
     #[test]
     fn header_tells_components_from_modules_and_garbage() {
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
         assert!(matches!(check_header(b""), Err(LoadError::NotWasm)));
     }
 

@@ -6,10 +6,10 @@
 //! is reported and leaves the previous version of that file (if any) in
 //! service. Removing a file unregisters its plugin.
 
+use super::Runtime;
 use super::cache::ArtifactCache;
 use super::manifest::Manifest;
 use super::plugin::{LoadedPlugin, TaskSpec, sha256_hex};
-use super::Runtime;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -93,8 +93,18 @@ pub struct PluginRegistry {
 
 impl PluginRegistry {
     /// A registry over the `*.wasm` files of `dir`, compiling through `cache` when given.
-    pub fn new(runtime: Arc<Runtime>, dir: impl Into<PathBuf>, cache: Option<ArtifactCache>) -> Self {
-        PluginRegistry { runtime, dir: dir.into(), cache, state: RwLock::default(), scanning: Mutex::new(()) }
+    pub fn new(
+        runtime: Arc<Runtime>,
+        dir: impl Into<PathBuf>,
+        cache: Option<ArtifactCache>,
+    ) -> Self {
+        PluginRegistry {
+            runtime,
+            dir: dir.into(),
+            cache,
+            state: RwLock::default(),
+            scanning: Mutex::new(()),
+        }
     }
 
     /// The folder the registry serves.
@@ -134,7 +144,10 @@ impl PluginRegistry {
             .files
             .iter()
             .filter_map(|(path, entry)| {
-                entry.rejection.as_ref().map(|reason| Rejection { path: path.clone(), reason: reason.clone() })
+                entry.rejection.as_ref().map(|reason| Rejection {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                })
             })
             .collect()
     }
@@ -151,7 +164,10 @@ impl PluginRegistry {
                 .filter_map(|path| match PluginFiles::read(path) {
                     Ok(files) => {
                         let fingerprint = files.fingerprint();
-                        let unchanged = state.files.get(path).is_some_and(|e| e.fingerprint == fingerprint);
+                        let unchanged = state
+                            .files
+                            .get(path)
+                            .is_some_and(|e| e.fingerprint == fingerprint);
                         (!unchanged).then(|| (path.clone(), fingerprint, Ok(files)))
                     }
                     // Gone or unreadable since the listing: an empty
@@ -170,7 +186,12 @@ impl PluginRegistry {
 
         let mut report = ScanReport::default();
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let removed: Vec<PathBuf> = state.files.keys().filter(|p| !on_disk.contains(p)).cloned().collect();
+        let removed: Vec<PathBuf> = state
+            .files
+            .keys()
+            .filter(|p| !on_disk.contains(p))
+            .cloned()
+            .collect();
         for path in &removed {
             state.files.remove(path);
             tracing::info!(file = %path.display(), "plugin file removed; unregistered");
@@ -232,11 +253,16 @@ impl PluginRegistry {
                 }
             }
         })?;
-        Ok(WatchHandle { _watcher: watcher, _thread: thread })
+        Ok(WatchHandle {
+            _watcher: watcher,
+            _thread: thread,
+        })
     }
 
     fn load_files(&self, path: &Path, files: &PluginFiles) -> Result<Arc<LoadedPlugin>, String> {
-        files.load(&self.runtime, path, self.cache.as_ref()).map(Arc::new)
+        files
+            .load(&self.runtime, path, self.cache.as_ref())
+            .map(Arc::new)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -270,25 +296,39 @@ impl PluginFiles {
         Ok(PluginFiles { wasm, manifest })
     }
 
-    fn load(&self, runtime: &Runtime, path: &Path, cache: Option<&ArtifactCache>) -> Result<LoadedPlugin, String> {
+    fn load(
+        &self,
+        runtime: &Runtime,
+        path: &Path,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<LoadedPlugin, String> {
         let manifest = match &self.manifest {
-            Some(text) => {
-                Manifest::from_toml(text).map_err(|e| format!("manifest {}: {e}", manifest_path(path).display()))?
-            }
+            Some(text) => Manifest::from_toml(text)
+                .map_err(|e| format!("manifest {}: {e}", manifest_path(path).display()))?,
             None => Manifest::default(),
         };
-        runtime.load(&self.wasm, manifest, cache, Some(path)).map_err(|e| e.to_string())
+        runtime
+            .load(&self.wasm, manifest, cache, Some(path))
+            .map_err(|e| e.to_string())
     }
 
     fn fingerprint(&self) -> String {
-        let manifest = self.manifest.as_deref().map(|m| sha256_hex(m.as_bytes())).unwrap_or_default();
+        let manifest = self
+            .manifest
+            .as_deref()
+            .map(|m| sha256_hex(m.as_bytes()))
+            .unwrap_or_default();
         format!("{}:{manifest}", sha256_hex(&self.wasm))
     }
 }
 
 /// Loads one plugin file with its manifest (`name.toml` beside `name.wasm`),
 /// outside any registry: what `hippo run` uses.
-pub fn load_plugin_file(runtime: &Runtime, path: &Path, cache: Option<&ArtifactCache>) -> Result<LoadedPlugin, String> {
+pub fn load_plugin_file(
+    runtime: &Runtime,
+    path: &Path,
+    cache: Option<&ArtifactCache>,
+) -> Result<LoadedPlugin, String> {
     PluginFiles::read(path)?.load(runtime, path, cache)
 }
 
@@ -325,12 +365,25 @@ fn reindex(state: &mut State) -> Vec<Rejection> {
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     let mut conflicts = Vec::new();
     for path in order {
-        let Some(entry) = state.files.get_mut(&path) else { continue };
-        let Some(plugin) = entry.plugin.clone() else { continue };
+        let Some(entry) = state.files.get_mut(&path) else {
+            continue;
+        };
+        let Some(plugin) = entry.plugin.clone() else {
+            continue;
+        };
         let clash = match names.get(&plugin.name) {
-            Some(owner) => Some(format!("plugin `{}` is already provided by {}", plugin.name, owner.display())),
+            Some(owner) => Some(format!(
+                "plugin `{}` is already provided by {}",
+                plugin.name,
+                owner.display()
+            )),
             None => plugin.tasks.iter().find_map(|t| {
-                tasks.get(&t.name).map(|owner| format!("task `{}` is already provided by plugin `{}`", t.name, owner.name))
+                tasks.get(&t.name).map(|owner| {
+                    format!(
+                        "task `{}` is already provided by plugin `{}`",
+                        t.name, owner.name
+                    )
+                })
             }),
         };
         if let Some(reason) = clash {
@@ -354,11 +407,19 @@ fn summary(path: &Path, plugin: &LoadedPlugin) -> PluginSummary {
         version: plugin.version.clone(),
         file: path.to_path_buf(),
         wasm_sha256: plugin.wasm_sha256.clone(),
-        grants: plugin.manifest.grants.iter().map(|c| c.to_string()).collect(),
+        grants: plugin
+            .manifest
+            .grants
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
         tasks: plugin
             .tasks
             .iter()
-            .map(|spec| TaskSummary { spec: spec.clone(), queue: plugin.queue_for(spec).to_string() })
+            .map(|spec| TaskSummary {
+                spec: spec.clone(),
+                queue: plugin.queue_for(spec).to_string(),
+            })
             .collect(),
     }
 }

@@ -1,7 +1,10 @@
 //! Running one task: a fresh store from the plugin's `InstancePre`, limits
 //! applied, the outcome classified and measured.
 
-use super::host_api::{CancelToken, Deadlines, Interruption, Progress, ProgressSink, TaskLimiter, TaskState, on_epoch_tick, wit};
+use super::host_api::{
+    CancelToken, Deadlines, Interruption, Progress, ProgressSink, TaskLimiter, TaskState,
+    on_epoch_tick, wit,
+};
 use super::limits::{LimitOverrides, Limits};
 use super::plugin::LoadedPlugin;
 use super::task_log::{LogSource, TaskLog, TaskLogRecord};
@@ -205,15 +208,26 @@ pub(crate) fn run(
     let called = plugin
         .pre
         .instantiate(&mut store)
-        .map_err(|e| TaskFailure::Instantiate { message: format!("{e:#}") })
-        .map(|instance| instance.hippo_tasks_plugin().call_run(&mut store, &context, &request.task_name, &request.input));
+        .map_err(|e| TaskFailure::Instantiate {
+            message: format!("{e:#}"),
+        })
+        .map(|instance| {
+            instance.hippo_tasks_plugin().call_run(
+                &mut store,
+                &context,
+                &request.task_name,
+                &request.input,
+            )
+        });
     let wall = started.elapsed();
     let result = match called {
         Err(failure) => Err(failure),
-        Ok(Ok(Ok(output))) if output.len() as u64 > limits.output_bytes => Err(TaskFailure::OutputTooLarge {
-            size_bytes: output.len() as u64,
-            limit_bytes: limits.output_bytes,
-        }),
+        Ok(Ok(Ok(output))) if output.len() as u64 > limits.output_bytes => {
+            Err(TaskFailure::OutputTooLarge {
+                size_bytes: output.len() as u64,
+                limit_bytes: limits.output_bytes,
+            })
+        }
         Ok(Ok(Ok(output))) => Ok(output),
         Ok(Ok(Err(error))) => Err(from_guest_error(error)),
         Ok(Err(trap)) => Err(classify_trap(&trap, &store, &limits, &log)),
@@ -226,7 +240,14 @@ pub(crate) fn run(
         soft_limit_passed: Instant::now() >= state.deadlines.soft,
     };
     let progress = state.last_progress.clone();
-    TaskOutcome { result, stats, limits, log: log.take(), progress, plugin_version: plugin.version.clone() }
+    TaskOutcome {
+        result,
+        stats,
+        limits,
+        log: log.take(),
+        progress,
+        plugin_version: plugin.version.clone(),
+    }
 }
 
 /// A fresh store for one task: WASI with nothing from the host (no
@@ -260,7 +281,9 @@ pub(crate) fn new_store(
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     if fuel_metering {
-        store.set_fuel(limits.fuel).expect("fuel metering is enabled on this engine");
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel metering is enabled on this engine");
     }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(on_epoch_tick);
@@ -268,36 +291,51 @@ pub(crate) fn new_store(
 }
 
 fn unix_ms_after(duration: Duration) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (now + duration).as_millis() as u64
 }
 
 fn from_guest_error(error: wit::TaskError) -> TaskFailure {
     match error {
-        wit::TaskError::Retry(retry) => TaskFailure::Retry { message: retry.message, delay_ms: retry.delay_ms },
+        wit::TaskError::Retry(retry) => TaskFailure::Retry {
+            message: retry.message,
+            delay_ms: retry.delay_ms,
+        },
         wit::TaskError::Fatal(message) => TaskFailure::Fatal { message },
         wit::TaskError::BadInput(message) => TaskFailure::BadInput { message },
     }
 }
 
-fn classify_trap(error: &wasmtime::Error, store: &Store<TaskState>, limits: &Limits, log: &TaskLog) -> TaskFailure {
+fn classify_trap(
+    error: &wasmtime::Error,
+    store: &Store<TaskState>,
+    limits: &Limits,
+    log: &TaskLog,
+) -> TaskFailure {
     if let Some(interruption) = error.downcast_ref::<Interruption>() {
         return match interruption {
-            Interruption::HardTimeLimit => {
-                TaskFailure::HardTimeLimit { limit_ms: limits.hard_time_limit.as_millis() as u64 }
-            }
+            Interruption::HardTimeLimit => TaskFailure::HardTimeLimit {
+                limit_ms: limits.hard_time_limit.as_millis() as u64,
+            },
             Interruption::Revoked => TaskFailure::Revoked,
         };
     }
     if let Some(requested) = store.data().limiter.refused_memory {
-        return TaskFailure::MemoryLimit { limit_bytes: limits.memory_bytes, requested_bytes: requested as u64 };
+        return TaskFailure::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+            requested_bytes: requested as u64,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TaskFailure::FuelExhausted { fuel: limits.fuel },
         Some(Trap::StackOverflow) => TaskFailure::StackOverflow,
         _ => match panic_message(log) {
             Some(message) => TaskFailure::Panicked { message },
-            None => TaskFailure::Trapped { message: format!("{error:#}") },
+            None => TaskFailure::Trapped {
+                message: format!("{error:#}"),
+            },
         },
     }
 }
@@ -312,7 +350,9 @@ fn panic_message(log: &TaskLog) -> Option<String> {
         .filter(|line| line.source == LogSource::Stderr)
         .map(|line| line.message.as_str())
         .collect();
-    let at = stderr.iter().rposition(|line| line.contains("panicked at"))?;
+    let at = stderr
+        .iter()
+        .rposition(|line| line.contains("panicked at"))?;
     let message = stderr.get(at + 1).copied().unwrap_or(stderr[at]);
     Some(message.to_string())
 }

@@ -85,7 +85,11 @@ impl Inner {
         }
         self.used += message.len();
         let message = String::from_utf8_lossy(message).into_owned();
-        self.record.lines.push(LogLine { level, source, message });
+        self.record.lines.push(LogLine {
+            level,
+            source,
+            message,
+        });
     }
 
     fn capture(&mut self, source: LogSource, bytes: &[u8]) {
@@ -144,8 +148,15 @@ impl TaskLog {
     /// A log that keeps at most `limit` bytes of messages.
     pub fn new(limit: u64) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let inner = Inner { limit, used: 0, record: TaskLogRecord::default(), partial: PartialLines::default() };
-        TaskLog { inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner {
+            limit,
+            used: 0,
+            record: TaskLogRecord::default(),
+            partial: PartialLines::default(),
+        };
+        TaskLog {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     /// Appends a line, or counts it as dropped when it does not fit.
@@ -174,7 +185,10 @@ impl TaskLog {
 
     /// A WASI stdout/stderr stream that appends into this log as `source`.
     pub fn stream(&self, source: LogSource) -> CapturedOutput {
-        CapturedOutput { log: self.clone(), source }
+        CapturedOutput {
+            log: self.clone(),
+            source,
+        }
     }
 }
 

@@ -88,7 +88,12 @@ struct Held {
 impl Held {
     fn interrupt(&self, why: Stop) {
         // The first reason wins: a revoked task stays revoked at shutdown.
-        let _ = self.stop.compare_exchange(Stop::None as u8, why as u8, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.stop.compare_exchange(
+            Stop::None as u8,
+            why as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
         self.cancel.cancel();
     }
 }
@@ -129,7 +134,11 @@ pub struct Worker {
 
 impl Worker {
     /// A worker; nothing runs until [`run`](Self::run).
-    pub fn new(broker: SharedBroker, registry: Arc<PluginRegistry>, config: WorkerConfig) -> Arc<Self> {
+    pub fn new(
+        broker: SharedBroker,
+        registry: Arc<PluginRegistry>,
+        config: WorkerConfig,
+    ) -> Arc<Self> {
         let min = config.min_concurrency.clamp(1, config.concurrency.max(1));
         Arc::new(Worker {
             broker,
@@ -155,9 +164,21 @@ impl Worker {
     pub async fn run(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let stop_background = Arc::new(Notify::new());
         let background = [
-            tokio::spawn(self.clone().every(self.config.heartbeat_interval, stop_background.clone(), Self::beat)),
-            tokio::spawn(self.clone().every(self.config.maintain_interval, stop_background.clone(), Self::maintain)),
-            tokio::spawn(self.clone().every(Duration::from_secs(1), stop_background.clone(), Self::autoscale)),
+            tokio::spawn(self.clone().every(
+                self.config.heartbeat_interval,
+                stop_background.clone(),
+                Self::beat,
+            )),
+            tokio::spawn(self.clone().every(
+                self.config.maintain_interval,
+                stop_background.clone(),
+                Self::maintain,
+            )),
+            tokio::spawn(self.clone().every(
+                Duration::from_secs(1),
+                stop_background.clone(),
+                Self::autoscale,
+            )),
             tokio::spawn(self.clone().follow_revocations(stop_background.clone())),
         ];
         tokio::select! {
@@ -174,7 +195,8 @@ impl Worker {
 
     async fn fetch_forever(self: &Arc<Self>) {
         loop {
-            let limit = self.current.load(Ordering::Relaxed) * self.config.prefetch_multiplier.max(1);
+            let limit =
+                self.current.load(Ordering::Relaxed) * self.config.prefetch_multiplier.max(1);
             let room = limit.saturating_sub(self.held_count());
             if room == 0 {
                 let released = self.released.notified();
@@ -187,7 +209,13 @@ impl Worker {
             }
             let reserved = self
                 .broker
-                .reserve(&self.config.name, &self.config.queues, room, self.config.lease, Duration::from_secs(1))
+                .reserve(
+                    &self.config.name,
+                    &self.config.queues,
+                    room,
+                    self.config.lease,
+                    Duration::from_secs(1),
+                )
                 .await;
             match reserved {
                 Ok(deliveries) => {
@@ -204,14 +232,24 @@ impl Worker {
     }
 
     fn held_count(&self) -> usize {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn hold(self: &Arc<Self>, delivery: Delivery) {
         let cancel = CancelToken::new();
         let stop = Arc::new(AtomicU8::new(Stop::None as u8));
-        let held = Held { delivery: delivery.clone(), cancel: cancel.clone(), stop: stop.clone() };
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(delivery.message.id.clone(), held);
+        let held = Held {
+            delivery: delivery.clone(),
+            cancel: cancel.clone(),
+            stop: stop.clone(),
+        };
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(delivery.message.id.clone(), held);
         let worker = self.clone();
         tokio::spawn(async move {
             // Waiting here is what "reserved" means: leased, not yet running.
@@ -226,7 +264,10 @@ impl Worker {
     }
 
     fn let_go(&self, task_id: &str) {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(task_id);
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(task_id);
         self.released.notify_waiters();
     }
 
@@ -243,7 +284,8 @@ impl Worker {
             Ok(LeaseStatus::Held) if !revoked => {}
             Ok(LeaseStatus::Lost) => return,
             Ok(_) => {
-                self.settle(delivery, Settlement::Revoked { meta: None }).await;
+                self.settle(delivery, Settlement::Revoked { meta: None })
+                    .await;
                 return;
             }
             Err(error) => {
@@ -252,13 +294,27 @@ impl Worker {
             }
         }
         let Some(plugin) = self.registry.resolve(&message.task) else {
-            let failure = TaskFailure::UnknownTask { task: message.task.clone() };
+            let failure = TaskFailure::UnknownTask {
+                task: message.task.clone(),
+            };
             let meta = self.meta(now_ms(), None, String::new());
-            self.settle(delivery, Settlement::Failure { failure, dead_letter: true, meta }).await;
+            self.settle(
+                delivery,
+                Settlement::Failure {
+                    failure,
+                    dead_letter: true,
+                    meta,
+                },
+            )
+            .await;
             return;
         };
         let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<Progress>);
-        let forward = tokio::spawn(forward_progress(self.broker.clone(), delivery.clone(), progress_rx));
+        let forward = tokio::spawn(forward_progress(
+            self.broker.clone(),
+            delivery.clone(),
+            progress_rx,
+        ));
         let request = TaskRequest {
             task_id: message.id.clone(),
             task_name: message.task.clone(),
@@ -274,12 +330,18 @@ impl Worker {
         let started_ms = now_ms();
         let outcome = self.registry.runtime().execute(plugin, request).await;
         forward.abort();
-        let meta = self.meta(started_ms, Some(outcome.stats), outcome.plugin_version.clone());
+        let meta = self.meta(
+            started_ms,
+            Some(outcome.stats),
+            outcome.plugin_version.clone(),
+        );
         let settlement = match outcome.result {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(output) => Settlement::Success { output, meta },
                 Err(error) => Settlement::Failure {
-                    failure: TaskFailure::Fatal { message: format!("output is not JSON: {error}") },
+                    failure: TaskFailure::Fatal {
+                        message: format!("output is not JSON: {error}"),
+                    },
                     dead_letter: true,
                     meta,
                 },
@@ -297,15 +359,31 @@ impl Worker {
                     TaskFailure::Retry { delay_ms, .. } => delay_ms.map(Duration::from_millis),
                     _ => None,
                 };
-                let delay = self.config.retry.delay(message.attempt, requested, jitter_unit());
-                Settlement::Retry { failure, at_ms: now_ms() + delay.as_millis() as u64, meta }
+                let delay = self
+                    .config
+                    .retry
+                    .delay(message.attempt, requested, jitter_unit());
+                Settlement::Retry {
+                    failure,
+                    at_ms: now_ms() + delay.as_millis() as u64,
+                    meta,
+                }
             }
-            Err(failure) => Settlement::Failure { failure, dead_letter: true, meta },
+            Err(failure) => Settlement::Failure {
+                failure,
+                dead_letter: true,
+                meta,
+            },
         };
         self.settle(delivery, settlement).await;
     }
 
-    fn meta(&self, started_ms: u64, stats: Option<crate::runtime::ExecStats>, plugin_version: String) -> RunMeta {
+    fn meta(
+        &self,
+        started_ms: u64,
+        stats: Option<crate::runtime::ExecStats>,
+        plugin_version: String,
+    ) -> RunMeta {
         RunMeta {
             worker: self.config.name.clone(),
             started_ms,
@@ -334,8 +412,12 @@ impl Worker {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok(false) => tracing::warn!(task = %delivery.message.id, "lease lost before the result was written; result discarded"),
-            Err(error) => tracing::warn!(task = %delivery.message.id, %error, "could not settle a task; its lease will expire and it will run again"),
+            Ok(false) => {
+                tracing::warn!(task = %delivery.message.id, "lease lost before the result was written; result discarded")
+            }
+            Err(error) => {
+                tracing::warn!(task = %delivery.message.id, %error, "could not settle a task; its lease will expire and it will run again")
+            }
         }
     }
 
@@ -354,8 +436,16 @@ impl Worker {
                 break;
             }
         }
-        tracing::warn!(remaining = self.held_count(), "drain timeout: interrupting and handing back running tasks");
-        for held in self.held.lock().unwrap_or_else(PoisonError::into_inner).values() {
+        tracing::warn!(
+            remaining = self.held_count(),
+            "drain timeout: interrupting and handing back running tasks"
+        );
+        for held in self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
             held.interrupt(Stop::Shutdown);
         }
         while self.held_count() > 0 {
@@ -390,8 +480,13 @@ impl Worker {
     /// Renews every held lease, interrupts tasks that were revoked or lost,
     /// and publishes the worker's own heartbeat.
     async fn beat(self: Arc<Self>) {
-        let deliveries: Vec<Delivery> =
-            self.held.lock().unwrap_or_else(PoisonError::into_inner).values().map(|h| h.delivery.clone()).collect();
+        let deliveries: Vec<Delivery> = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|h| h.delivery.clone())
+            .collect();
         for delivery in deliveries {
             let why = match self.broker.heartbeat(&delivery, self.config.lease).await {
                 Ok(LeaseStatus::Held) => continue,
@@ -402,12 +497,21 @@ impl Worker {
                     continue;
                 }
             };
-            if let Some(held) = self.held.lock().unwrap_or_else(PoisonError::into_inner).get(&delivery.message.id) {
+            if let Some(held) = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&delivery.message.id)
+            {
                 held.interrupt(why);
             }
         }
         let heartbeat = self.heartbeat();
-        if let Err(error) = self.broker.record_worker(&heartbeat, self.config.heartbeat_interval * 3).await {
+        if let Err(error) = self
+            .broker
+            .record_worker(&heartbeat, self.config.heartbeat_interval * 3)
+            .await
+        {
             tracing::warn!(%error, "could not publish the worker heartbeat");
         }
     }
@@ -415,7 +519,13 @@ impl Worker {
     /// This worker's current report.
     pub fn heartbeat(&self) -> WorkerHeartbeat {
         let (cpu_seconds, rss_bytes) = process::usage();
-        let active = self.held.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        let active = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
         WorkerHeartbeat {
             name: self.config.name.clone(),
             hostname: process::hostname(),
@@ -451,11 +561,13 @@ impl Worker {
             let grow = waiting.min(self.config.concurrency - current);
             self.slots.add_permits(grow);
             self.current.store(current + grow, Ordering::Relaxed);
-        } else if idle > 1 && waiting == 0 && current > self.config.min_concurrency {
-            if let Ok(permit) = self.slots.try_acquire() {
-                permit.forget();
-                self.current.store(current - 1, Ordering::Relaxed);
-            }
+        } else if idle > 1
+            && waiting == 0
+            && current > self.config.min_concurrency
+            && let Ok(permit) = self.slots.try_acquire()
+        {
+            permit.forget();
+            self.current.store(current - 1, Ordering::Relaxed);
         }
     }
 
@@ -474,7 +586,12 @@ impl Worker {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
             };
-            if let Some(held) = self.held.lock().unwrap_or_else(PoisonError::into_inner).get(&task_id) {
+            if let Some(held) = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&task_id)
+            {
                 held.interrupt(Stop::Revoked);
             }
         }
@@ -482,7 +599,11 @@ impl Worker {
 }
 
 /// Sends the latest progress report to the broker, at most every 100 ms.
-async fn forward_progress(broker: SharedBroker, delivery: Delivery, mut reports: tokio::sync::watch::Receiver<Option<Progress>>) {
+async fn forward_progress(
+    broker: SharedBroker,
+    delivery: Delivery,
+    mut reports: tokio::sync::watch::Receiver<Option<Progress>>,
+) {
     while reports.changed().await.is_ok() {
         let latest = reports.borrow_and_update().clone();
         if let Some(progress) = latest {

@@ -17,7 +17,10 @@ impl Default for RetryPolicy {
         // The reference retried after a flat 60 s; backoff from 1 s reaches
         // that by the sixth attempt and keeps a failing dependency from
         // being hammered afterwards.
-        RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(600) }
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(600),
+        }
     }
 }
 
@@ -30,7 +33,10 @@ impl RetryPolicy {
             return requested.min(self.cap);
         }
         let exponent = attempt.saturating_sub(1).min(32);
-        let ceiling = self.base.saturating_mul(1u32 << exponent.min(31)).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << exponent.min(31))
+            .min(self.cap);
         // Half fixed, half random: never zero, and retries of many tasks
         // that failed together spread out.
         ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
@@ -43,7 +49,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let policy = RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(10) };
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+        };
         assert_eq!(policy.delay(1, None, 1.0), Duration::from_secs(1));
         assert_eq!(policy.delay(2, None, 1.0), Duration::from_secs(2));
         assert_eq!(policy.delay(3, None, 1.0), Duration::from_secs(4));
@@ -60,8 +69,17 @@ mod tests {
 
     #[test]
     fn the_tasks_own_delay_wins_within_the_cap() {
-        let policy = RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(60) };
-        assert_eq!(policy.delay(5, Some(Duration::from_millis(250)), 0.9), Duration::from_millis(250));
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(3600)), 0.9), Duration::from_secs(60));
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        };
+        assert_eq!(
+            policy.delay(5, Some(Duration::from_millis(250)), 0.9),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3600)), 0.9),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -120,8 +120,8 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::bindings::export!(HippoSdkExport with_types_in $crate::bindings);
-};
+    $crate::bindings::export!(HippoSdkExport with_types_in $crate::bindings);
+        };
     };
 }
 

@@ -147,7 +147,9 @@ fn decode_input<I: DeserializeOwned>(task_name: &str, input: &[u8]) -> Result<I,
         // The path names the offending field (`memories[3].text`); `.` is the whole input.
         let field = err.path().to_string();
         let err = err.into_inner();
-        TaskError::bad_input(format!("invalid input for task {task_name}: field `{field}`: {err}"))
+        TaskError::bad_input(format!(
+            "invalid input for task {task_name}: field `{field}`: {err}"
+        ))
     })
 }
 

@@ -105,7 +105,10 @@ pub enum DeadLetters {
 }
 
 async fn open(connection: &Connection) -> anyhow::Result<SharedBroker> {
-    Ok(connection.target()?.open(connection.broker_config()).await?)
+    Ok(connection
+        .target()?
+        .open(connection.broker_config())
+        .await?)
 }
 
 fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -114,19 +117,28 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn seconds(value: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| anyhow::anyhow!("{value} is not a valid number of seconds"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{value} is not a valid number of seconds"))
 }
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
-    let input: serde_json::Value =
-        serde_json::from_str(&args.input).map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
+    let input: serde_json::Value = serde_json::from_str(&args.input)
+        .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
     let broker = open(&args.connection).await?;
     let mut message = TaskMessage::new(args.task, args.queue, input);
     message.priority = args.priority;
     message.max_retries = args.max_retries;
     message.idempotency_key = args.idempotency_key;
-    message.eta_ms = args.countdown.map(seconds).transpose()?.map(|d| now_ms() + d.as_millis() as u64);
-    message.expires_ms = args.expires.map(seconds).transpose()?.map(|d| now_ms() + d.as_millis() as u64);
+    message.eta_ms = args
+        .countdown
+        .map(seconds)
+        .transpose()?
+        .map(|d| now_ms() + d.as_millis() as u64);
+    message.expires_ms = args
+        .expires
+        .map(seconds)
+        .transpose()?
+        .map(|d| now_ms() + d.as_millis() as u64);
     message.limits = LimitOverrides {
         hard_time_limit_ms: args.hard_time_limit_ms,
         soft_time_limit_ms: args.soft_time_limit_ms,
@@ -194,7 +206,9 @@ async fn held_by_worker(
     let broker = open(connection).await?;
     let mut by_worker: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     for delivery in broker.reserved().await? {
-        let Some(record) = broker.task(&delivery.message.id).await? else { continue };
+        let Some(record) = broker.task(&delivery.message.id).await? else {
+            continue;
+        };
         if matches!(record.state, TaskState::Started | TaskState::Progress) == running {
             by_worker.entry(delivery.consumer).or_default().push(record);
         }
@@ -204,7 +218,10 @@ async fn held_by_worker(
 
 pub async fn purge(args: PurgeArgs) -> anyhow::Result<u8> {
     if !args.yes {
-        anyhow::bail!("purging drops every waiting task of {:?}; pass --yes to confirm", args.queue);
+        anyhow::bail!(
+            "purging drops every waiting task of {:?}; pass --yes to confirm",
+            args.queue
+        );
     }
     let broker = open(&args.connection).await?;
     print(&serde_json::json!({ "queue": args.queue, "purged": broker.purge(&args.queue).await? }))?;
@@ -213,11 +230,15 @@ pub async fn purge(args: PurgeArgs) -> anyhow::Result<u8> {
 
 pub async fn dead_letters(what: DeadLetters) -> anyhow::Result<u8> {
     match what {
-        DeadLetters::List(connection) => print(&open(&connection).await?.dead_letters(1_000).await?)?,
+        DeadLetters::List(connection) => {
+            print(&open(&connection).await?.dead_letters(1_000).await?)?
+        }
         DeadLetters::Replay(args) => {
             let broker = open(&args.connection).await?;
             match broker.replay_dead_letter(&args.id).await? {
-                Some(task_id) => print(&serde_json::json!({ "replayed": args.id, "task_id": task_id }))?,
+                Some(task_id) => {
+                    print(&serde_json::json!({ "replayed": args.id, "task_id": task_id }))?
+                }
                 None => anyhow::bail!("{} is not a dead letter", args.id),
             }
         }
@@ -225,7 +246,9 @@ pub async fn dead_letters(what: DeadLetters) -> anyhow::Result<u8> {
             if !yes {
                 anyhow::bail!("purging forgets every dead letter; pass --yes to confirm");
             }
-            print(&serde_json::json!({ "purged": open(&connection).await?.purge_dead_letters().await? }))?;
+            print(
+                &serde_json::json!({ "purged": open(&connection).await?.purge_dead_letters().await? }),
+            )?;
         }
     }
     Ok(0)

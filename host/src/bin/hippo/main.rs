@@ -5,14 +5,19 @@ mod service;
 
 use clap::{Args, Parser, Subcommand};
 use hippo::runtime::{
-    LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest, load_plugin_file,
+    LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest,
+    load_plugin_file,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "hippo", version, about = "A task runtime for an LLM long-term-memory engine")]
+#[command(
+    name = "hippo",
+    version,
+    about = "A task runtime for an LLM long-term-memory engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,7 +125,8 @@ const COMMAND_FAILED: u8 = 2;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HIPPO_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HIPPO_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -146,10 +152,15 @@ fn main() -> ExitCode {
 }
 
 fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
 }
 
-fn open_runtime(storage: &Storage) -> anyhow::Result<(Arc<Runtime>, Option<hippo::runtime::ArtifactCache>)> {
+fn open_runtime(
+    storage: &Storage,
+) -> anyhow::Result<(Arc<Runtime>, Option<hippo::runtime::ArtifactCache>)> {
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let cache = if storage.no_cache {
         None
@@ -169,15 +180,20 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     request.limits = args.limits.overrides();
     let outcome = runtime.execute_blocking(&plugin, &request);
     println!("{}", serde_json::to_string_pretty(&report(&outcome))?);
-    Ok(if outcome.result.is_ok() { 0 } else { TASK_FAILED })
+    Ok(if outcome.result.is_ok() {
+        0
+    } else {
+        TASK_FAILED
+    })
 }
 
 /// The JSON `hippo run` prints.
 fn report(outcome: &TaskOutcome) -> serde_json::Value {
     let (status, output, error) = match &outcome.result {
         Ok(bytes) => {
-            let output = serde_json::from_slice(bytes)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()));
+            let output = serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            });
             ("SUCCESS", output, serde_json::Value::Null)
         }
         Err(failure) => (
@@ -201,7 +217,9 @@ fn report(outcome: &TaskOutcome) -> serde_json::Value {
 fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {
     let (runtime, cache) = open_runtime(&args.storage)?;
     let registry = PluginRegistry::new(runtime, &args.dir, cache);
-    let report = registry.scan().map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    let report = registry
+        .scan()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
     let listing = serde_json::json!({
         "dir": args.dir,
         "plugins": registry.plugins(),

@@ -31,7 +31,10 @@ impl Connection {
     }
 
     pub fn broker_config(&self) -> BrokerConfig {
-        BrokerConfig { result_expires: Duration::from_secs(self.result_expires), ..BrokerConfig::default() }
+        BrokerConfig {
+            result_expires: Duration::from_secs(self.result_expires),
+            ..BrokerConfig::default()
+        }
     }
 }
 
@@ -49,7 +52,11 @@ pub struct WorkerArgs {
     #[arg(long, short = 'c', env = "HIPPO_WORKER_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// Tasks reserved ahead per slot. Also CELERY_WORKER_PREFETCH_MULTIPLIER.
-    #[arg(long = "prefetch", alias = "prefetch-multiplier", env = "HIPPO_WORKER_PREFETCH_MULTIPLIER")]
+    #[arg(
+        long = "prefetch",
+        alias = "prefetch-multiplier",
+        env = "HIPPO_WORKER_PREFETCH_MULTIPLIER"
+    )]
     pub prefetch: Option<usize>,
     /// Autoscale as MAX,MIN (e.g. 10,3): grow while work waits, shrink when idle.
     #[arg(long, value_parser = parse_autoscale)]
@@ -82,10 +89,17 @@ fn celery_env(name: &str) -> Option<usize> {
 impl WorkerArgs {
     fn worker_config(&self) -> WorkerConfig {
         let defaults = WorkerConfig::default();
-        let concurrency = self.concurrency.or_else(|| celery_env("CELERY_WORKER_CONCURRENCY")).unwrap_or(defaults.concurrency);
+        let concurrency = self
+            .concurrency
+            .or_else(|| celery_env("CELERY_WORKER_CONCURRENCY"))
+            .unwrap_or(defaults.concurrency);
         let (max, min) = self.autoscale.unwrap_or((concurrency, concurrency));
         WorkerConfig {
-            queues: if self.queues.is_empty() { defaults.queues.clone() } else { self.queues.clone() },
+            queues: if self.queues.is_empty() {
+                defaults.queues.clone()
+            } else {
+                self.queues.clone()
+            },
             concurrency: max,
             min_concurrency: min,
             prefetch_multiplier: self
@@ -104,9 +118,13 @@ impl WorkerArgs {
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let target = args.connection.target()?;
     let broker = target.open(args.connection.broker_config()).await?;
-    let runtime = RuntimeConfig { max_concurrent_tasks: args.max_instances, ..RuntimeConfig::default() };
+    let runtime = RuntimeConfig {
+        max_concurrent_tasks: args.max_instances,
+        ..RuntimeConfig::default()
+    };
     let (plugins, data_dir) = (args.plugins.clone(), args.connection.data_dir.clone());
-    let registry = tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
+    let registry =
+        tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
     let _watch = registry.watch()?;
     let config = args.worker_config();
     tracing::info!(
