@@ -5,6 +5,7 @@
 //! [`runtime`] owns the engine, the sandbox, the limits and the plugin
 //! registry.
 
+pub mod api;
 pub mod broker;
 pub mod config;
 pub mod runtime;

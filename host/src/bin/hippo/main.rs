@@ -25,10 +25,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the service in one process: the embedded broker (unless
-    /// --broker names Redis), a worker on every queue, and the plugin
-    /// folder watcher.
-    Serve(service::WorkerArgs),
+    /// Runs the service in one process: the REST API, the embedded broker
+    /// (unless --broker names Redis), a worker on every queue, and the
+    /// plugin folder watcher.
+    Serve(service::ServeArgs),
+    /// Prints the SHA-256 of an API key, as the keys file stores it.
+    HashKey {
+        /// The key.
+        key: String,
+    },
     /// Runs a worker: takes tasks from the broker's queues and runs them.
     Worker(service::WorkerArgs),
     /// Submits a task.
@@ -134,7 +139,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Plugins(args) => plugins(args),
-        Command::Serve(args) | Command::Worker(args) => block_on(service::run_worker(args)),
+        Command::Serve(args) => block_on(service::serve(args)),
+        Command::Worker(args) => block_on(service::run_worker(args)),
+        Command::HashKey { key } => {
+            println!("{}", hippo::api::hash_key(&key));
+            Ok(0)
+        }
         Command::Submit(args) => block_on(control::submit(args)),
         Command::Status(args) => block_on(control::status(args)),
         Command::Revoke(args) => block_on(control::revoke(args)),

@@ -1,6 +1,7 @@
 //! `hippo serve` and `hippo worker`: the long-running processes.
 
 use clap::Args;
+use hippo::api::{AppState, KeyStore};
 use hippo::broker::BrokerConfig;
 use hippo::config::{BrokerTarget, broker_url_from_env, open_registry};
 use hippo::runtime::RuntimeConfig;
@@ -114,29 +115,94 @@ impl WorkerArgs {
     }
 }
 
-/// Runs a worker until SIGTERM or Ctrl-C, then drains.
-pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Address the REST API listens on.
+    #[arg(long, env = "HIPPO_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// Serve the API only (workers run elsewhere, on a shared Redis).
+    #[arg(long)]
+    pub no_worker: bool,
+    /// TOML file of API keys (hashed); see `hippo hash-key`.
+    #[arg(long, env = "HIPPO_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+}
+
+/// The broker and the plugin registry (loaded and watched) a process runs on.
+async fn open_parts(
+    args: &WorkerArgs,
+) -> anyhow::Result<(hippo::broker::SharedBroker, std::sync::Arc<hippo::runtime::PluginRegistry>, hippo::runtime::WatchHandle)> {
     let target = args.connection.target()?;
     let broker = target.open(args.connection.broker_config()).await?;
-    let runtime = RuntimeConfig {
-        max_concurrent_tasks: args.max_instances,
-        ..RuntimeConfig::default()
-    };
+    let runtime = RuntimeConfig { max_concurrent_tasks: args.max_instances, ..RuntimeConfig::default() };
     let (plugins, data_dir) = (args.plugins.clone(), args.connection.data_dir.clone());
-    let registry =
-        tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
-    let _watch = registry.watch()?;
+    let registry = tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
+    let watch = registry.watch()?;
+    tracing::info!(broker = ?target, plugins = registry.plugins().len(), "broker and plugins ready");
+    Ok((broker, registry, watch))
+}
+
+/// Runs a worker until SIGTERM or Ctrl-C, then drains.
+pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
+    let (broker, registry, _watch) = open_parts(&args).await?;
     let config = args.worker_config();
-    tracing::info!(
-        broker = ?target,
-        worker = %config.name,
-        queues = ?config.queues,
-        concurrency = config.concurrency,
-        plugins = registry.plugins().len(),
-        "worker ready"
-    );
-    let worker = Worker::new(broker, registry, config);
-    worker.run(shutdown_signal()).await;
+    tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
+    Worker::new(broker, registry, config).run(shutdown_signal()).await;
+    Ok(0)
+}
+
+/// The API keys: the file's, plus `HIPPO_API_KEY` (every scope). With
+/// neither, a random admin key is made for this run and printed once, so a
+/// fresh `hippo serve` is usable and never open to anyone.
+fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStore> {
+    let mut configs = match file {
+        Some(path) => KeyStore::configs_from_file(path)?,
+        None => Vec::new(),
+    };
+    if let Ok(key) = std::env::var("HIPPO_API_KEY")
+        && !key.trim().is_empty()
+    {
+        configs.push(KeyStore::admin_key("HIPPO_API_KEY", key.trim()));
+    }
+    if configs.is_empty() {
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        eprintln!("hippo: no API key configured; this run's admin key is: {key}");
+        eprintln!("hippo: (set HIPPO_API_KEY or HIPPO_API_KEYS_FILE to choose keys)");
+        configs.push(KeyStore::admin_key("generated", &key));
+    }
+    Ok(KeyStore::new(configs)?)
+}
+
+/// Runs the API (and, unless `--no-worker`, a worker) until SIGTERM or Ctrl-C.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
+    let (broker, registry, _watch) = open_parts(&args.worker).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let state = AppState { broker: broker.clone(), registry: registry.clone(), keys };
+    let api = tokio::spawn(hippo::api::serve(listener, state, until_stopped()));
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    if args.no_worker {
+        until_stopped().await;
+    } else {
+        let config = args.worker.worker_config();
+        tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
+        Worker::new(broker, registry, config).run(until_stopped()).await;
+    }
+    signal.abort();
+    api.await??;
     Ok(0)
 }
 

@@ -1,0 +1,202 @@
+//! The REST API (axum): tasks, inspection, dead letters, plugins, health
+//! and the OpenAPI document generated from this code (`/api/openapi.json`).
+//!
+//! Every route but `/healthz`, `/readyz` and the OpenAPI document needs an
+//! API key ([`auth`]). Every error is JSON with a stable code ([`error`]);
+//! bad input is a 4xx naming the field, never a 500.
+
+pub mod auth;
+pub mod error;
+mod plugins;
+mod tasks;
+
+pub use auth::{KeyConfig, KeyStore, Scope, hash_key};
+pub use error::ApiError;
+pub use tasks::{CancelResponse, SubmitRequest, SubmitResponse, TaskStatus};
+
+use crate::broker::SharedBroker;
+use crate::runtime::PluginRegistry;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use utoipa::OpenApi;
+
+/// Largest JSON body a route takes.
+pub const MAX_JSON_BYTES: usize = 2 << 20;
+/// A request that takes longer is answered 408 (long-polls wait at most 60 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The broker tasks go to.
+    pub broker: SharedBroker,
+    /// The plugins in service (task names, queues, uploads).
+    pub registry: Arc<PluginRegistry>,
+    /// API keys.
+    pub keys: Arc<KeyStore>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hippo", description = "Task runtime for an LLM long-term-memory engine"),
+    paths(
+        tasks::submit, tasks::status, tasks::cancel, tasks::inspect_stats, tasks::inspect_queues,
+        tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
+        tasks::replay_dead_letter, tasks::purge_dead_letters,
+        plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
+        healthz, readyz,
+    ),
+    components(schemas(
+        tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
+        error::ErrorBody, error::ErrorDetail, Health,
+    )),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/tasks/submit", post(tasks::submit))
+        .route("/api/v1/tasks/status/{task_id}", get(tasks::status))
+        .route("/api/v1/tasks/cancel/{task_id}", post(tasks::cancel))
+        .route("/api/v1/tasks/inspect/stats", get(tasks::inspect_stats))
+        .route("/api/v1/tasks/inspect/queues", get(tasks::inspect_queues))
+        .route("/api/v1/tasks/inspect/active", get(tasks::inspect_active))
+        .route("/api/v1/tasks/inspect/scheduled", get(tasks::inspect_scheduled))
+        .route("/api/v1/tasks/queues/{queue}", delete(tasks::purge_queue))
+        .route("/api/v1/tasks/deadletters", get(tasks::dead_letters).delete(tasks::purge_dead_letters))
+        .route("/api/v1/tasks/deadletters/{task_id}/replay", post(tasks::replay_dead_letter))
+        .route("/api/v1/plugins", get(plugins::list))
+        .route("/api/v1/plugins/{name}", put(plugins::upload).delete(plugins::remove))
+        .route("/api/v1/plugins/{name}/manifest", put(plugins::upload_manifest))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .merge(protected)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, ..ApiError::not_found("method not allowed on this route") }
+        })
+        // Bodies are read by the handlers with their own limits (see `read_body`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.keys.authenticate(header) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond).
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: format!("the body exceeds {limit} bytes"),
+        field: Some("body".into()),
+        retry_after: None,
+    })
+}
+
+/// A JSON body whose errors name the field at fault.
+#[derive(Debug)]
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(request.into_body(), MAX_JSON_BYTES).await?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not UTF-8: {e}")))?;
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map(ValidJson).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::bad_body(format!("the body is not valid JSON: {inner}"))
+            } else if path == "." {
+                // A missing field or an unknown one at the top level: name it.
+                let message = inner.to_string();
+                let field = message.split('`').nth(1).unwrap_or("body").to_string();
+                ApiError::invalid(field, message)
+            } else {
+                ApiError::invalid(path, inner.to_string())
+            }
+        })
+    }
+}
+
+/// Health of one dependency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Per dependency: `ok` or the error, and latency in milliseconds.
+    #[schema(value_type = Object)]
+    pub checks: serde_json::Value,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into(), checks: serde_json::json!({}) })
+}
+
+/// The broker answers and plugins are loaded (503 otherwise).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let broker = state.broker.queue_stats().await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let plugins = state.registry.plugins().len();
+    let ready = broker.is_ok();
+    let checks = serde_json::json!({
+        "broker": { "status": broker.err().map_or("ok".to_string(), |e| e.to_string()), "latency_ms": latency_ms },
+        "plugins": { "status": "ok", "loaded": plugins },
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let health = Health { status: if ready { "ok" } else { "unavailable" }.into(), checks };
+    (status, axum::Json(health)).into_response()
+}
