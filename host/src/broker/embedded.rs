@@ -1042,10 +1042,29 @@ impl Broker for EmbeddedBroker {
 
     async fn purge_dead_letters(&self) -> Result<u64, BrokerError> {
         self.write(true, |txn, _| {
-            let mut dead = txn.open_table(DEAD).map_err(storage)?;
-            let purged = dead.len().map_err(storage)?;
-            dead.retain(|_, _| false).map_err(storage)?;
-            Ok((purged, None))
+            let letters: Vec<String> = txn
+                .open_table(DEAD)
+                .map_err(storage)?
+                .iter()
+                .map_err(storage)?
+                .map(|entry| {
+                    entry
+                        .map(|(key, _)| key.value().1.to_string())
+                        .map_err(storage)
+                })
+                .collect::<Result<_, _>>()?;
+            for id in &letters {
+                // The record stays (FAILURE) until it expires; it is just no longer a letter.
+                if let Some(mut task) = load(txn, id)? {
+                    task.dead_seq = None;
+                    store(txn, &task)?;
+                }
+            }
+            txn.open_table(DEAD)
+                .map_err(storage)?
+                .retain(|_, _| false)
+                .map_err(storage)?;
+            Ok((letters.len() as u64, None))
         })
         .await
     }
