@@ -45,6 +45,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script, ScriptInvocation,
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
@@ -54,6 +55,10 @@ pub const DEFAULT_PREFIX: &str = "hippo:";
 
 /// Tasks a housekeeping script handles per call (calls repeat until done).
 const BATCH: usize = 500;
+
+/// How often one process prunes idle consumers, and after how long idle.
+const PRUNE_EVERY_MS: u64 = 60_000;
+const CONSUMER_IDLE_MS: u64 = 3_600_000;
 
 /// Idle connections kept for blocking reads.
 const MAX_IDLE_BLOCKING: usize = 16;
@@ -440,6 +445,28 @@ end
 return out
 "#;
 
+/// Deletes the consumers of the streams in KEYS that hold no entry and were
+/// idle for ARGV[5] ms: every consumer name ever used stays in the group
+/// otherwise. Returns how many it deleted.
+const PRUNE_CONSUMERS: &str = r#"
+local idle_limit = tonumber(ARGV[5])
+local removed = 0
+for _, key in ipairs(KEYS) do
+  local consumers = redis.pcall('XINFO', 'CONSUMERS', key, GROUP)
+  if type(consumers) == 'table' and not consumers.err then
+    for _, c in ipairs(consumers) do
+      local info = {}
+      for i = 1, #c - 1, 2 do info[c[i]] = c[i + 1] end
+      if info['pending'] == 0 and type(info['idle']) == 'number' and info['idle'] > idle_limit then
+        redis.call('XGROUP', 'DELCONSUMER', key, GROUP, info['name'])
+        removed = removed + 1
+      end
+    end
+  end
+end
+return removed
+"#;
+
 /// Takes task ARGV[5] out of the dead letters. Returns its message JSON,
 /// or nil when it was not there (or its record expired).
 const DEAD_TAKE: &str = r#"
@@ -473,6 +500,7 @@ struct Scripts {
     reclaim: Script,
     purge: Script,
     stats: Script,
+    prune_consumers: Script,
     dead_take: Script,
     dead_purge: Script,
 }
@@ -493,6 +521,7 @@ impl Scripts {
             reclaim: script(RECLAIM),
             purge: script(PURGE),
             stats: script(STATS),
+            prune_consumers: script(PRUNE_CONSUMERS),
             dead_take: script(DEAD_TAKE),
             dead_purge: script(DEAD_PURGE),
         }
@@ -647,6 +676,8 @@ pub struct RedisBroker {
     scripts: Scripts,
     notifications: Arc<Notifications>,
     relay: tokio::task::JoinHandle<()>,
+    /// When this process last pruned idle consumers (Unix ms).
+    last_prune_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -816,6 +847,7 @@ impl RedisBroker {
             scripts: Scripts::new(),
             notifications,
             relay,
+            last_prune_ms: AtomicU64::new(0),
         };
         broker.create_groups().await?;
         Ok(broker)
@@ -1214,21 +1246,23 @@ impl Broker for RedisBroker {
         timeout: Duration,
     ) -> Result<Option<TaskRecord>, BrokerError> {
         let deadline = Instant::now() + timeout;
+        let mut first = true;
         loop {
             // Interest first, then the check: a completion in between still wakes us.
             let (_guard, notified) = self.notifications.register(task_id);
-            let record = self.task(task_id).await?;
-            match &record {
-                Some(r) if !r.state.is_terminal() => {}
-                _ => return Ok(record),
+            match self.task(task_id).await {
+                Ok(Some(record)) if !record.state.is_terminal() => {}
+                Ok(record) => return Ok(record),
+                // Redis is unreachable from the start: say so at once.
+                Err(e) if first => return Err(e),
+                // Woken because the subscription dropped: Redis may be
+                // restarting. The relay wakes us again once it is back.
+                Err(_) => {}
             }
+            first = false;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() || tokio::time::timeout(remaining, notified).await.is_err() {
-                return if remaining.is_zero() {
-                    Ok(record)
-                } else {
-                    self.task(task_id).await
-                };
+                return self.task(task_id).await;
             }
         }
     }
@@ -1515,6 +1549,19 @@ impl Broker for RedisBroker {
             .query_async(&mut self.con())
             .await
             .map_err(storage)?;
+        let now = now_ms();
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= PRUNE_EVERY_MS
+            && self
+                .last_prune_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let mut inv = self.invocation(&self.scripts.prune_consumers);
+            inv.key(self.streams(&self.config.queues))
+                .arg(CONSUMER_IDLE_MS);
+            let _: i64 = self.run(&inv).await?;
+        }
         // Finished records, idempotency keys and worker heartbeats expire by TTL.
         Ok(moved)
     }
