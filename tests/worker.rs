@@ -143,6 +143,12 @@ on_both_brokers! {
             assert!(run.finished_ms >= run.started_ms);
             assert_eq!(record.runs, 1);
         }
+        // The counters move just after the broker answers the waiters.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while setup.worker.heartbeat().succeeded < 200 {
+            assert!(Instant::now() < deadline, "succeeded: {}", setup.worker.heartbeat().succeeded);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let heartbeat = setup.worker.heartbeat();
         assert_eq!(heartbeat.succeeded, 200);
         assert!(heartbeat.rss_bytes > 0);

@@ -11,8 +11,7 @@ use super::model::*;
 use super::{Broker, BrokerConfig, BrokerError};
 use crate::runtime::Progress;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -130,6 +130,8 @@ pub struct Worker {
     current: AtomicUsize,
     counters: Counters,
     started_ms: u64,
+    /// Set on shutdown: the fetch loop stops after its current reserve.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -150,6 +152,7 @@ impl Worker {
             released: Notify::new(),
             counters: Counters::default(),
             started_ms: now_ms(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -181,10 +184,14 @@ impl Worker {
             )),
             tokio::spawn(self.clone().follow_revocations(stop_background.clone())),
         ];
-        tokio::select! {
-            () = self.fetch_forever() => {}
-            () = shutdown => {}
-        }
+        // The fetch loop is never dropped in the middle of a reserve: the
+        // broker may already have leased tasks to it, which would then sit
+        // unseen until their lease ran out. It stops between reserves.
+        let fetching = tokio::spawn(self.clone().fetch_until_stopped());
+        shutdown.await;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.released.notify_waiters();
+        let _ = fetching.await;
         self.drain().await;
         stop_background.notify_waiters();
         for task in background {
@@ -193,8 +200,8 @@ impl Worker {
         tracing::info!(worker = %self.config.name, "worker stopped");
     }
 
-    async fn fetch_forever(self: &Arc<Self>) {
-        loop {
+    async fn fetch_until_stopped(self: Arc<Self>) {
+        while !self.stopping.load(Ordering::SeqCst) {
             let limit =
                 self.current.load(Ordering::Relaxed) * self.config.prefetch_multiplier.max(1);
             let room = limit.saturating_sub(self.held_count());
@@ -202,7 +209,7 @@ impl Worker {
                 let released = self.released.notified();
                 tokio::pin!(released);
                 released.as_mut().enable();
-                if self.held_count() >= limit {
+                if self.held_count() >= limit && !self.stopping.load(Ordering::SeqCst) {
                     released.await;
                 }
                 continue;
