@@ -1,59 +1,83 @@
-//! Commands that talk to the broker directly: submit, status, result,
-//! revoke, inspect, purge and dead letters. With the embedded broker they
-//! need the broker's directory to themselves (run them while no `hippo
-//! serve` holds it); with Redis they work alongside running workers.
+//! Commands that go through the REST API of a running `hippo serve`
+//! (`--api`, default `http://127.0.0.1:8000`, with `--key`): submit, status,
+//! result, cancel, inspect, purge, dead letters and plugin deploys. They work
+//! alike on the embedded broker and on Redis; for a Redis deployment whose
+//! workers run elsewhere, `hippo serve --no-worker` is the API to point at.
 
-use crate::service::Connection;
+use crate::{LimitArgs, TASK_FAILED};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use hippo::broker::{SharedBroker, TaskMessage, TaskState, now_ms};
-use hippo::runtime::LimitOverrides;
+use hippo_client::{Client, Limits, SubmitOptions, TaskState, TaskStatus};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Exit code when the task ended in failure or revocation.
-const TASK_FAILED: u8 = 1;
+/// Where the API is and the key to use.
+#[derive(Args, Debug, Clone)]
+pub struct Api {
+    /// The hippo API.
+    #[arg(
+        long = "api",
+        env = "HIPPO_API_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub url: String,
+    /// API key. `hippo serve` prints a generated one when neither
+    /// HIPPO_API_KEY nor HIPPO_API_KEYS_FILE is set.
+    #[arg(long, env = "HIPPO_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+impl Api {
+    fn client(&self) -> anyhow::Result<Client> {
+        let key = self.key.as_deref().map(str::trim).unwrap_or_default();
+        if key.is_empty() {
+            anyhow::bail!(
+                "no API key: pass --key or set HIPPO_API_KEY (`hippo serve` prints the key it generated)"
+            );
+        }
+        Ok(Client::new(&self.url, key)?)
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// Task name.
+    api: Api,
+    /// Task name, e.g. `example.fib`.
     task: String,
     /// JSON input.
     #[arg(long, default_value = "null")]
     input: String,
-    /// Queue (default: `default`).
-    #[arg(long, default_value = "default")]
-    queue: String,
-    /// Priority 0-9 (higher first).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
-    priority: u8,
+    /// Queue (default: the plugin's queue for the task).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Priority 0-9, higher first (default 5).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    priority: Option<u8>,
     /// Run no sooner than this many seconds from now.
     #[arg(long)]
     countdown: Option<f64>,
     /// Revoke the task if it has not started within this many seconds.
     #[arg(long)]
     expires: Option<f64>,
-    /// Retries after the first attempt.
-    #[arg(long, default_value_t = 3)]
-    max_retries: u32,
-    /// Submissions with the same key within the window are one task.
+    /// Retries after the first attempt (default 3).
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// Submissions with the same key within 24 h are one task.
     #[arg(long)]
     idempotency_key: Option<String>,
-    /// Hard time limit in milliseconds.
-    #[arg(long)]
-    hard_time_limit_ms: Option<u64>,
-    /// Soft time limit in milliseconds.
-    #[arg(long)]
-    soft_time_limit_ms: Option<u64>,
-    /// Wait up to this many seconds for the result and print it.
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Wait up to this many seconds for the task to finish and print its
+    /// status (exit 1 if it failed or was revoked).
     #[arg(long)]
     wait: Option<f64>,
 }
 
 #[derive(Args, Debug)]
-pub struct TaskArgs {
+pub struct StatusArgs {
     #[command(flatten)]
-    connection: Connection,
+    api: Api,
     /// Task id.
     id: String,
     /// Wait up to this many seconds for the task to finish.
@@ -61,26 +85,30 @@ pub struct TaskArgs {
     wait: Option<f64>,
 }
 
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    api: Api,
+    /// Task id.
+    id: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Inspect {
-    /// Tasks running, per worker.
-    Active(Connection),
-    /// Tasks reserved by a worker but not started yet, per worker.
-    Reserved(Connection),
-    /// Tasks waiting for their ETA, countdown or retry time.
-    Scheduled(Connection),
-    /// Ready, reserved and scheduled counts per queue.
-    Queues(Connection),
+    /// Tasks held by workers: running, and reserved for a free slot.
+    Active(Api),
     /// Workers with their heartbeat (queues, counts, CPU, memory).
-    Stats(Connection),
-    /// The latest events.
-    Events(Connection),
+    Stats(Api),
+    /// Ready, reserved and scheduled counts per queue.
+    Queues(Api),
+    /// Tasks waiting for their ETA, countdown or retry time.
+    Scheduled(Api),
 }
 
 #[derive(Args, Debug)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    connection: Connection,
+    api: Api,
     /// The queue to empty.
     queue: String,
     /// Confirm: purging drops every waiting task of the queue.
@@ -91,24 +119,40 @@ pub struct PurgeArgs {
 #[derive(Subcommand, Debug)]
 pub enum DeadLetters {
     /// Tasks that failed for good, newest first.
-    List(Connection),
+    List(Api),
     /// Submit a dead letter again as a first attempt.
     Replay(TaskArgs),
     /// Forget every dead letter.
     Purge {
         #[command(flatten)]
-        connection: Connection,
+        api: Api,
         /// Confirm.
         #[arg(long)]
         yes: bool,
     },
 }
 
-async fn open(connection: &Connection) -> anyhow::Result<SharedBroker> {
-    Ok(connection
-        .target()?
-        .open(connection.broker_config())
-        .await?)
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    api: Api,
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+    /// Name of the plugin file on the server (`plugins/NAME.wasm`);
+    /// default: the file's name without `.wasm`.
+    #[arg(long)]
+    name: Option<String>,
+    /// A manifest (limits, queue, grants) to set first, as `plugins/NAME.toml`.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UndeployArgs {
+    #[command(flatten)]
+    api: Api,
+    /// Name of the plugin file on the server (`plugins/NAME.wasm`).
+    name: String,
 }
 
 fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -116,104 +160,101 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn seconds(value: f64) -> anyhow::Result<Duration> {
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
-        .map_err(|_| anyhow::anyhow!("{value} is not a valid number of seconds"))
+        .map_err(|_| anyhow::anyhow!("{flag} {value} is not a valid number of seconds"))
 }
 
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
-    let input: serde_json::Value = serde_json::from_str(&args.input)
-        .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
-    let broker = open(&args.connection).await?;
-    let mut message = TaskMessage::new(args.task, args.queue, input);
-    message.priority = args.priority;
-    message.max_retries = args.max_retries;
-    message.idempotency_key = args.idempotency_key;
-    message.eta_ms = args
-        .countdown
-        .map(seconds)
-        .transpose()?
-        .map(|d| now_ms() + d.as_millis() as u64);
-    message.expires_ms = args
-        .expires
-        .map(seconds)
-        .transpose()?
-        .map(|d| now_ms() + d.as_millis() as u64);
-    message.limits = LimitOverrides {
-        hard_time_limit_ms: args.hard_time_limit_ms,
-        soft_time_limit_ms: args.soft_time_limit_ms,
-        ..LimitOverrides::default()
-    };
-    let submitted = broker.submit(message).await?;
-    match args.wait {
-        None => {
-            print(&submitted)?;
-            Ok(0)
-        }
-        Some(wait) => show_task(&broker, &submitted.task_id, Some(wait)).await,
-    }
-}
-
-async fn show_task(broker: &SharedBroker, id: &str, wait: Option<f64>) -> anyhow::Result<u8> {
-    let record = match wait {
-        Some(wait) => broker.wait(id, seconds(wait)?).await?,
-        None => broker.task(id).await?,
-    };
-    let Some(record) = record else {
-        anyhow::bail!("unknown task {id} (never submitted, or its result expired)");
-    };
-    print(&record)?;
-    Ok(match record.state {
+/// Prints a status; exit 1 when the task failed or was revoked.
+fn show(status: &TaskStatus) -> anyhow::Result<u8> {
+    print(status)?;
+    Ok(match status.status {
         TaskState::Failure | TaskState::Revoked => TASK_FAILED,
         _ => 0,
     })
 }
 
-pub async fn status(args: TaskArgs) -> anyhow::Result<u8> {
-    let broker = open(&args.connection).await?;
-    show_task(&broker, &args.id, args.wait).await
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
+    let input: serde_json::Value = serde_json::from_str(&args.input)
+        .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
+    let wait = args.wait.map(|w| seconds("--wait", w)).transpose()?;
+    let limits = args.limits.overrides();
+    let options = SubmitOptions {
+        queue: args.queue,
+        priority: args.priority,
+        countdown: args
+            .countdown
+            .map(|s| seconds("--countdown", s))
+            .transpose()?,
+        eta_ms: None,
+        expires: args.expires.map(|s| seconds("--expires", s)).transpose()?,
+        max_retries: args.max_retries,
+        idempotency_key: args.idempotency_key,
+        limits: Some(Limits {
+            soft_time_limit_ms: limits.soft_time_limit_ms,
+            hard_time_limit_ms: limits.hard_time_limit_ms,
+            fuel: limits.fuel,
+            memory_bytes: limits.memory_bytes,
+            output_bytes: limits.output_bytes,
+        })
+        .filter(|limits| *limits != Limits::default()),
+    };
+    let task = args
+        .api
+        .client()?
+        .submit_with(&args.task, input, &options)
+        .await?;
+    match wait {
+        None => {
+            print(&serde_json::json!({ "task_id": task.id, "created": task.created }))?;
+            Ok(0)
+        }
+        Some(wait) => show(&task.wait(wait).await?),
+    }
 }
 
-pub async fn revoke(args: TaskArgs) -> anyhow::Result<u8> {
-    let broker = open(&args.connection).await?;
-    print(&serde_json::json!({ "task_id": args.id, "outcome": broker.revoke(&args.id).await? }))?;
+pub async fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    let client = args.api.client()?;
+    let status = match args.wait {
+        Some(wait) => client.wait(&args.id, seconds("--wait", wait)?).await?,
+        None => client.status(&args.id).await?,
+    };
+    show(&status)
+}
+
+/// Prints just the result; a failure or revocation goes to stderr with exit 1.
+pub async fn result(args: StatusArgs) -> anyhow::Result<u8> {
+    let wait = seconds("--wait", args.wait.unwrap_or(0.0))?;
+    match args.api.client()?.task(&args.id).get(wait).await {
+        Ok(value) => {
+            print(&value)?;
+            Ok(0)
+        }
+        Err(hippo_client::ClientError::TaskFailed { id, error }) => {
+            eprintln!("hippo: task {id} failed: {error}");
+            Ok(TASK_FAILED)
+        }
+        Err(hippo_client::ClientError::Revoked { id }) => {
+            eprintln!("hippo: task {id} was revoked");
+            Ok(TASK_FAILED)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub async fn cancel(args: TaskArgs) -> anyhow::Result<u8> {
+    print(&args.api.client()?.cancel(&args.id).await?)?;
     Ok(0)
 }
 
 pub async fn inspect(what: Inspect) -> anyhow::Result<u8> {
     match what {
-        Inspect::Active(connection) => print(&held_by_worker(&connection, true).await?)?,
-        Inspect::Reserved(connection) => print(&held_by_worker(&connection, false).await?)?,
-        Inspect::Scheduled(connection) => print(&open(&connection).await?.scheduled(1_000).await?)?,
-        Inspect::Queues(connection) => print(&open(&connection).await?.queue_stats().await?)?,
-        Inspect::Stats(connection) => print(&open(&connection).await?.workers().await?)?,
-        Inspect::Events(connection) => {
-            let broker = open(&connection).await?;
-            let newest: Vec<_> = broker.events(None, usize::MAX).await?;
-            let skip = newest.len().saturating_sub(100);
-            print(&newest[skip..].to_vec())?;
-        }
+        Inspect::Active(api) => print(&api.client()?.inspect_active().await?)?,
+        Inspect::Stats(api) => print(&api.client()?.inspect_stats().await?)?,
+        Inspect::Queues(api) => print(&api.client()?.inspect_queues().await?)?,
+        Inspect::Scheduled(api) => print(&api.client()?.inspect_scheduled().await?)?,
     }
     Ok(0)
-}
-
-/// Leased tasks grouped by the worker holding them: the running ones
-/// (`STARTED`, `PROGRESS`) or the ones waiting for a slot (`RECEIVED`).
-async fn held_by_worker(
-    connection: &Connection,
-    running: bool,
-) -> anyhow::Result<std::collections::BTreeMap<String, Vec<hippo::broker::TaskRecord>>> {
-    let broker = open(connection).await?;
-    let mut by_worker: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-    for delivery in broker.reserved().await? {
-        let Some(record) = broker.task(&delivery.message.id).await? else {
-            continue;
-        };
-        if matches!(record.state, TaskState::Started | TaskState::Progress) == running {
-            by_worker.entry(delivery.consumer).or_default().push(record);
-        }
-    }
-    Ok(by_worker)
 }
 
 pub async fn purge(args: PurgeArgs) -> anyhow::Result<u8> {
@@ -223,33 +264,65 @@ pub async fn purge(args: PurgeArgs) -> anyhow::Result<u8> {
             args.queue
         );
     }
-    let broker = open(&args.connection).await?;
-    print(&serde_json::json!({ "queue": args.queue, "purged": broker.purge(&args.queue).await? }))?;
+    let purged = args.api.client()?.purge_queue(&args.queue).await?;
+    print(&serde_json::json!({ "queue": args.queue, "purged": purged }))?;
     Ok(0)
 }
 
 pub async fn dead_letters(what: DeadLetters) -> anyhow::Result<u8> {
     match what {
-        DeadLetters::List(connection) => {
-            print(&open(&connection).await?.dead_letters(1_000).await?)?
-        }
+        DeadLetters::List(api) => print(&api.client()?.dead_letters().await?)?,
         DeadLetters::Replay(args) => {
-            let broker = open(&args.connection).await?;
-            match broker.replay_dead_letter(&args.id).await? {
-                Some(task_id) => {
-                    print(&serde_json::json!({ "replayed": args.id, "task_id": task_id }))?
-                }
-                None => anyhow::bail!("{} is not a dead letter", args.id),
-            }
+            let task = args.api.client()?.replay_dead_letter(&args.id).await?;
+            print(&serde_json::json!({ "replayed": args.id, "task_id": task.id }))?;
         }
-        DeadLetters::Purge { connection, yes } => {
+        DeadLetters::Purge { api, yes } => {
             if !yes {
                 anyhow::bail!("purging forgets every dead letter; pass --yes to confirm");
             }
-            print(
-                &serde_json::json!({ "purged": open(&connection).await?.purge_dead_letters().await? }),
-            )?;
+            print(&serde_json::json!({ "purged": api.client()?.purge_dead_letters().await? }))?;
         }
     }
+    Ok(0)
+}
+
+/// Sets the manifest first (if given), so the component is validated
+/// against the grants and limits it comes with.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => args
+            .plugin
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: give the plugin a --name", args.plugin.display()))?
+            .to_string(),
+    };
+    let wasm = std::fs::read(&args.plugin).with_context(|| args.plugin.display().to_string())?;
+    let client = args.api.client()?;
+    if let Some(path) = &args.manifest {
+        let toml = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        client
+            .deploy_manifest(&name, toml)
+            .await
+            .with_context(|| format!("manifest {}", path.display()))?;
+    }
+    let deployed = client
+        .deploy(&name, wasm)
+        .await
+        .with_context(|| args.plugin.display().to_string())?;
+    print(&serde_json::json!({ "deployed": deployed }))?;
+    Ok(0)
+}
+
+pub async fn undeploy(args: UndeployArgs) -> anyhow::Result<u8> {
+    args.api.client()?.remove_plugin(&args.name).await?;
+    print(&serde_json::json!({ "removed": args.name }))?;
+    Ok(0)
+}
+
+/// The plugins a running service has loaded, and the files it refused.
+pub async fn remote_plugins(api: &Api) -> anyhow::Result<u8> {
+    print(&api.client()?.plugins().await?)?;
     Ok(0)
 }

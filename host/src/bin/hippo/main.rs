@@ -36,13 +36,16 @@ enum Command {
     },
     /// Runs a worker: takes tasks from the broker's queues and runs them.
     Worker(service::WorkerArgs),
-    /// Submits a task.
+    /// Submits a task (through the API: --api, --key).
     Submit(control::SubmitArgs),
     /// Shows a task's state and result.
-    Status(control::TaskArgs),
-    /// Revokes a task: a queued one never runs, a running one is interrupted.
-    Revoke(control::TaskArgs),
-    /// Shows active tasks, scheduled tasks, queues, worker stats or events.
+    Status(control::StatusArgs),
+    /// Prints a task's result once it finished (exit 1 if it failed or was revoked).
+    Result(control::StatusArgs),
+    /// Cancels a task: a queued one never runs, a running one is interrupted.
+    #[command(visible_alias = "revoke")]
+    Cancel(control::TaskArgs),
+    /// Shows active tasks, scheduled tasks, queues or worker stats.
     #[command(subcommand)]
     Inspect(control::Inspect),
     /// Drops every waiting task of a queue.
@@ -50,10 +53,16 @@ enum Command {
     /// Lists, replays or purges tasks that failed for good.
     #[command(subcommand, name = "deadletters")]
     DeadLetters(control::DeadLetters),
+    /// Deploys a plugin component (and its manifest) to a running service;
+    /// it is validated there before it replaces anything.
+    Deploy(control::DeployArgs),
+    /// Removes a plugin from a running service.
+    Undeploy(control::UndeployArgs),
     /// Runs one task of a plugin locally, with its limits, and prints the
     /// result with the fuel, memory and time it took.
     Run(RunArgs),
-    /// Lists what the registry would load from a plugins folder, and why any file is refused.
+    /// Lists what the registry would load from a plugins folder, and why any
+    /// file is refused; with --remote, what a running service has loaded.
     Plugins(PluginsArgs),
 }
 
@@ -82,7 +91,7 @@ struct RunArgs {
     storage: Storage,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 struct LimitArgs {
     /// Soft time limit in milliseconds.
     #[arg(long)]
@@ -116,6 +125,12 @@ impl LimitArgs {
 
 #[derive(Args)]
 struct PluginsArgs {
+    /// Ask a running service (through the API: --api, --key) instead of
+    /// reading a folder.
+    #[arg(long)]
+    remote: bool,
+    #[command(flatten)]
+    api: control::Api,
     /// The plugins folder.
     #[arg(long, env = "HIPPO_PLUGINS_DIR", default_value = "plugins")]
     dir: PathBuf,
@@ -123,7 +138,8 @@ struct PluginsArgs {
     storage: Storage,
 }
 
-/// Exit codes: 0 success, 1 the task failed, 2 the command could not run.
+/// Exit codes: 0 success, 1 the task failed (or was revoked), 2 the command
+/// could not run (bad arguments, the API refused or did not answer).
 const TASK_FAILED: u8 = 1;
 const COMMAND_FAILED: u8 = 2;
 
@@ -147,10 +163,13 @@ fn main() -> ExitCode {
         }
         Command::Submit(args) => block_on(control::submit(args)),
         Command::Status(args) => block_on(control::status(args)),
-        Command::Revoke(args) => block_on(control::revoke(args)),
+        Command::Result(args) => block_on(control::result(args)),
+        Command::Cancel(args) => block_on(control::cancel(args)),
         Command::Inspect(what) => block_on(control::inspect(what)),
         Command::Purge(args) => block_on(control::purge(args)),
         Command::DeadLetters(what) => block_on(control::dead_letters(what)),
+        Command::Deploy(args) => block_on(control::deploy(args)),
+        Command::Undeploy(args) => block_on(control::undeploy(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -225,6 +244,9 @@ fn report(outcome: &TaskOutcome) -> serde_json::Value {
 }
 
 fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {
+    if args.remote {
+        return block_on(control::remote_plugins(&args.api));
+    }
     let (runtime, cache) = open_runtime(&args.storage)?;
     let registry = PluginRegistry::new(runtime, &args.dir, cache);
     let report = registry

@@ -1,0 +1,257 @@
+//! The `hippo` control commands over the REST API: a real `hippo serve`
+//! process on a free loopback port, driven by the `hippo` binary itself.
+
+use hippo_integration_tests::{guest, hippo_bin};
+use serde_json::{Value, json};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "cli-test-key";
+
+/// `hippo serve`, killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Serve {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(hippo_bin())
+        .args(["serve", "--listen", &listen, "--broker", "embedded"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--plugins")
+        .arg(plugins.path())
+        .env("HIPPO_API_KEY", KEY)
+        .env_remove("HIPPO_API_KEYS_FILE")
+        .env("HIPPO_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("hippo serve starts");
+    let mut serve = Serve {
+        child,
+        url: format!("http://{listen}"),
+        _dirs: vec![plugins, data],
+    };
+    // The API listens once the broker and the plugins are ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(&listen).is_err() {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            panic!("hippo serve exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hippo serve never listened on {listen}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serve
+}
+
+impl Serve {
+    /// Runs `hippo ARGS` against this server.
+    fn hippo(&self, args: &[&str]) -> Output {
+        Command::new(hippo_bin())
+            .args(args)
+            .env("HIPPO_API_URL", &self.url)
+            .env("HIPPO_API_KEY", KEY)
+            .env("HIPPO_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("hippo runs")
+    }
+}
+
+/// The exit code, stdout as JSON, and stderr.
+#[track_caller]
+fn parts(output: &Output) -> (i32, Value, String) {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?} (stderr {stderr:?})"))
+    };
+    (output.status.code().expect("hippo exited"), json, stderr)
+}
+
+#[test]
+fn control_commands_go_through_the_api() {
+    let server = serve();
+
+    // submit --wait: the status once finished.
+    let (code, status, stderr) = parts(&server.hippo(&[
+        "submit",
+        "test.echo",
+        "--input",
+        r#"{"a":1}"#,
+        "--wait",
+        "10",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        (&status["status"], &status["result"]),
+        (&json!("SUCCESS"), &json!({"a": 1})),
+        "{status}"
+    );
+
+    // submit, then result: just the result.
+    let (code, submitted, stderr) = parts(&server.hippo(&[
+        "submit",
+        "test.echo",
+        "--input",
+        r#"{"b":[2]}"#,
+        "--priority",
+        "9",
+        "--max-retries",
+        "0",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let id = submitted["task_id"]
+        .as_str()
+        .expect("a task id")
+        .to_string();
+    assert_eq!(submitted["created"], true);
+    let (code, result, stderr) = parts(&server.hippo(&["result", &id, "--wait", "10"]));
+    assert_eq!((code, result), (0, json!({"b": [2]})), "{stderr}");
+    let (code, status, _) = parts(&server.hippo(&["status", &id]));
+    assert_eq!(
+        (code, &status["task_id"], &status["status"]),
+        (0, &json!(id), &json!("SUCCESS"))
+    );
+
+    // A failed task: result exits 1 with the error on stderr.
+    let (_, submitted, _) =
+        parts(&server.hippo(&["submit", "test.fail", "--input", r#"{"kind":"fatal"}"#]));
+    let failed = submitted["task_id"].as_str().unwrap().to_string();
+    let (code, result, stderr) = parts(&server.hippo(&["result", &failed, "--wait", "10"]));
+    assert_eq!((code, result), (1, Value::Null), "{stderr}");
+    assert!(
+        stderr.contains(&format!("task {failed} failed")) && stderr.contains("fatal"),
+        "{stderr}"
+    );
+    let (code, status, _) = parts(&server.hippo(&["status", &failed]));
+    assert_eq!((code, &status["status"]), (1, &json!("FAILURE")));
+    let (code, dead, _) = parts(&server.hippo(&["deadletters", "list"]));
+    assert_eq!((code, &dead[0]["task_id"]), (0, &json!(failed)));
+
+    // cancel (and its alias revoke): the task ends REVOKED, result exits 1.
+    let (_, submitted, _) = parts(&server.hippo(&["submit", "test.spin", "--countdown", "60"]));
+    let queued = submitted["task_id"].as_str().unwrap().to_string();
+    let (code, cancelled, stderr) = parts(&server.hippo(&["cancel", &queued]));
+    assert_eq!(
+        (code, &cancelled["outcome"]),
+        (0, &json!("queued")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = parts(&server.hippo(&["result", &queued, "--wait", "10"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+    let (_, submitted, _) = parts(&server.hippo(&["submit", "test.spin", "--countdown", "60"]));
+    let other = submitted["task_id"].as_str().unwrap().to_string();
+    let (code, cancelled, _) = parts(&server.hippo(&["revoke", &other]));
+    assert_eq!((code, &cancelled["outcome"]), (0, &json!("queued")));
+
+    // A task still running when the wait ends: a command error.
+    let (_, submitted, _) =
+        parts(&server.hippo(&["submit", "test.sleep", "--input", r#"{"ms":3000}"#]));
+    let sleeping = submitted["task_id"].as_str().unwrap().to_string();
+    let (code, _, stderr) = parts(&server.hippo(&["result", &sleeping, "--wait", "0.2"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did not finish"), "{stderr}");
+    server.hippo(&["cancel", &sleeping]);
+
+    // inspect.
+    let (code, queues, _) = parts(&server.hippo(&["inspect", "queues"]));
+    assert_eq!(code, 0);
+    assert!(
+        queues
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "default")),
+        "{queues}"
+    );
+    let (code, workers, _) = parts(&server.hippo(&["inspect", "stats"]));
+    assert_eq!(
+        (code, workers.as_array().map(Vec::len)),
+        (0, Some(1)),
+        "{workers}"
+    );
+
+    // Errors the API answers exit 2 with its message.
+    let garbage = tempfile::Builder::new().suffix(".wasm").tempfile().unwrap();
+    std::fs::write(garbage.path(), b"not a component").unwrap();
+    let (code, _, stderr) = parts(&server.hippo(&[
+        "deploy",
+        garbage.path().to_str().unwrap(),
+        "--name",
+        "garbage",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("plugin refused") && stderr.contains("invalid_input"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = parts(&server.hippo(&["submit", "no.such-task"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("no registered plugin offers task") && stderr.contains("field task"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = parts(&server.hippo(&["status", "no-such-id", "--key", "wrong-key"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown API key"), "{stderr}");
+    let (code, _, stderr) = parts(&server.hippo(&["purge", "default"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--yes"), "{stderr}");
+
+    // Deploy a real plugin, list it remotely, remove it.
+    let fib = tempfile::Builder::new().suffix(".wasm").tempfile().unwrap();
+    std::fs::write(fib.path(), guest("hippo_example_fib")).unwrap();
+    let (code, deployed, stderr) =
+        parts(&server.hippo(&["deploy", fib.path().to_str().unwrap(), "--name", "fib"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        deployed["deployed"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "example.fib"),
+        "{deployed}"
+    );
+    let (code, status, _) = parts(&server.hippo(&[
+        "submit",
+        "example.fib",
+        "--input",
+        r#"{"n":10}"#,
+        "--wait",
+        "10",
+    ]));
+    assert_eq!((code, &status["result"]), (0, &json!({"value": 55})));
+    let (code, listed, _) = parts(&server.hippo(&["plugins", "--remote"]));
+    assert_eq!(
+        (code, listed["plugins"].as_array().map(Vec::len)),
+        (0, Some(2)),
+        "{listed}"
+    );
+    let (code, _, stderr) = parts(&server.hippo(&["undeploy", "fib"]));
+    assert_eq!(code, 0, "{stderr}");
+}
