@@ -285,36 +285,70 @@ impl Worker {
     }
 
     async fn execute(&self, delivery: &Delivery, cancel: CancelToken, stop: &AtomicU8) {
-        let message = &delivery.message;
-        let revoked = stop_reason(stop) == Stop::Revoked;
-        match self.broker.mark_started(delivery, &self.config.name).await {
-            Ok(LeaseStatus::Held) if !revoked => {}
-            Ok(LeaseStatus::Lost) => return,
-            Ok(_) => {
-                self.settle(delivery, Settlement::Revoked { meta: None })
-                    .await;
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(task = %message.id, %error, "could not mark a task started; its lease will expire");
-                return;
-            }
+        if stop_reason(stop) == Stop::Revoked {
+            self.settle(delivery, Settlement::Revoked { meta: None })
+                .await;
+            return;
         }
+        // Marking the task started runs beside the task instead of before
+        // it: one broker round trip less on every task's critical path. It
+        // is awaited before the task settles, so STARTED never lands after
+        // the result.
+        let started = tokio::spawn({
+            let (broker, delivery, worker) = (
+                self.broker.clone(),
+                delivery.clone(),
+                self.config.name.clone(),
+            );
+            async move { broker.mark_started(&delivery, &worker).await }
+        });
+        let settlement = self.run_task(delivery, cancel, stop).await;
+        match started.await {
+            Ok(Ok(LeaseStatus::Held)) => {}
+            Ok(Ok(LeaseStatus::Lost)) => return,
+            Ok(Ok(LeaseStatus::Revoked)) => {
+                let meta = match settlement {
+                    Some(
+                        Settlement::Success { meta, .. }
+                        | Settlement::Retry { meta, .. }
+                        | Settlement::Failure { meta, .. },
+                    ) => Some(meta),
+                    Some(Settlement::Revoked { meta }) => meta,
+                    None => None,
+                };
+                self.settle(delivery, Settlement::Revoked { meta }).await;
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(task = %delivery.message.id, %error, "could not mark a task started; its lease will expire");
+                return;
+            }
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        }
+        if let Some(settlement) = settlement {
+            self.settle(delivery, settlement).await;
+        }
+    }
+
+    /// Runs the task; `None` when the worker must not settle it (its lease
+    /// was lost, or it went back to the queue at shutdown).
+    async fn run_task(
+        &self,
+        delivery: &Delivery,
+        cancel: CancelToken,
+        stop: &AtomicU8,
+    ) -> Option<Settlement> {
+        let message = &delivery.message;
         let Some(plugin) = self.registry.resolve(&message.task) else {
             let failure = TaskFailure::UnknownTask {
                 task: message.task.clone(),
             };
             let meta = self.meta(now_ms(), None, String::new());
-            self.settle(
-                delivery,
-                Settlement::Failure {
-                    failure,
-                    dead_letter: true,
-                    meta,
-                },
-            )
-            .await;
-            return;
+            return Some(Settlement::Failure {
+                failure,
+                dead_letter: true,
+                meta,
+            });
         };
         let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<Progress>);
         let forward = tokio::spawn(forward_progress(
@@ -354,10 +388,10 @@ impl Worker {
                 },
             },
             Err(TaskFailure::Revoked) => match stop_reason(stop) {
-                Stop::LeaseLost => return,
+                Stop::LeaseLost => return None,
                 Stop::Shutdown => {
                     self.hand_back(delivery).await;
-                    return;
+                    return None;
                 }
                 Stop::Revoked | Stop::None => Settlement::Revoked { meta: Some(meta) },
             },
@@ -382,7 +416,7 @@ impl Worker {
                 meta,
             },
         };
-        self.settle(delivery, settlement).await;
+        Some(settlement)
     }
 
     fn meta(
