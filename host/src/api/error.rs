@@ -50,9 +50,9 @@ impl ApiError {
         ApiError { field: Some(field.into()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_input", message) }
     }
 
-    /// 400: the body is not the JSON the route takes.
+    /// 400: the body is not the JSON the route takes (the field at fault is `body`).
     pub fn bad_body(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+        ApiError { field: Some("body".into()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_body", message) }
     }
 
     /// 404.

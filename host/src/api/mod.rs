@@ -18,7 +18,8 @@ use crate::broker::SharedBroker;
 use crate::runtime::PluginRegistry;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -101,11 +102,16 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, ..ApiError::not_found("method not allowed on this route") }
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                ..ApiError::not_found("method not allowed on this route")
+            }
         })
         // Bodies are read by the handlers with their own limits (see `read_body`).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(axum::middleware::from_fn(finish_unread_bodies))
         .with_state(state)
 }
 
@@ -129,6 +135,68 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     }
 }
 
+/// At most this much of a body no handler read is drained before answering.
+const DRAIN_BYTES: usize = 16 << 20;
+/// ... and for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A request body that reports whether it was read to its end, and that the
+/// middleware below can finish reading after the handler dropped it.
+#[derive(Clone)]
+struct TrackedBody {
+    stream: Arc<std::sync::Mutex<axum::body::BodyDataStream>>,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl futures::Stream for TrackedBody {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let mut stream = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = std::pin::Pin::new(&mut *stream).poll_next(cx);
+        if let std::task::Poll::Ready(None) = next {
+            self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        next
+    }
+}
+
+/// Many answers come before the request's body is read (a bad key, a bad
+/// query, a body over the limit). hyper then closes the connection with the
+/// rest of the body unread: the client may see a reset instead of the answer,
+/// or reuse the connection and see its next request fail. So the rest of the
+/// body is read (within bounds) and the answer says `Connection: close`.
+async fn finish_unread_bodies(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.get(header::CONTENT_LENGTH).is_some_and(|length| length.as_bytes() != b"0");
+    if !has_body {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = TrackedBody {
+        stream: Arc::new(std::sync::Mutex::new(body.into_data_stream())),
+        ended: Arc::default(),
+    };
+    let mut response = next.run(Request::from_parts(parts, Body::from_stream(body.clone()))).await;
+    if !body.ended.load(std::sync::atomic::Ordering::Relaxed) {
+        use futures::StreamExt;
+        let mut rest = body;
+        let drain = async {
+            let mut drained = 0;
+            while let Some(Ok(chunk)) = rest.next().await {
+                drained += chunk.len();
+                if drained > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Reads a body of at most `limit` bytes (413 beyond).
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| ApiError {
@@ -150,21 +218,81 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let bytes = read_body(request.into_body(), MAX_JSON_BYTES).await?;
         let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not UTF-8: {e}")))?;
+        // Bodies are objects: serde would also take a struct's fields as an array.
+        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            return Err(ApiError::bad_body("the body must be a JSON object"));
+        }
         let deserializer = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map(ValidJson).map_err(|error| {
+        let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
             let path = error.path().to_string();
             let inner = error.into_inner();
             if inner.is_syntax() || inner.is_eof() {
                 ApiError::bad_body(format!("the body is not valid JSON: {inner}"))
             } else if path == "." {
-                // A missing field or an unknown one at the top level: name it.
+                // A missing field or an unknown one at the top level: name it
+                // (other messages quote values, not fields: `integer `42``).
                 let message = inner.to_string();
-                let field = message.split('`').nth(1).unwrap_or("body").to_string();
-                ApiError::invalid(field, message)
+                let named = message.starts_with("missing field `") || message.starts_with("unknown field `");
+                let field = if named { message.split('`').nth(1).unwrap_or("body") } else { "body" };
+                ApiError::invalid(field.to_string(), message)
             } else {
                 ApiError::invalid(path, inner.to_string())
             }
+        })?;
+        // Only whitespace may follow the value.
+        deserializer.end().map_err(|e| ApiError::bad_body(format!("the body is not valid JSON: {e}")))?;
+        Ok(ValidJson(value))
+    }
+}
+
+/// Query parameters whose errors are JSON naming the parameter (axum's
+/// `Query` answers plain text).
+#[derive(Debug)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::try_from_uri(&parts.uri).map(|q| ValidQuery(q.0)).map_err(|rejection| {
+            // "Failed to deserialize query string: wait: invalid float literal"
+            let text = rejection.body_text();
+            let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+            let field = detail
+                .split_once(": ")
+                .map(|(name, _)| name)
+                .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .unwrap_or("query");
+            ApiError::invalid(field.to_string(), text.clone())
         })
+    }
+}
+
+/// Path parameters whose errors are JSON naming the parameter (axum's
+/// `Path` answers plain text).
+#[derive(Debug)]
+pub struct ValidPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ValidPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(path) => Ok(ValidPath(path.0)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let message = error.body_text();
+                let field = match error.into_kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::DeserializeError { key, .. } => key,
+                    _ => "path".to_string(),
+                };
+                Err(ApiError::invalid(field, message))
+            }
+            Err(other) => Err(ApiError::invalid("path", other.body_text())),
+        }
     }
 }
 

@@ -5,11 +5,11 @@
 
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, ValidPath};
 use crate::runtime::{Manifest, PluginSummary};
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -74,7 +74,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 pub async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
     body: axum::body::Body,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
@@ -101,7 +101,7 @@ pub async fn upload(
 pub async fn upload_manifest(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
     body: axum::body::Body,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
@@ -123,7 +123,7 @@ pub async fn upload_manifest(
 pub async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
     let path = plugin_file(&state, &name, "wasm")?;

@@ -4,11 +4,11 @@
 
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
-use super::{AppState, ValidJson};
+use super::{AppState, ValidJson, ValidPath, ValidQuery};
 use crate::broker::{TaskMessage, TaskRecord, TaskState, now_ms};
 use crate::runtime::LimitOverrides;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,7 @@ fn to_json<T: Serialize>(value: Option<T>) -> Option<Value> {
 
 /// `?wait=` seconds.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Wait up to this many seconds (at most 60) for the task to finish.
     pub wait: Option<f64>,
@@ -225,7 +226,7 @@ fn validate(state: &AppState, caller: &Caller, request: SubmitRequest) -> Result
 pub async fn submit(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<WaitQuery>,
+    ValidQuery(query): ValidQuery<WaitQuery>,
     ValidJson(request): ValidJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Submit)?;
@@ -265,8 +266,8 @@ async fn status_of(state: &AppState, id: &str, wait: Option<Duration>) -> Result
 pub async fn status(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(task_id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    ValidPath(task_id): ValidPath<String>,
+    ValidQuery(query): ValidQuery<WaitQuery>,
 ) -> Result<axum::Json<TaskStatus>, ApiError> {
     caller.require(Scope::Read)?;
     let wait = wait_duration(query.wait)?;
@@ -299,7 +300,7 @@ pub struct CancelResponse {
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(task_id): Path<String>,
+    ValidPath(task_id): ValidPath<String>,
 ) -> Result<axum::Json<CancelResponse>, ApiError> {
     caller.require(Scope::Submit)?;
     bound_to_caller(&state, &caller, &task_id).await?;
@@ -357,6 +358,7 @@ pub async fn inspect_scheduled(State(state): State<AppState>, Extension(caller):
 
 /// Confirmation for destructive calls.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
     /// Must be `true`.
     pub confirm: Option<bool>,
@@ -376,8 +378,8 @@ fn confirmed(query: &ConfirmQuery) -> Result<(), ApiError> {
 pub async fn purge_queue(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(queue): Path<String>,
-    Query(confirm): Query<ConfirmQuery>,
+    ValidPath(queue): ValidPath<String>,
+    ValidQuery(confirm): ValidQuery<ConfirmQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Admin)?;
     confirmed(&confirm)?;
@@ -402,7 +404,7 @@ pub async fn dead_letters(State(state): State<AppState>, Extension(caller): Exte
 pub async fn replay_dead_letter(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(task_id): Path<String>,
+    ValidPath(task_id): ValidPath<String>,
 ) -> Result<(StatusCode, axum::Json<SubmitResponse>), ApiError> {
     caller.require(Scope::Admin)?;
     let new_id = state
@@ -427,7 +429,7 @@ pub async fn replay_dead_letter(
 pub async fn purge_dead_letters(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(confirm): Query<ConfirmQuery>,
+    ValidQuery(confirm): ValidQuery<ConfirmQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Admin)?;
     confirmed(&confirm)?;

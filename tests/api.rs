@@ -1,0 +1,1305 @@
+//! The REST API end to end: a real server on loopback (`hippo::api::serve`),
+//! a real broker and a real worker in process, driven over HTTP. Every
+//! scenario runs on the embedded broker and on Redis.
+//!
+//! The worker consumes every queue but `background`, so tasks sent there
+//! stay ready (for the queue purge).
+
+use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
+use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
+use hippo::runtime::PluginRegistry;
+use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
+use hippo_integration_tests::{guest, redis_url, runtime};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Every scope, any user.
+const ADMIN: &str = "admin-secret";
+/// `read` only.
+const READER: &str = "reader-secret";
+/// `submit` and `read`.
+const SUBMITTER: &str = "submitter-secret";
+/// `deploy` only.
+const DEPLOYER: &str = "deployer-secret";
+/// `submit` and `read`, bound to user `alice`.
+const ALICE: &str = "alice-secret";
+/// Every scope, half a request per second (a burst of one).
+const THROTTLED: &str = "throttled-secret";
+
+/// Every route of the router: what the OpenAPI document must list (plus the
+/// document itself), and what these tests exercise.
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/tasks/submit"),
+    ("GET", "/api/v1/tasks/status/{task_id}"),
+    ("POST", "/api/v1/tasks/cancel/{task_id}"),
+    ("GET", "/api/v1/tasks/inspect/stats"),
+    ("GET", "/api/v1/tasks/inspect/queues"),
+    ("GET", "/api/v1/tasks/inspect/active"),
+    ("GET", "/api/v1/tasks/inspect/scheduled"),
+    ("DELETE", "/api/v1/tasks/queues/{queue}"),
+    ("GET", "/api/v1/tasks/deadletters"),
+    ("DELETE", "/api/v1/tasks/deadletters"),
+    ("POST", "/api/v1/tasks/deadletters/{task_id}/replay"),
+    ("GET", "/api/v1/plugins"),
+    ("PUT", "/api/v1/plugins/{name}"),
+    ("DELETE", "/api/v1/plugins/{name}"),
+    ("PUT", "/api/v1/plugins/{name}/manifest"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/api/openapi.json"),
+];
+
+/// The fields of a task status, exactly.
+const STATUS_FIELDS: &[&str] = &[
+    "attempt",
+    "error",
+    "last_run",
+    "progress",
+    "queue",
+    "result",
+    "runs",
+    "status",
+    "submitted_ms",
+    "task",
+    "task_id",
+    "updated_ms",
+    "worker",
+];
+
+fn key(name: &str, secret: &str, scopes: &[Scope], users: Option<&[&str]>) -> KeyConfig {
+    KeyConfig {
+        name: name.into(),
+        sha256: hash_key(secret),
+        scopes: scopes.iter().copied().collect(),
+        users: users.map(|u| u.iter().map(|s| s.to_string()).collect()),
+        rate_per_s: None,
+    }
+}
+
+fn keys() -> KeyStore {
+    let mut throttled = KeyStore::admin_key("throttled", THROTTLED);
+    throttled.rate_per_s = Some(0.5);
+    KeyStore::new(vec![
+        KeyStore::admin_key("admin", ADMIN),
+        key("reader", READER, &[Scope::Read], None),
+        key("submitter", SUBMITTER, &[Scope::Submit, Scope::Read], None),
+        key("deployer", DEPLOYER, &[Scope::Deploy], None),
+        key(
+            "alice",
+            ALICE,
+            &[Scope::Submit, Scope::Read],
+            Some(&["alice"]),
+        ),
+        throttled,
+    ])
+    .expect("keys are valid")
+}
+
+/// A body to send.
+enum Body {
+    None,
+    Json(Value),
+    Raw(Vec<u8>, &'static str),
+}
+
+/// An answer: every answer of the API is JSON.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    /// Asserts the status, then returns the body.
+    #[track_caller]
+    fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {self:?}");
+        &self.body
+    }
+
+    /// Asserts an error answer: status, stable code and the field at fault.
+    #[track_caller]
+    fn error(&self, status: u16, code: &str, field: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {self:?}");
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "unexpected error: {self:?}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "an error has a message: {self:?}"
+        );
+        assert_eq!(error["field"].as_str(), field, "unexpected field: {self:?}");
+    }
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    broker: SharedBroker,
+    registry: Arc<PluginRegistry>,
+    worker_name: String,
+    stop_worker: Arc<tokio::sync::Notify>,
+    stop_server: Arc<tokio::sync::Notify>,
+    worker: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn broker(kind: &str, dir: &std::path::Path) -> SharedBroker {
+    let config = BrokerConfig::default();
+    match kind {
+        "embedded" => Arc::new(EmbeddedBroker::open(dir, config).await.unwrap()),
+        _ => {
+            let prefix = format!(
+                "hippo-api-test-{}:",
+                TaskMessage::new("", "", json!(null)).id
+            );
+            Arc::new(
+                RedisBroker::connect_with_prefix(&redis_url(), config, &prefix)
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+}
+
+async fn start(kind: &str) -> Api {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    let registry = Arc::new(PluginRegistry::new(runtime(), plugins.path(), None));
+    registry.scan().unwrap();
+    let broker = broker(kind, data.path()).await;
+    let worker_name = format!("api-test-worker-{kind}");
+    let config = WorkerConfig {
+        name: worker_name.clone(),
+        queues: ["memory_ops", "default", "scheduled"]
+            .map(String::from)
+            .to_vec(),
+        concurrency: 2,
+        min_concurrency: 2,
+        lease: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_millis(200),
+        maintain_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(broker.clone(), registry.clone(), config);
+    let stop_worker = Arc::new(tokio::sync::Notify::new());
+    let worker = tokio::spawn({
+        let stop = stop_worker.clone();
+        async move { worker.run(async move { stop.notified().await }).await }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState {
+        broker: broker.clone(),
+        registry: registry.clone(),
+        keys: Arc::new(keys()),
+    };
+    let stop_server = Arc::new(tokio::sync::Notify::new());
+    let server = tokio::spawn(hippo::api::serve(listener, state, {
+        let stop = stop_server.clone();
+        async move { stop.notified().await }
+    }));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    Api {
+        base,
+        http,
+        broker,
+        registry,
+        worker_name,
+        stop_worker,
+        stop_server,
+        worker,
+        server,
+        _dirs: vec![plugins, data],
+    }
+}
+
+impl Api {
+    async fn send(&self, method: Method, path: &str, key: Option<&str>, body: Body) -> Answer {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(value) => request.json(&value),
+            Body::Raw(bytes, content_type) => {
+                request.header("content-type", content_type).body(bytes)
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} answered {status} with a body that is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        if status.is_client_error() || status.is_server_error() {
+            assert!(
+                body["error"]["code"].is_string(),
+                "{method} {path}: a {status} without error.code: {body}"
+            );
+        }
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> Answer {
+        self.send(Method::GET, path, key, Body::None).await
+    }
+
+    async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Answer {
+        self.send(Method::POST, path, key, Body::Json(body)).await
+    }
+
+    async fn delete(&self, path: &str, key: Option<&str>) -> Answer {
+        self.send(Method::DELETE, path, key, Body::None).await
+    }
+
+    async fn put(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> Answer {
+        self.send(Method::PUT, path, key, Body::Raw(bytes, content_type))
+            .await
+    }
+
+    /// Submits with the admin key; returns the task id.
+    async fn submit(&self, body: Value) -> String {
+        let answer = self.post("/api/v1/tasks/submit", Some(ADMIN), body).await;
+        let body = answer.expect(202);
+        assert_eq!(body["status"], "submitted", "{body}");
+        body["task_id"].as_str().expect("a task id").to_string()
+    }
+
+    /// The task's status, read with the admin key.
+    async fn status(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/tasks/status/{id}"), Some(ADMIN))
+            .await
+            .expect(200)
+            .clone()
+    }
+
+    /// Waits (through the API) for the task to finish; returns its status.
+    async fn finished(&self, id: &str) -> Value {
+        let answer = self
+            .get(&format!("/api/v1/tasks/status/{id}?wait=30"), Some(ADMIN))
+            .await;
+        let body = answer.expect(200).clone();
+        assert!(
+            ["SUCCESS", "FAILURE", "REVOKED"].contains(&body["status"].as_str().unwrap()),
+            "task {id} did not finish: {body}"
+        );
+        body
+    }
+
+    /// Polls the status until it is `state`.
+    async fn until_status(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status(id).await;
+            if status["status"] == state {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} never reached {state}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        drop(self.http);
+        self.stop_server.notify_one();
+        self.server.await.unwrap().unwrap();
+        self.stop_worker.notify_one();
+        self.worker.await.unwrap();
+    }
+}
+
+/// The keys of a JSON object.
+fn fields(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[track_caller]
+fn assert_task_status(status: &Value) {
+    assert_eq!(
+        fields(status),
+        STATUS_FIELDS.iter().copied().collect(),
+        "{status}"
+    );
+}
+
+macro_rules! on_both_brokers {
+    ($($name:ident($api:ident) $body:block)*) => {
+        mod embedded {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let api = start("embedded").await; super::scenarios::$name(&api).await; api.shutdown().await })*
+        }
+        mod redis {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let api = start("redis").await; super::scenarios::$name(&api).await; api.shutdown().await })*
+        }
+        mod scenarios {
+            use super::*;
+            $(pub async fn $name($api: &Api) $body)*
+        }
+    };
+}
+
+on_both_brokers! {
+    submit_and_status_have_the_documented_shapes(api) {
+        let answer = api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.echo", "input": {"x": [1, 2]}})).await;
+        let submitted = answer.expect(202);
+        assert_eq!(fields(submitted), ["created", "message", "status", "task_id"].into(), "{submitted}");
+        assert_eq!(submitted["status"], "submitted");
+        assert_eq!(submitted["created"], true);
+        assert!(submitted["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let id = submitted["task_id"].as_str().unwrap();
+        let status = api.finished(id).await;
+        assert_task_status(&status);
+        assert_eq!(status["task_id"], id);
+        assert_eq!(status["task"], "test.echo");
+        assert_eq!(status["queue"], "default");
+        assert_eq!(status["status"], "SUCCESS");
+        assert_eq!(status["result"], json!({"x": [1, 2]}));
+        assert_eq!(status["error"], Value::Null);
+        assert_eq!(status["attempt"], 1);
+        assert_eq!(status["runs"], 1);
+        assert_eq!(status["worker"], api.worker_name.as_str());
+        assert_eq!(status["last_run"]["worker"], api.worker_name.as_str());
+        assert!(status["submitted_ms"].as_u64().unwrap() <= status["updated_ms"].as_u64().unwrap());
+        let record = api.broker.task(id).await.unwrap().expect("the broker has the task");
+        assert_eq!((record.state.as_str(), record.result), ("SUCCESS", Some(json!({"x": [1, 2]}))));
+        // The plain status read, without waiting, is the same.
+        assert_eq!(api.status(id).await, status);
+        // Options of a submission reach the task.
+        let id = api.submit(json!({
+            "task": "test.noop", "queue": "memory_ops", "priority": 9, "max_retries": 0,
+            "expires": 60, "limits": {"hard_time_limit_ms": 5000, "fuel": 1_000_000_000u64},
+        })).await;
+        let status = api.finished(&id).await;
+        assert_eq!((&status["status"], &status["queue"]), (&json!("SUCCESS"), &json!("memory_ops")), "{status}");
+        // A key with only `submit` and `read` submits and reads.
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(SUBMITTER), json!({"task": "test.noop"})).await;
+        assert_eq!(answer.expect(200)["status"], "SUCCESS");
+    }
+
+    wait_returns_the_finished_status(api) {
+        // On submit: 200 with the finished status instead of 202.
+        let started = Instant::now();
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.sleep", "input": {"ms": 300}})).await;
+        let status = answer.expect(200);
+        assert_task_status(status);
+        assert_eq!(status["status"], "SUCCESS", "{status}");
+        assert_eq!(status["result"], json!({"slept_ms": 300}));
+        assert!(started.elapsed() < Duration::from_secs(10), "the wait ended with the task: {:?}", started.elapsed());
+        // A wait shorter than the task answers the current, unfinished status.
+        let answer = api.post("/api/v1/tasks/submit?wait=0.1", Some(ADMIN), json!({"task": "test.sleep", "input": {"ms": 1500}})).await;
+        let status = answer.expect(200).clone();
+        assert!(["PENDING", "RECEIVED", "STARTED"].contains(&status["status"].as_str().unwrap()), "{status}");
+        // On status: the long-poll returns as soon as the task finishes.
+        let id = status["task_id"].as_str().unwrap();
+        let started = Instant::now();
+        let answer = api.get(&format!("/api/v1/tasks/status/{id}?wait=30"), Some(ADMIN)).await;
+        let status = answer.expect(200);
+        assert_eq!(status["status"], "SUCCESS", "{status}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        // wait=0 does not wait.
+        let answer = api.get(&format!("/api/v1/tasks/status/{id}?wait=0"), Some(ADMIN)).await;
+        assert_eq!(answer.expect(200)["status"], "SUCCESS");
+    }
+
+    a_failed_task_is_200_failure_and_an_unknown_id_404(api) {
+        let answer = api.post(
+            "/api/v1/tasks/submit?wait=30", Some(ADMIN),
+            json!({"task": "test.fail", "input": {"kind": "fatal"}, "max_retries": 0}),
+        ).await;
+        let status = answer.expect(200).clone();
+        assert_task_status(&status);
+        assert_eq!(status["status"], "FAILURE", "{status}");
+        assert_eq!(status["result"], Value::Null);
+        assert_eq!(status["error"]["kind"], "fatal", "{status}");
+        assert_eq!(status["error"]["message"], "hostile guest failed on purpose");
+        let id = status["task_id"].as_str().unwrap();
+        assert_eq!(api.status(id).await["status"], "FAILURE");
+        // A task that trips its own guard: bad input, also 200.
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.sleep", "input": {"ms": "long"}})).await;
+        let status = answer.expect(200);
+        assert_eq!((&status["status"], &status["error"]["kind"]), (&json!("FAILURE"), &json!("bad_input")), "{status}");
+        // Unknown ids: 404, with and without waiting, for status and cancel.
+        for path in [
+            "/api/v1/tasks/status/no-such-task",
+            "/api/v1/tasks/status/no-such-task?wait=0.2",
+            "/api/v1/tasks/status/0c9d2a4e-1b57-4c8e-9e53-000000000000",
+        ] {
+            api.get(path, Some(ADMIN)).await.error(404, "not_found", None);
+        }
+        api.post("/api/v1/tasks/cancel/no-such-task", Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+    }
+
+    every_auth_failure_is_refused(api) {
+        let submit = json!({"task": "test.noop"});
+        // No key, a wrong key, malformed headers: 401 on every protected route.
+        for (method, path) in ROUTES {
+            if matches!(*path, "/healthz" | "/readyz" | "/api/openapi.json") {
+                continue;
+            }
+            let path = path.replace("{task_id}", "x").replace("{queue}", "default").replace("{name}", "hostile");
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            api.send(method.clone(), &path, None, Body::None).await.error(401, "unauthorized", None);
+            api.send(method.clone(), &path, Some("wrong-secret"), Body::None).await.error(401, "unauthorized", None);
+        }
+        for header in [
+            "admin-secret".to_string(),
+            format!("Basic {ADMIN}"),
+            format!("Token {ADMIN}"),
+            "Bearer".to_string(),
+            "Bearer ".to_string(),
+            format!("Bearer{ADMIN}"),
+            format!("bearer{ADMIN}"),
+            format!("Bearer {ADMIN}x"),
+        ] {
+            let response = api.http
+                .post(format!("{}/api/v1/tasks/submit", api.base))
+                .header("authorization", header.as_str())
+                .json(&submit)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "{header:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized", "{header:?}: {body}");
+        }
+        // A header that is not text.
+        let response = api.http
+            .get(format!("{}/api/v1/plugins", api.base))
+            .header("authorization", reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        // Keys without the scope: 403.
+        api.post("/api/v1/tasks/submit", Some(READER), submit.clone()).await.error(403, "forbidden", None);
+        api.post("/api/v1/tasks/submit", Some(DEPLOYER), submit.clone()).await.error(403, "forbidden", None);
+        let id = api.submit(json!({"task": "test.noop", "countdown": 60})).await;
+        api.get(&format!("/api/v1/tasks/status/{id}"), Some(READER)).await.expect(200);
+        api.get(&format!("/api/v1/tasks/status/{id}"), Some(DEPLOYER)).await.error(403, "forbidden", None);
+        api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(READER), json!(null)).await.error(403, "forbidden", None);
+        for path in ["/api/v1/tasks/inspect/stats", "/api/v1/tasks/inspect/queues", "/api/v1/tasks/inspect/active",
+                     "/api/v1/tasks/inspect/scheduled", "/api/v1/tasks/deadletters", "/api/v1/plugins"] {
+            api.get(path, Some(READER)).await.expect(200);
+            api.get(path, Some(DEPLOYER)).await.error(403, "forbidden", None);
+        }
+        api.delete("/api/v1/tasks/queues/default?confirm=true", Some(SUBMITTER)).await.error(403, "forbidden", None);
+        api.delete("/api/v1/tasks/deadletters?confirm=true", Some(SUBMITTER)).await.error(403, "forbidden", None);
+        api.post(&format!("/api/v1/tasks/deadletters/{id}/replay"), Some(SUBMITTER), json!(null)).await.error(403, "forbidden", None);
+        api.put("/api/v1/plugins/hostile", Some(SUBMITTER), guest("hostile_guest"), "application/wasm").await.error(403, "forbidden", None);
+        api.put("/api/v1/plugins/hostile/manifest", Some(SUBMITTER), b"queue = \"default\"".to_vec(), "application/toml")
+            .await.error(403, "forbidden", None);
+        api.delete("/api/v1/plugins/hostile", Some(SUBMITTER)).await.error(403, "forbidden", None);
+        api.delete("/api/v1/plugins/hostile", Some(READER)).await.error(403, "forbidden", None);
+        assert!(api.registry.resolve("test.noop").is_some(), "nothing was deleted");
+        // A key bound to alice: acts for alice, not for bob.
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ALICE), json!({"task": "test.echo", "input": {"user_id": "alice"}})).await;
+        assert_eq!(answer.expect(200)["status"], "SUCCESS");
+        let mine = answer.body["task_id"].as_str().unwrap().to_string();
+        api.post("/api/v1/tasks/submit", Some(ALICE), json!({"task": "test.echo", "input": {"user_id": "bob"}}))
+            .await.error(403, "forbidden", None);
+        api.post("/api/v1/tasks/submit", Some(ALICE), json!({"task": "test.echo", "input": {"user_id": 7}}))
+            .await.error(400, "invalid_input", Some("input.user_id"));
+        let bobs = api.submit(json!({"task": "test.echo", "input": {"user_id": "bob"}, "countdown": 60})).await;
+        api.get(&format!("/api/v1/tasks/status/{bobs}"), Some(ALICE)).await.error(403, "forbidden", None);
+        api.get(&format!("/api/v1/tasks/status/{bobs}?wait=0"), Some(ALICE)).await.error(403, "forbidden", None);
+        api.post(&format!("/api/v1/tasks/cancel/{bobs}"), Some(ALICE), json!(null)).await.error(403, "forbidden", None);
+        assert_eq!(api.status(&bobs).await["status"], "PENDING", "alice did not cancel it");
+        api.get(&format!("/api/v1/tasks/status/{mine}"), Some(ALICE)).await.expect(200);
+        api.get(&format!("/api/v1/tasks/status/{bobs}"), Some(ADMIN)).await.expect(200);
+    }
+
+    bad_input_names_the_field(api) {
+        let long = |n: usize| "x".repeat(n);
+        let cases: Vec<(&str, Value, &str)> = vec![
+            // task
+            ("", json!({}), "task"),
+            ("", json!({"input": 1}), "task"),
+            ("", json!({"task": 5}), "task"),
+            ("", json!({"task": null}), "task"),
+            ("", json!({"task": ["test.noop"]}), "task"),
+            ("", json!({"task": ""}), "task"),
+            ("", json!({"task": "   "}), "task"),
+            ("", json!({"task": long(129)}), "task"),
+            ("", json!({"task": "no.such-task"}), "task"),
+            // input: any JSON; its user_id must be a string
+            ("", json!({"task": "test.noop", "input": {"user_id": 5}}), "input.user_id"),
+            ("", json!({"task": "test.noop", "input": {"user_id": null}}), "input.user_id"),
+            // queue
+            ("", json!({"task": "test.noop", "queue": 5}), "queue"),
+            ("", json!({"task": "test.noop", "queue": "nope"}), "queue"),
+            ("", json!({"task": "test.noop", "queue": ""}), "queue"),
+            ("", json!({"task": "test.noop", "queue": long(10_000)}), "queue"),
+            // priority
+            ("", json!({"task": "test.noop", "priority": 10}), "priority"),
+            ("", json!({"task": "test.noop", "priority": 255}), "priority"),
+            ("", json!({"task": "test.noop", "priority": 256}), "priority"),
+            ("", json!({"task": "test.noop", "priority": -1}), "priority"),
+            ("", json!({"task": "test.noop", "priority": 1.5}), "priority"),
+            ("", json!({"task": "test.noop", "priority": "high"}), "priority"),
+            // countdown
+            ("", json!({"task": "test.noop", "countdown": -1}), "countdown"),
+            ("", json!({"task": "test.noop", "countdown": 1e12}), "countdown"),
+            ("", json!({"task": "test.noop", "countdown": "soon"}), "countdown"),
+            ("", json!({"task": "test.noop", "countdown": 1, "eta_ms": 1}), "eta_ms"),
+            // eta_ms
+            ("", json!({"task": "test.noop", "eta_ms": -1}), "eta_ms"),
+            ("", json!({"task": "test.noop", "eta_ms": 1.5}), "eta_ms"),
+            ("", json!({"task": "test.noop", "eta_ms": "tomorrow"}), "eta_ms"),
+            // expires
+            ("", json!({"task": "test.noop", "expires": 0}), "expires"),
+            ("", json!({"task": "test.noop", "expires": -5}), "expires"),
+            ("", json!({"task": "test.noop", "expires": 1e300}), "expires"),
+            ("", json!({"task": "test.noop", "expires": {}}), "expires"),
+            // max_retries
+            ("", json!({"task": "test.noop", "max_retries": 101}), "max_retries"),
+            ("", json!({"task": "test.noop", "max_retries": -1}), "max_retries"),
+            ("", json!({"task": "test.noop", "max_retries": 5_000_000_000u64}), "max_retries"),
+            ("", json!({"task": "test.noop", "max_retries": "3"}), "max_retries"),
+            // idempotency_key
+            ("", json!({"task": "test.noop", "idempotency_key": ""}), "idempotency_key"),
+            ("", json!({"task": "test.noop", "idempotency_key": long(257)}), "idempotency_key"),
+            ("", json!({"task": "test.noop", "idempotency_key": 5}), "idempotency_key"),
+            // limits
+            ("", json!({"task": "test.noop", "limits": "fast"}), "limits"),
+            ("", json!({"task": "test.noop", "limits": {"fuel": -1}}), "limits.fuel"),
+            ("", json!({"task": "test.noop", "limits": {"memory_bytes": "1 GiB"}}), "limits.memory_bytes"),
+            ("", json!({"task": "test.noop", "limits": {"hard_time_limit_ms": 1.5}}), "limits.hard_time_limit_ms"),
+            ("", json!({"task": "test.noop", "limits": {"soft_time_limit_ms": -3}}), "limits.soft_time_limit_ms"),
+            ("", json!({"task": "test.noop", "limits": {"output_bytes": true}}), "limits.output_bytes"),
+            ("", json!({"task": "test.noop", "limits": {"stack": 1}}), "limits.stack"),
+            // unknown fields
+            ("", json!({"task": "test.noop", "bogus": 1}), "bogus"),
+            ("", json!({"task": "test.noop", "user_id": "alice"}), "user_id"),
+            // wait
+            ("?wait=61", json!({"task": "test.noop"}), "wait"),
+            ("?wait=-1", json!({"task": "test.noop"}), "wait"),
+            ("?wait=NaN", json!({"task": "test.noop"}), "wait"),
+            ("?wait=inf", json!({"task": "test.noop"}), "wait"),
+            ("?wait=soon", json!({"task": "test.noop"}), "wait"),
+            ("?wait=", json!({"task": "test.noop"}), "wait"),
+            ("?wait=1e400", json!({"task": "test.noop"}), "wait"),
+        ];
+        for (query, body, field) in &cases {
+            let answer = api.post(&format!("/api/v1/tasks/submit{query}"), Some(ADMIN), body.clone()).await;
+            assert!(answer.status.is_client_error(), "{query} {body}: {answer:?}");
+            assert_eq!(answer.body["error"]["field"], *field, "{query} {body}: {answer:?}");
+            answer.error(400, "invalid_input", Some(field));
+        }
+        // Bodies that are not JSON at all, or not UTF-8: the body is at fault.
+        for (bytes, content_type) in [
+            (b"{\"task\": \"test.noop\"".to_vec(), "application/json"),
+            (b"{\"task\": \"test.noop\"} trailing".to_vec(), "application/json"),
+            (b"task=test.noop".to_vec(), "application/x-www-form-urlencoded"),
+            (b"".to_vec(), "application/json"),
+            (b"{\"task\": \"test.\xff\xfe\"}".to_vec(), "application/json"),
+            (b"\xef\xbb\xbf{\"task\": \"test.noop\"}".to_vec(), "application/json"),
+            (b"{\"task\": \"test.noop\", \"countdown\": 1e400}".to_vec(), "application/json"),
+            ([b"[".repeat(10_000), b"]".repeat(10_000)].concat(), "application/json"),
+            ([b"{\"task\": \"test.echo\", \"input\": ".to_vec(), b"[".repeat(10_000), b"]".repeat(10_000), b"}".to_vec()].concat(), "application/json"),
+            // Not an object: a struct's fields are not taken as an array.
+            (b"[\"test.noop\"]".to_vec(), "application/json"),
+            (b"[]".to_vec(), "application/json"),
+            (b"\"test.noop\"".to_vec(), "application/json"),
+            (b"null".to_vec(), "application/json"),
+            (b"42".to_vec(), "application/json"),
+        ] {
+            let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(bytes.clone(), content_type)).await;
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+            assert_eq!(answer.status, 400, "{shown:?}: {answer:?}");
+            assert_eq!(answer.body["error"]["field"], "body", "{shown:?}: {answer:?}");
+            assert_eq!(answer.body["error"]["code"], "invalid_body", "{shown:?}: {answer:?}");
+        }
+        // Deep nesting of a field's value: that field.
+        let deep = [b"{\"task\": ".to_vec(), b"[".repeat(100), b"]".repeat(100), b"}".to_vec()].concat();
+        let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(deep, "application/json")).await;
+        answer.error(400, "invalid_input", Some("task"));
+        // Oversized: 413, naming the body; just under the limit is fine.
+        let limit = hippo::api::MAX_JSON_BYTES;
+        let padded = |size: usize| {
+            let mut body = br#"{"task": "test.noop", "input": ""#.to_vec();
+            body.resize(size - 2, b'a');
+            body.extend_from_slice(br#""}"#);
+            body
+        };
+        let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(padded(limit + 1), "application/json")).await;
+        answer.error(413, "payload_too_large", Some("body"));
+        let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(padded(8 * limit), "application/json")).await;
+        answer.error(413, "payload_too_large", Some("body"));
+        let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(padded(limit), "application/json")).await;
+        answer.expect(202);
+        // Query strings of the other routes.
+        let id = api.submit(json!({"task": "test.noop"})).await;
+        for query in ["?wait=61", "?wait=-0.5", "?wait=x", "?wait=nan"] {
+            api.get(&format!("/api/v1/tasks/status/{id}{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some("wait"));
+        }
+        for query in ["", "?confirm=false", "?confirm=yes", "?confirm=1", "?confirm="] {
+            api.delete(&format!("/api/v1/tasks/queues/default{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some("confirm"));
+            api.delete(&format!("/api/v1/tasks/deadletters{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some("confirm"));
+        }
+        // Path segments that are not UTF-8 once decoded.
+        api.get("/api/v1/tasks/status/%FF%FE", Some(ADMIN)).await.error(400, "invalid_input", Some("task_id"));
+        api.post("/api/v1/tasks/cancel/%C3%28", Some(ADMIN), json!(null)).await.error(400, "invalid_input", Some("task_id"));
+        api.delete("/api/v1/tasks/queues/%FF?confirm=true", Some(ADMIN)).await.error(400, "invalid_input", Some("queue"));
+        api.delete("/api/v1/plugins/%FF", Some(ADMIN)).await.error(400, "invalid_input", Some("name"));
+        // Nothing above was accepted, but for the two valid submissions.
+        let queues = api.get("/api/v1/tasks/inspect/queues", Some(ADMIN)).await;
+        let waiting: u64 = queues.expect(200)["queues"].as_array().unwrap().iter()
+            .map(|q| q["ready"].as_u64().unwrap() + q["scheduled"].as_u64().unwrap()).sum();
+        assert!(waiting <= 2, "{queues:?}");
+    }
+
+    cancel_queued_and_running_tasks(api) {
+        // Queued (a countdown): it never runs.
+        let id = api.submit(json!({"task": "test.noop", "countdown": 30})).await;
+        let answer = api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(SUBMITTER), json!(null)).await;
+        assert_eq!(answer.expect(200), &json!({"task_id": id, "outcome": "queued"}));
+        let status = api.status(&id).await;
+        assert_eq!(status["status"], "REVOKED", "{status}");
+        assert_eq!(status["runs"], 0);
+        // Again: already finished.
+        let answer = api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await;
+        assert_eq!(answer.expect(200)["outcome"], "already_finished");
+        // Running: interrupted within a second.
+        let id = api.submit(json!({"task": "test.spin"})).await;
+        api.until_status(&id, "STARTED", Duration::from_secs(10)).await;
+        let cancelled = Instant::now();
+        let answer = api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await;
+        assert_eq!(answer.expect(200), &json!({"task_id": id, "outcome": "running"}));
+        let status = api.until_status(&id, "REVOKED", Duration::from_secs(1)).await;
+        assert!(cancelled.elapsed() < Duration::from_secs(1), "{:?}", cancelled.elapsed());
+        assert_eq!(status["runs"], 1, "{status}");
+        // A finished task.
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.noop"})).await;
+        let id = answer.expect(200)["task_id"].as_str().unwrap().to_string();
+        let answer = api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await;
+        assert_eq!(answer.expect(200)["outcome"], "already_finished");
+        assert_eq!(api.status(&id).await["status"], "SUCCESS");
+    }
+
+    idempotency_keys_return_the_earlier_task(api) {
+        let body = json!({"task": "test.echo", "input": {"n": 1}, "idempotency_key": "order-42"});
+        let first = api.post("/api/v1/tasks/submit", Some(ADMIN), body.clone()).await.expect(202).clone();
+        assert_eq!(first["created"], true);
+        let second = api.post("/api/v1/tasks/submit", Some(SUBMITTER), body).await.expect(202).clone();
+        assert_eq!(second["task_id"], first["task_id"]);
+        assert_eq!(second["created"], false);
+        assert_eq!(second["status"], "submitted");
+        assert_ne!(second["message"], first["message"]);
+        // With another input, the key still wins; another key is another task.
+        let third = api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.echo", "input": {"n": 2}, "idempotency_key": "order-42"})).await;
+        assert_eq!(third.expect(202)["task_id"], first["task_id"]);
+        let other = api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.echo", "idempotency_key": "order-43"})).await;
+        assert_ne!(other.expect(202)["task_id"], first["task_id"]);
+        assert_eq!(other.body["created"], true);
+        // With ?wait=, the earlier task's status.
+        let id = first["task_id"].as_str().unwrap();
+        let waited = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.echo", "idempotency_key": "order-42"})).await;
+        let status = waited.expect(200);
+        assert_eq!((&status["task_id"], &status["status"], &status["result"]), (&json!(id), &json!("SUCCESS"), &json!({"n": 1})));
+        // The longest key is fine.
+        let key = "k".repeat(256);
+        api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.noop", "idempotency_key": key})).await.expect(202);
+    }
+
+    inspect_routes_have_their_shapes(api) {
+        // stats: the worker's heartbeat.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            let stats = api.get("/api/v1/tasks/inspect/stats", Some(READER)).await.expect(200).clone();
+            if stats["workers"].as_array().unwrap().iter().any(|w| w["name"] == api.worker_name.as_str()) {
+                break stats;
+            }
+            assert!(Instant::now() < deadline, "the worker never showed: {stats}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(fields(&stats), ["count", "workers"].into());
+        assert_eq!(stats["count"].as_u64().unwrap() as usize, stats["workers"].as_array().unwrap().len());
+        let worker = stats["workers"].as_array().unwrap().iter().find(|w| w["name"] == api.worker_name.as_str()).unwrap();
+        for field in ["hostname", "pid", "queues", "concurrency", "active", "processed", "failed", "succeeded", "cpu_seconds", "rss_bytes"] {
+            assert!(worker.get(field).is_some(), "{field} missing from {worker}");
+        }
+        assert_eq!(worker["queues"], json!(["memory_ops", "default", "scheduled"]));
+        assert_eq!(worker["concurrency"], 2);
+        // queues: every configured queue, in order, with counts.
+        let scheduled = api.submit(json!({"task": "test.noop", "countdown": 60})).await;
+        let waiting = api.submit(json!({"task": "test.noop", "queue": "background"})).await;
+        let queues = api.get("/api/v1/tasks/inspect/queues", Some(READER)).await.expect(200).clone();
+        assert_eq!(fields(&queues), ["queues"].into());
+        let queues = queues["queues"].as_array().unwrap();
+        let names: Vec<&str> = queues.iter().map(|q| q["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["memory_ops", "default", "scheduled", "background"]);
+        for queue in queues {
+            assert_eq!(fields(queue), ["name", "ready", "reserved", "scheduled"].into(), "{queue}");
+        }
+        assert_eq!(queues[3]["ready"], 1, "{queues:?}");
+        assert_eq!(queues[1]["scheduled"], 1, "{queues:?}");
+        // scheduled: the countdown task.
+        let listed = api.get("/api/v1/tasks/inspect/scheduled", Some(READER)).await.expect(200).clone();
+        assert_eq!(fields(&listed), ["scheduled"].into());
+        let listed = listed["scheduled"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_task_status(&listed[0]);
+        assert_eq!((&listed[0]["task_id"], &listed[0]["status"]), (&json!(scheduled), &json!("PENDING")));
+        // active: a running task, under its worker.
+        let empty = api.get("/api/v1/tasks/inspect/active", Some(READER)).await.expect(200).clone();
+        assert_eq!(empty, json!({"active": {}, "reserved": {}}));
+        let spinning = api.submit(json!({"task": "test.spin"})).await;
+        api.until_status(&spinning, "STARTED", Duration::from_secs(10)).await;
+        let active = api.get("/api/v1/tasks/inspect/active", Some(READER)).await.expect(200).clone();
+        assert_eq!(fields(&active), ["active", "reserved"].into());
+        let held: Vec<&Value> = active["active"].as_object().unwrap().values().flat_map(|v| v.as_array().unwrap()).collect();
+        assert_eq!(held.len(), 1, "{active}");
+        assert_task_status(held[0]);
+        assert_eq!((&held[0]["task_id"], &held[0]["status"]), (&json!(spinning), &json!("STARTED")));
+        assert!(active["active"].as_object().unwrap().keys().all(|k| k.contains(&api.worker_name)), "{active}");
+        for id in [&spinning, &scheduled, &waiting] {
+            api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await.expect(200);
+        }
+        api.until_status(&spinning, "REVOKED", Duration::from_secs(5)).await;
+        let listed = api.get("/api/v1/tasks/inspect/scheduled", Some(READER)).await;
+        assert_eq!(listed.expect(200), &json!({"scheduled": []}));
+    }
+
+    dead_letters_list_replay_and_purge(api) {
+        let empty = api.get("/api/v1/tasks/deadletters", Some(READER)).await;
+        assert_eq!(empty.expect(200), &json!({"dead_letters": []}));
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.fail", "input": {"kind": "fatal"}})).await;
+        let failed = answer.expect(200)["task_id"].as_str().unwrap().to_string();
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN),
+            json!({"task": "test.fail", "input": {"kind": "retry"}, "max_retries": 1})).await;
+        let retried = answer.expect(200).clone();
+        assert_eq!((&retried["status"], &retried["attempt"], &retried["runs"]), (&json!("FAILURE"), &json!(2), &json!(2)), "{retried}");
+        let retried = retried["task_id"].as_str().unwrap().to_string();
+        let listed = api.get("/api/v1/tasks/deadletters", Some(READER)).await.expect(200).clone();
+        assert_eq!(fields(&listed), ["dead_letters"].into());
+        let listed = listed["dead_letters"].as_array().unwrap();
+        let ids: Vec<&str> = listed.iter().map(|d| d["task_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [retried.as_str(), failed.as_str()], "newest first");
+        for dead in listed {
+            assert_task_status(dead);
+            assert_eq!(dead["status"], "FAILURE");
+        }
+        // Replay: a new task, as a first attempt.
+        let answer = api.post(&format!("/api/v1/tasks/deadletters/{failed}/replay"), Some(ADMIN), json!(null)).await;
+        let replay = answer.expect(202).clone();
+        assert_eq!(fields(&replay), ["created", "message", "status", "task_id"].into());
+        assert_eq!((&replay["status"], &replay["created"]), (&json!("submitted"), &json!(true)));
+        let new_id = replay["task_id"].as_str().unwrap();
+        assert_ne!(new_id, failed);
+        let status = api.finished(new_id).await;
+        assert_eq!((&status["status"], &status["attempt"], &status["task"]), (&json!("FAILURE"), &json!(1), &json!("test.fail")));
+        // No longer a dead letter (its replay is); unknown ids are 404.
+        api.post(&format!("/api/v1/tasks/deadletters/{failed}/replay"), Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+        api.post("/api/v1/tasks/deadletters/nope/replay", Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+        let finished = api.submit(json!({"task": "test.noop"})).await;
+        api.finished(&finished).await;
+        api.post(&format!("/api/v1/tasks/deadletters/{finished}/replay"), Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+        // Purge: confirmation required.
+        api.delete("/api/v1/tasks/deadletters", Some(ADMIN)).await.error(400, "invalid_input", Some("confirm"));
+        assert_eq!(api.get("/api/v1/tasks/deadletters", Some(READER)).await.expect(200)["dead_letters"].as_array().unwrap().len(), 2);
+        let purged = api.delete("/api/v1/tasks/deadletters?confirm=true", Some(ADMIN)).await;
+        assert_eq!(purged.expect(200), &json!({"purged": 2}));
+        assert_eq!(api.get("/api/v1/tasks/deadletters", Some(READER)).await.expect(200), &json!({"dead_letters": []}));
+        api.post(&format!("/api/v1/tasks/deadletters/{retried}/replay"), Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+        // The failed tasks' records stay readable.
+        assert_eq!(api.status(&retried).await["status"], "FAILURE");
+    }
+
+    queue_purge_needs_admin_and_confirmation(api) {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(api.submit(json!({"task": "test.noop", "queue": "background"})).await);
+        }
+        api.delete("/api/v1/tasks/queues/background?confirm=true", Some(SUBMITTER)).await.error(403, "forbidden", None);
+        api.delete("/api/v1/tasks/queues/background?confirm=true", Some(READER)).await.error(403, "forbidden", None);
+        api.delete("/api/v1/tasks/queues/background", Some(ADMIN)).await.error(400, "invalid_input", Some("confirm"));
+        api.delete("/api/v1/tasks/queues/background?confirm=false", Some(ADMIN)).await.error(400, "invalid_input", Some("confirm"));
+        api.delete("/api/v1/tasks/queues/nope?confirm=true", Some(ADMIN)).await.error(404, "not_found", None);
+        for id in &ids {
+            assert_eq!(api.status(id).await["status"], "PENDING");
+        }
+        let purged = api.delete("/api/v1/tasks/queues/background?confirm=true", Some(ADMIN)).await;
+        assert_eq!(purged.expect(200), &json!({"queue": "background", "purged": 3}));
+        for id in &ids {
+            assert_eq!(api.status(id).await["status"], "REVOKED");
+        }
+        let purged = api.delete("/api/v1/tasks/queues/background?confirm=true", Some(ADMIN)).await;
+        assert_eq!(purged.expect(200), &json!({"queue": "background", "purged": 0}));
+    }
+
+    plugins_are_listed_deployed_and_removed(api) {
+        let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
+        assert_eq!(fields(&listed), ["plugins", "refused"].into());
+        assert_eq!(listed["refused"], json!([]));
+        let plugins = listed["plugins"].as_array().unwrap();
+        assert_eq!(plugins.len(), 1, "{listed}");
+        let hostile = plugins[0].clone();
+        for field in ["name", "version", "file", "wasm_sha256", "grants", "tasks"] {
+            assert!(hostile.get(field).is_some(), "{field} missing from {hostile}");
+        }
+        assert_eq!((&hostile["name"], &hostile["version"]), (&json!("hostile"), &json!("1.0.0")));
+        assert_eq!(hostile["grants"], json!(["log", "progress", "deadline"]));
+        let echo = hostile["tasks"].as_array().unwrap().iter().find(|t| t["name"] == "test.echo").expect("test.echo listed");
+        assert_eq!(echo["queue"], "default");
+        assert!(echo["description"].is_string() && echo.get("limits").is_some(), "{echo}");
+        // A garbage upload is refused and the plugin in service keeps serving.
+        for garbage in [b"not a component".to_vec(), b"\0asm\x0d\0\x01\0garbage".to_vec(), Vec::new(), guest("hostile_guest")[..1000].to_vec()] {
+            let answer = api.put("/api/v1/plugins/hostile", Some(DEPLOYER), garbage, "application/wasm").await;
+            answer.error(400, "invalid_input", Some("body"));
+        }
+        // A component that imports what the host does not offer, too.
+        api.put("/api/v1/plugins/hostile", Some(DEPLOYER), guest("unknown_import_guest"), "application/wasm")
+            .await.error(400, "invalid_input", Some("body"));
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.echo", "input": "still here"})).await;
+        assert_eq!((&answer.expect(200)["status"], &answer.body["result"]), (&json!("SUCCESS"), &json!("still here")));
+        let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
+        assert_eq!(listed["plugins"], json!([hostile]), "the plugin in service is unchanged");
+        assert_eq!(listed["refused"], json!([]));
+        let files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, ["hostile.wasm"], "no stray file is left behind");
+        // Names are checked.
+        for name in ["Hostile", "..x", ".hidden", "a%2Fb", "a%20b", &"x".repeat(65)] {
+            api.put(&format!("/api/v1/plugins/{name}"), Some(DEPLOYER), guest("versioned_v1"), "application/wasm")
+                .await.error(400, "invalid_input", Some("name"));
+        }
+        // Deploy version 1, then 2, under one name.
+        let answer = api.put("/api/v1/plugins/versioned", Some(DEPLOYER), guest("versioned_v1"), "application/wasm").await;
+        let deployed = answer.expect(200).clone();
+        assert_eq!(fields(&deployed), ["deployed"].into());
+        assert_eq!((&deployed["deployed"]["name"], &deployed["deployed"]["version"]), (&json!("versioned"), &json!("1.0.0")));
+        let run = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.version", "input": {}})).await;
+        assert_eq!(run.expect(200)["result"], json!({"version": "1.0.0"}));
+        let answer = api.put("/api/v1/plugins/versioned", Some(DEPLOYER), guest("versioned_v2"), "application/wasm").await;
+        assert_eq!(answer.expect(200)["deployed"]["version"], "2.0.0");
+        assert_ne!(answer.body["deployed"]["wasm_sha256"], deployed["deployed"]["wasm_sha256"]);
+        let run = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.version", "input": {}})).await;
+        assert_eq!(run.expect(200)["result"], json!({"version": "2.0.0"}));
+        // A garbage upload over it leaves version 2 serving.
+        api.put("/api/v1/plugins/versioned", Some(DEPLOYER), b"garbage".to_vec(), "application/wasm")
+            .await.error(400, "invalid_input", Some("body"));
+        let run = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.version", "input": {}})).await;
+        assert_eq!(run.expect(200)["result"], json!({"version": "2.0.0"}));
+        // Manifests: invalid ones are refused, a valid one applies.
+        for manifest in [
+            "grants = [\"network\"]",
+            "grants = \"log\"",
+            "bogus = 1",
+            "[limits]\nfuel = -1",
+            "queue = ",
+            "\u{0}\u{1}",
+        ] {
+            api.put("/api/v1/plugins/versioned/manifest", Some(DEPLOYER), manifest.as_bytes().to_vec(), "application/toml")
+                .await.error(400, "invalid_input", Some("body"));
+        }
+        api.put("/api/v1/plugins/versioned/manifest", Some(DEPLOYER), b"queue = \"\xff\"".to_vec(), "application/toml")
+            .await.error(400, "invalid_input", Some("body"));
+        let answer = api.put("/api/v1/plugins/versioned/manifest", Some(DEPLOYER), b"queue = \"memory_ops\"".to_vec(), "application/toml").await;
+        let applied = answer.expect(200);
+        assert_eq!(applied["manifest"], "versioned");
+        assert_eq!(applied["plugin"]["tasks"][0]["queue"], "memory_ops", "{applied}");
+        let run = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.version", "input": {}})).await;
+        assert_eq!((&run.expect(200)["queue"], &run.body["result"]), (&json!("memory_ops"), &json!({"version": "2.0.0"})));
+        let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
+        let names: BTreeSet<&str> = listed["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["hostile", "versioned"].into());
+        // Delete: its tasks are refused at submit, and it is gone.
+        let answer = api.delete("/api/v1/plugins/versioned", Some(DEPLOYER)).await;
+        assert_eq!(answer.expect(200), &json!({"removed": "versioned"}));
+        api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.version", "input": {}})).await.error(400, "invalid_input", Some("task"));
+        api.delete("/api/v1/plugins/versioned", Some(DEPLOYER)).await.error(404, "not_found", None);
+        api.delete("/api/v1/plugins/never-deployed", Some(DEPLOYER)).await.error(404, "not_found", None);
+        let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
+        assert_eq!(listed["plugins"], json!([hostile]));
+        let files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, ["hostile.wasm"], "the manifest went with it");
+    }
+
+    health_routes_answer_without_a_key(api) {
+        let health = api.get("/healthz", None).await;
+        assert_eq!(health.expect(200), &json!({"status": "ok", "checks": {}}));
+        let ready = api.get("/readyz", None).await.expect(200).clone();
+        assert_eq!(fields(&ready), ["checks", "status"].into());
+        assert_eq!(ready["status"], "ok");
+        assert_eq!(ready["checks"]["broker"]["status"], "ok", "{ready}");
+        assert!(ready["checks"]["broker"]["latency_ms"].is_number());
+        assert_eq!(ready["checks"]["plugins"], json!({"status": "ok", "loaded": 1}));
+        // A key does not hurt, even a wrong one.
+        api.get("/healthz", Some("wrong-secret")).await.expect(200);
+        api.get("/readyz", Some(ADMIN)).await.expect(200);
+    }
+
+    openapi_lists_every_route_the_router_serves(api) {
+        let document = api.get("/api/openapi.json", None).await.expect(200).clone();
+        assert_eq!(serde_json::to_value(hippo::api::openapi()).unwrap(), document, "the served document is the generated one");
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+        let mut documented = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                documented.insert((method.to_uppercase(), path.clone()));
+                // Path parameters are the path's `{...}` segments; the others are in the query.
+                let in_path: BTreeSet<&str> = path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+                let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+                let documented_in_path: BTreeSet<&str> = parameters.iter()
+                    .filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+                assert_eq!(documented_in_path, in_path, "{method} {path}: path parameters");
+                for parameter in &parameters {
+                    let location = if in_path.contains(parameter["name"].as_str().unwrap()) { "path" } else { "query" };
+                    assert_eq!(parameter["in"], location, "{method} {path}: {parameter}");
+                    assert_eq!(parameter["required"], location == "path", "{method} {path}: {parameter}");
+                }
+                let public = matches!(path.as_str(), "/healthz" | "/readyz");
+                assert_eq!(operation.get("security").is_none(), public, "{method} {path}: security");
+                assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+            }
+        }
+        documented.insert(("GET".into(), "/api/openapi.json".into()));
+        let routes: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(documented, routes, "the document lists exactly the routes served");
+        assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+        for schema in ["SubmitRequest", "SubmitResponse", "TaskStatus", "CancelResponse", "ErrorBody"] {
+            assert!(document["components"]["schemas"][schema].is_object(), "{schema} missing");
+        }
+        // Every documented route is served (it is not the fallback, nor a 405) ...
+        let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+        for (method, path) in ROUTES {
+            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe");
+            let body = if path.ends_with("/manifest") { Body::Raw(b"= invalid".to_vec(), "application/toml") } else { Body::None };
+            let answer = api.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, Some(ADMIN), body).await;
+            assert_ne!(answer.status, 405, "{method} {path}: {answer:?}");
+            assert_ne!(answer.body["error"]["message"], "no such route", "{method} {path}: {answer:?}");
+            assert!(!answer.status.is_server_error(), "{method} {path}: {answer:?}");
+        }
+        // ... and every other method on those paths is a JSON 405.
+        for path in paths {
+            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe");
+            for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+                if ROUTES.contains(&(method, path)) {
+                    continue;
+                }
+                let answer = api.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, Some(ADMIN), Body::None).await;
+                answer.error(405, "method_not_allowed", None);
+            }
+        }
+    }
+
+    unknown_routes_and_methods_are_json(api) {
+        for path in ["/", "/api", "/api/v1", "/api/v1/nope", "/api/v1/tasks", "/api/v1/tasks/status", "/api/v1/tasks/status/",
+                     "/api/v1/tasks/status/a/b", "/api/v2/tasks/submit", "/API/V1/PLUGINS", "/healthz/extra", "/%FF"] {
+            api.get(path, Some(ADMIN)).await.error(404, "not_found", None);
+            api.get(path, None).await.error(404, "not_found", None);
+            api.send(Method::POST, path, None, Body::Json(json!({}))).await.error(404, "not_found", None);
+        }
+        // A wrong method: 405, with or without a key, with no side effect.
+        for (method, path) in [("GET", "/api/v1/tasks/submit"), ("DELETE", "/api/v1/tasks/submit"), ("POST", "/healthz"),
+                               ("PUT", "/api/v1/tasks/status/x"), ("GET", "/api/v1/tasks/cancel/x"), ("POST", "/api/v1/plugins"),
+                               ("GET", "/api/v1/plugins/hostile"), ("DELETE", "/api/v1/plugins/hostile/manifest")] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            api.send(method.clone(), path, Some(ADMIN), Body::None).await.error(405, "method_not_allowed", None);
+            api.send(method, path, None, Body::None).await.error(405, "method_not_allowed", None);
+        }
+        assert!(api.registry.resolve("test.noop").is_some());
+    }
+
+    extreme_but_valid_values_are_served(api) {
+        // ETAs at the end of time: accepted, listed, cancellable.
+        let mut far = Vec::new();
+        for eta in [u64::MAX, i64::MAX as u64, 1u64 << 53] {
+            far.push(api.submit(json!({"task": "test.noop", "eta_ms": eta})).await);
+        }
+        let listed = api.get("/api/v1/tasks/inspect/scheduled", Some(READER)).await.expect(200).clone();
+        assert_eq!(listed["scheduled"].as_array().unwrap().len(), 3, "{listed}");
+        api.get("/api/v1/tasks/inspect/queues", Some(READER)).await.expect(200);
+        for id in &far {
+            assert_eq!(api.status(id).await["status"], "PENDING");
+            let answer = api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await;
+            assert_eq!(answer.expect(200)["outcome"], "queued");
+        }
+        // An ETA in the past runs now; the longest countdown is a year.
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.noop", "eta_ms": 0})).await;
+        assert_eq!(answer.expect(200)["status"], "SUCCESS");
+        let id = api.submit(json!({"task": "test.noop", "countdown": 365.0 * 24.0 * 3600.0, "expires": 0.001})).await;
+        api.post(&format!("/api/v1/tasks/cancel/{id}"), Some(ADMIN), json!(null)).await.expect(200);
+        // Limits of zero or of the largest size: the task fails or runs, the API answers 200.
+        for limits in [
+            json!({"fuel": 0, "memory_bytes": 0, "hard_time_limit_ms": 0, "soft_time_limit_ms": 0, "output_bytes": 0}),
+            json!({"fuel": u64::MAX, "memory_bytes": u64::MAX, "hard_time_limit_ms": u64::MAX, "soft_time_limit_ms": u64::MAX, "output_bytes": u64::MAX}),
+            json!({"fuel": 1}),
+            json!({"output_bytes": 1}),
+        ] {
+            let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN),
+                json!({"task": "test.echo", "input": {"some": "output"}, "limits": limits, "max_retries": 0})).await;
+            let status = answer.expect(200);
+            assert!(["SUCCESS", "FAILURE"].contains(&status["status"].as_str().unwrap()), "{limits}: {status}");
+        }
+        // A task name of the longest length is looked up (and unknown); unicode is fine in input.
+        api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "t".repeat(128)})).await.error(400, "invalid_input", Some("task"));
+        let input = json!({"text": "ünïcödé 🦛 \u{202e} \u{0}", "n": -1e308, "deep": (0..20).fold(json!(1), |v, _| json!([v]))});
+        let answer = api.post("/api/v1/tasks/submit?wait=30", Some(ADMIN), json!({"task": "test.echo", "input": input})).await;
+        assert_eq!((&answer.expect(200)["status"], &answer.body["result"]), (&json!("SUCCESS"), &input));
+        // Long ids are unknown ids.
+        api.get(&format!("/api/v1/tasks/status/{}", "x".repeat(5000)), Some(ADMIN)).await.error(404, "not_found", None);
+        api.post(&format!("/api/v1/tasks/cancel/{}", "%F0%9F%A6%9B".repeat(100)), Some(ADMIN), json!(null)).await.error(404, "not_found", None);
+    }
+
+    the_rate_limit_answers_429_with_retry_after(api) {
+        api.get("/api/v1/plugins", Some(THROTTLED)).await.expect(200);
+        let refused = api.get("/api/v1/plugins", Some(THROTTLED)).await;
+        refused.error(429, "rate_limited", None);
+        let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "{retry_after}");
+        api.post("/api/v1/tasks/submit", Some(THROTTLED), json!({"task": "test.noop"})).await.error(429, "rate_limited", None);
+        // Other keys, and the health routes, are not limited by it.
+        api.get("/api/v1/plugins", Some(ADMIN)).await.expect(200);
+        api.get("/healthz", Some(THROTTLED)).await.expect(200);
+        // After Retry-After, the key is served again.
+        tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(100)).await;
+        api.get("/api/v1/plugins", Some(THROTTLED)).await.expect(200);
+    }
+}
+
+/// Regression tests of bugs the tests above found in the API, each on one server.
+mod regressions {
+    use super::*;
+
+    /// `{"task": "test.noop"} trailing` was accepted: the JSON body was not
+    /// checked for trailing characters.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trailing_characters_after_the_json_body_were_accepted() {
+        let api = start("embedded").await;
+        for body in [
+            &b"{\"task\": \"test.noop\"} trailing"[..],
+            b"{\"task\": \"test.noop\"}{}",
+            b"{\"task\": \"test.noop\"}]",
+        ] {
+            let answer = api
+                .send(
+                    Method::POST,
+                    "/api/v1/tasks/submit",
+                    Some(ADMIN),
+                    Body::Raw(body.to_vec(), "application/json"),
+                )
+                .await;
+            answer.error(400, "invalid_body", Some("body"));
+        }
+        let answer = api
+            .send(
+                Method::POST,
+                "/api/v1/tasks/submit",
+                Some(ADMIN),
+                Body::Raw(
+                    b" {\"task\": \"test.noop\"} \r\n".to_vec(),
+                    "application/json",
+                ),
+            )
+            .await;
+        answer.expect(202);
+        api.shutdown().await;
+    }
+
+    /// `["test.noop"]` was accepted as a submission (serde takes a struct's
+    /// fields as an array), and `42` was answered with the field "42".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_json_array_was_taken_as_a_submission_and_values_named_as_fields() {
+        let api = start("embedded").await;
+        for body in [
+            json!(["test.noop"]),
+            json!(["test.noop", null, "default", 5]),
+            json!(42),
+            json!("test.noop"),
+            json!(null),
+        ] {
+            api.post("/api/v1/tasks/submit", Some(ADMIN), body)
+                .await
+                .error(400, "invalid_body", Some("body"));
+        }
+        let queues = api.get("/api/v1/tasks/inspect/queues", Some(ADMIN)).await;
+        assert!(
+            queues.expect(200)["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|q| q["ready"] == 0 && q["reserved"] == 0),
+            "{queues:?}"
+        );
+        api.shutdown().await;
+    }
+
+    /// A bad query parameter (`?wait=soon`, `?confirm=yes`) or a path
+    /// segment that is not UTF-8 was answered by axum in plain text, without
+    /// an error code or the field.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_query_and_path_parameters_were_answered_in_plain_text() {
+        let api = start("embedded").await;
+        api.post(
+            "/api/v1/tasks/submit?wait=soon",
+            Some(ADMIN),
+            json!({"task": "test.noop"}),
+        )
+        .await
+        .error(400, "invalid_input", Some("wait"));
+        api.get("/api/v1/tasks/status/x?wait=", Some(ADMIN))
+            .await
+            .error(400, "invalid_input", Some("wait"));
+        api.delete("/api/v1/tasks/deadletters?confirm=yes", Some(ADMIN))
+            .await
+            .error(400, "invalid_input", Some("confirm"));
+        api.delete("/api/v1/tasks/queues/default?confirm=1", Some(ADMIN))
+            .await
+            .error(400, "invalid_input", Some("confirm"));
+        api.get("/api/v1/tasks/status/%FF", Some(ADMIN))
+            .await
+            .error(400, "invalid_input", Some("task_id"));
+        api.delete("/api/v1/plugins/%C3%28", Some(ADMIN))
+            .await
+            .error(400, "invalid_input", Some("name"));
+        api.shutdown().await;
+    }
+
+    /// A 405 carried the code `not_found`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn method_not_allowed_had_the_code_not_found() {
+        let api = start("embedded").await;
+        let answer = api.get("/api/v1/tasks/submit", Some(ADMIN)).await;
+        answer.error(405, "method_not_allowed", None);
+        assert_eq!(answer.headers["allow"], "POST");
+        api.shutdown().await;
+    }
+
+    /// A body that is not JSON (or not UTF-8) was answered without naming
+    /// the field at fault, unlike every other bad input (and the 413).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_is_not_json_named_no_field() {
+        let api = start("embedded").await;
+        for body in [&b"{"[..], b"", b"{\"task\": \"\xff\"}"] {
+            let answer = api
+                .send(
+                    Method::POST,
+                    "/api/v1/tasks/submit",
+                    Some(ADMIN),
+                    Body::Raw(body.to_vec(), "application/json"),
+                )
+                .await;
+            answer.error(400, "invalid_body", Some("body"));
+        }
+        api.shutdown().await;
+    }
+
+    /// Refused before its body was read (a key without the scope, a bad
+    /// query), a request left the rest of its body on the connection; the
+    /// server closed it without saying so, and the client's next request on
+    /// that pooled connection failed now and then (IncompleteMessage).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_body_broke_the_next_request_on_the_connection() {
+        let api = start("embedded").await;
+        let upload = vec![7u8; 100_000];
+        let refused = api
+            .put(
+                "/api/v1/plugins/hostile",
+                Some(SUBMITTER),
+                upload.clone(),
+                "application/wasm",
+            )
+            .await;
+        refused.error(403, "forbidden", None);
+        assert_eq!(refused.headers["connection"], "close");
+        let refused = api
+            .put(
+                "/api/v1/plugins/hostile",
+                None,
+                upload.clone(),
+                "application/wasm",
+            )
+            .await;
+        assert_eq!(
+            (refused.status.as_u16(), &refused.headers["connection"]),
+            (401, &"close".parse().unwrap())
+        );
+        let padded = format!(
+            "{{\"task\": \"test.noop\", \"input\": \"{}\"}}",
+            "a".repeat(100_000)
+        );
+        let refused = api
+            .send(
+                Method::POST,
+                "/api/v1/tasks/submit?wait=x",
+                Some(ADMIN),
+                Body::Raw(padded.into_bytes(), "application/json"),
+            )
+            .await;
+        assert_eq!(
+            (refused.status.as_u16(), &refused.headers["connection"]),
+            (400, &"close".parse().unwrap())
+        );
+        // Answers that read their body keep the connection.
+        let accepted = api
+            .post(
+                "/api/v1/tasks/submit",
+                Some(ADMIN),
+                json!({"task": "test.noop"}),
+            )
+            .await;
+        assert_eq!(accepted.status, 202);
+        assert!(accepted.headers.get("connection").is_none(), "{accepted:?}");
+        // And the reproduction: every request after a refused upload succeeds.
+        for _ in 0..300 {
+            let response = api
+                .http
+                .put(format!("{}/api/v1/plugins/hostile", api.base))
+                .header("authorization", format!("Bearer {SUBMITTER}"))
+                .body(upload.clone())
+                .send()
+                .await
+                .expect("the refused upload is answered");
+            assert_eq!(response.status(), 403);
+            let next = api.http.get(format!("{}/healthz", api.base)).send().await;
+            assert_eq!(next.expect("the next request is answered").status(), 200);
+        }
+        api.shutdown().await;
+    }
+}
