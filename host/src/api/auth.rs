@@ -23,7 +23,19 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Submit and cancel tasks.
@@ -87,16 +99,32 @@ impl Caller {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("key {:?} lacks the {scope:?} scope", self.name).to_lowercase()))
+            Err(ApiError::forbidden(
+                format!("key {:?} lacks the {scope:?} scope", self.name).to_lowercase(),
+            ))
+        }
+    }
+
+    /// Whether a listing may show this caller a task with `input`: a key
+    /// bound to users sees only tasks acting for one of them.
+    pub fn sees(&self, input: &serde_json::Value) -> bool {
+        match (
+            &self.users,
+            input.get("user_id").and_then(serde_json::Value::as_str),
+        ) {
+            (None, _) => true,
+            (Some(users), Some(user)) => users.contains(user),
+            (Some(_), None) => false,
         }
     }
 
     /// Refuses the request unless the key may act for `user_id`.
     pub fn may_act_for(&self, user_id: &str) -> Result<(), ApiError> {
         match &self.users {
-            Some(users) if !users.contains(user_id) => {
-                Err(ApiError::forbidden(format!("key {:?} may not act for user {user_id:?}", self.name)))
-            }
+            Some(users) if !users.contains(user_id) => Err(ApiError::forbidden(format!(
+                "key {:?} may not act for user {user_id:?}",
+                self.name
+            ))),
             _ => Ok(()),
         }
     }
@@ -120,7 +148,9 @@ pub struct KeyStore {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("keys", &self.keys.len()).finish()
+        f.debug_struct("KeyStore")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -138,13 +168,24 @@ impl KeyStore {
         let mut keys = HashMap::new();
         for config in configs {
             let mut hash = [0u8; 32];
-            hex::decode_to_slice(config.sha256.trim(), &mut hash)
-                .map_err(|e| KeyError::Parse(config.name.clone(), format!("sha256 must be 64 hex digits: {e}")))?;
+            hex::decode_to_slice(config.sha256.trim(), &mut hash).map_err(|e| {
+                KeyError::Parse(
+                    config.name.clone(),
+                    format!("sha256 must be 64 hex digits: {e}"),
+                )
+            })?;
             let rate_per_s = config.rate_per_s.unwrap_or(DEFAULT_RATE_PER_S).max(0.001);
             let key = Key {
-                caller: Caller { name: config.name, scopes: config.scopes, users: config.users },
+                caller: Caller {
+                    name: config.name,
+                    scopes: config.scopes,
+                    users: config.users,
+                },
                 rate_per_s,
-                bucket: Mutex::new(Bucket { tokens: 2.0 * rate_per_s, refilled: Instant::now() }),
+                bucket: Mutex::new(Bucket {
+                    tokens: 2.0 * rate_per_s,
+                    refilled: Instant::now(),
+                }),
             };
             keys.insert(hash, key);
         }
@@ -155,7 +196,8 @@ impl KeyStore {
     pub fn configs_from_file(path: &std::path::Path) -> Result<Vec<KeyConfig>, KeyError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| KeyError::Read(name.clone(), e))?;
-        let file: KeyFile = toml::from_str(&text).map_err(|e| KeyError::Parse(name, e.to_string()))?;
+        let file: KeyFile =
+            toml::from_str(&text).map_err(|e| KeyError::Parse(name, e.to_string()))?;
         Ok(file.keys)
     }
 
@@ -178,16 +220,28 @@ impl KeyStore {
 
     /// Authenticates an `Authorization` header value and charges the key's rate limit.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
-        let header = header.ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key>"))?;
+        let header =
+            header.ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key>"))?;
+        // The scheme is case-insensitive (RFC 7235).
         let token = header
-            .strip_prefix("Bearer ")
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+            .map(|_| &header[7..])
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <key>`"))?;
         let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        let key = self.keys.get(&hash).ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
-        let mut bucket = key.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = self
+            .keys
+            .get(&hash)
+            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+        let mut bucket = key
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let burst = 2.0 * key.rate_per_s;
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * key.rate_per_s).min(burst);
+        bucket.tokens = (bucket.tokens
+            + now.duration_since(bucket.refilled).as_secs_f64() * key.rate_per_s)
+            .min(burst);
         bucket.refilled = now;
         if bucket.tokens < 1.0 {
             let wait = ((1.0 - bucket.tokens) / key.rate_per_s).ceil().max(1.0) as u64;
@@ -213,9 +267,23 @@ mod tests {
     fn keys_are_checked_by_hash() {
         let keys = store(100.0);
         assert!(keys.authenticate(Some("Bearer s3cret")).is_ok());
-        assert_eq!(keys.authenticate(Some("Bearer wrong")).unwrap_err().code, "unauthorized");
-        assert_eq!(keys.authenticate(Some("s3cret")).unwrap_err().code, "unauthorized");
+        assert_eq!(
+            keys.authenticate(Some("Bearer wrong")).unwrap_err().code,
+            "unauthorized"
+        );
+        assert_eq!(
+            keys.authenticate(Some("s3cret")).unwrap_err().code,
+            "unauthorized"
+        );
         assert_eq!(keys.authenticate(None).unwrap_err().code, "unauthorized");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let keys = store(100.0);
+        assert!(keys.authenticate(Some("bearer s3cret")).is_ok());
+        assert!(keys.authenticate(Some("BEARER s3cret")).is_ok());
+        assert!(keys.authenticate(Some("bearers3cret")).is_err());
     }
 
     #[test]
@@ -226,11 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_key_lists_only_its_users_tasks() {
+        let caller = store(100.0).authenticate(Some("Bearer s3cret")).unwrap();
+        assert!(caller.sees(&serde_json::json!({"user_id": "alice"})));
+        assert!(!caller.sees(&serde_json::json!({"user_id": "bob"})));
+        assert!(!caller.sees(&serde_json::json!({"n": 1})));
+        let unbound = KeyStore::new(vec![KeyStore::admin_key("ops", "k")]).unwrap();
+        assert!(
+            unbound
+                .authenticate(Some("Bearer k"))
+                .unwrap()
+                .sees(&serde_json::json!({"user_id": "bob"}))
+        );
+    }
+
+    #[test]
     fn the_rate_limit_answers_429_with_retry_after() {
         let keys = store(1.0);
         assert!(keys.authenticate(Some("Bearer s3cret")).is_ok());
         assert!(keys.authenticate(Some("Bearer s3cret")).is_ok());
         let refused = keys.authenticate(Some("Bearer s3cret")).unwrap_err();
-        assert_eq!((refused.code, refused.retry_after), ("rate_limited", Some(1)));
+        assert_eq!(
+            (refused.code, refused.retry_after),
+            ("rate_limited", Some(1))
+        );
     }
 }

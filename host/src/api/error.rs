@@ -42,17 +42,29 @@ pub struct ErrorDetail {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     /// 400: a field is missing, of the wrong type or out of range.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { field: Some(field.into()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_input", message) }
+        ApiError {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        }
     }
 
     /// 400: the body is not the JSON the route takes (the field at fault is `body`).
     pub fn bad_body(message: impl Into<String>) -> Self {
-        ApiError { field: Some("body".into()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_body", message) }
+        ApiError {
+            field: Some("body".into()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+        }
     }
 
     /// 404.
@@ -79,7 +91,11 @@ impl ApiError {
     pub fn rate_limited(retry_after: u64) -> Self {
         ApiError {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this key")
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this key",
+            )
         }
     }
 
@@ -95,7 +111,9 @@ impl From<crate::broker::BrokerError> for ApiError {
             crate::broker::BrokerError::UnknownQueue(queue) => {
                 ApiError::invalid("queue", format!("unknown queue {queue:?}"))
             }
-            crate::broker::BrokerError::UnknownTask(id) => ApiError::not_found(format!("unknown task {id}")),
+            crate::broker::BrokerError::UnknownTask(id) => {
+                ApiError::not_found(format!("unknown task {id}"))
+            }
             other => ApiError::unavailable(other.to_string()),
         }
     }
@@ -104,11 +122,17 @@ impl From<crate::broker::BrokerError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field },
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

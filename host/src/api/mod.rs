@@ -69,7 +69,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -87,14 +90,32 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/inspect/stats", get(tasks::inspect_stats))
         .route("/api/v1/tasks/inspect/queues", get(tasks::inspect_queues))
         .route("/api/v1/tasks/inspect/active", get(tasks::inspect_active))
-        .route("/api/v1/tasks/inspect/scheduled", get(tasks::inspect_scheduled))
+        .route(
+            "/api/v1/tasks/inspect/scheduled",
+            get(tasks::inspect_scheduled),
+        )
         .route("/api/v1/tasks/queues/{queue}", delete(tasks::purge_queue))
-        .route("/api/v1/tasks/deadletters", get(tasks::dead_letters).delete(tasks::purge_dead_letters))
-        .route("/api/v1/tasks/deadletters/{task_id}/replay", post(tasks::replay_dead_letter))
+        .route(
+            "/api/v1/tasks/deadletters",
+            get(tasks::dead_letters).delete(tasks::purge_dead_letters),
+        )
+        .route(
+            "/api/v1/tasks/deadletters/{task_id}/replay",
+            post(tasks::replay_dead_letter),
+        )
         .route("/api/v1/plugins", get(plugins::list))
-        .route("/api/v1/plugins/{name}", put(plugins::upload).delete(plugins::remove))
-        .route("/api/v1/plugins/{name}/manifest", put(plugins::upload_manifest))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
+        .route(
+            "/api/v1/plugins/{name}",
+            put(plugins::upload).delete(plugins::remove),
+        )
+        .route(
+            "/api/v1/plugins/{name}/manifest",
+            put(plugins::upload_manifest),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -110,7 +131,10 @@ pub fn router(state: AppState) -> Router {
         })
         // Bodies are read by the handlers with their own limits (see `read_body`).
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(axum::middleware::from_fn(finish_unread_bodies))
         .with_state(state)
 }
@@ -121,11 +145,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     match state.keys.authenticate(header) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
@@ -151,8 +180,14 @@ struct TrackedBody {
 impl futures::Stream for TrackedBody {
     type Item = Result<Bytes, axum::Error>;
 
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        let mut stream = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let mut stream = self
+            .stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = std::pin::Pin::new(&mut *stream).poll_next(cx);
         if let std::task::Poll::Ready(None) = next {
             self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -169,7 +204,9 @@ impl futures::Stream for TrackedBody {
 async fn finish_unread_bodies(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers.get(header::CONTENT_LENGTH).is_some_and(|length| length.as_bytes() != b"0");
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
     if !has_body {
         return next.run(request).await;
     }
@@ -178,7 +215,9 @@ async fn finish_unread_bodies(request: Request, next: Next) -> Response {
         stream: Arc::new(std::sync::Mutex::new(body.into_data_stream())),
         ended: Arc::default(),
     };
-    let mut response = next.run(Request::from_parts(parts, Body::from_stream(body.clone()))).await;
+    let mut response = next
+        .run(Request::from_parts(parts, Body::from_stream(body.clone())))
+        .await;
     if !body.ended.load(std::sync::atomic::Ordering::Relaxed) {
         use futures::StreamExt;
         let mut rest = body;
@@ -192,20 +231,25 @@ async fn finish_unread_bodies(request: Request, next: Next) -> Response {
             }
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }
 
 /// Reads a body of at most `limit` bytes (413 beyond).
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large",
-        message: format!("the body exceeds {limit} bytes"),
-        field: Some("body".into()),
-        retry_after: None,
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("the body exceeds {limit} bytes"),
+            field: Some("body".into()),
+            retry_after: None,
+        })
 }
 
 /// A JSON body whose errors name the field at fault.
@@ -217,9 +261,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let bytes = read_body(request.into_body(), MAX_JSON_BYTES).await?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| ApiError::bad_body(format!("the body is not UTF-8: {e}")))?;
         // Bodies are objects: serde would also take a struct's fields as an array.
-        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
             return Err(ApiError::bad_body("the body must be a JSON object"));
         }
         let deserializer = &mut serde_json::Deserializer::from_str(text);
@@ -232,15 +280,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
                 // A missing field or an unknown one at the top level: name it
                 // (other messages quote values, not fields: `integer `42``).
                 let message = inner.to_string();
-                let named = message.starts_with("missing field `") || message.starts_with("unknown field `");
-                let field = if named { message.split('`').nth(1).unwrap_or("body") } else { "body" };
+                let named = message.starts_with("missing field `")
+                    || message.starts_with("unknown field `");
+                let field = if named {
+                    message.split('`').nth(1).unwrap_or("body")
+                } else {
+                    "body"
+                };
                 ApiError::invalid(field.to_string(), message)
             } else {
                 ApiError::invalid(path, inner.to_string())
             }
         })?;
         // Only whitespace may follow the value.
-        deserializer.end().map_err(|e| ApiError::bad_body(format!("the body is not valid JSON: {e}")))?;
+        deserializer
+            .end()
+            .map_err(|e| ApiError::bad_body(format!("the body is not valid JSON: {e}")))?;
         Ok(ValidJson(value))
     }
 }
@@ -254,17 +309,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> 
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::try_from_uri(&parts.uri).map(|q| ValidQuery(q.0)).map_err(|rejection| {
-            // "Failed to deserialize query string: wait: invalid float literal"
-            let text = rejection.body_text();
-            let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
-            let field = detail
-                .split_once(": ")
-                .map(|(name, _)| name)
-                .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                .unwrap_or("query");
-            ApiError::invalid(field.to_string(), text.clone())
-        })
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| ValidQuery(q.0))
+            .map_err(|rejection| {
+                // "Failed to deserialize query string: wait: invalid float literal"
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let field = detail
+                    .split_once(": ")
+                    .map(|(name, _)| name)
+                    .filter(|name| {
+                        !name.is_empty()
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    })
+                    .unwrap_or("query");
+                ApiError::invalid(field.to_string(), text.clone())
+            })
     }
 }
 
@@ -309,7 +371,10 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into(), checks: serde_json::json!({}) })
+    axum::Json(Health {
+        status: "ok".into(),
+        checks: serde_json::json!({}),
+    })
 }
 
 /// The broker answers and plugins are loaded (503 otherwise).
@@ -324,7 +389,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "broker": { "status": broker.err().map_or("ok".to_string(), |e| e.to_string()), "latency_ms": latency_ms },
         "plugins": { "status": "ok", "loaded": plugins },
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let health = Health { status: if ready { "ok" } else { "unavailable" }.into(), checks };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if ready { "ok" } else { "unavailable" }.into(),
+        checks,
+    };
     (status, axum::Json(health)).into_response()
 }

@@ -18,10 +18,15 @@ pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
 fn plugin_file(state: &AppState, name: &str, extension: &str) -> Result<PathBuf, ApiError> {
     let valid = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
         && !name.starts_with('.');
     if !valid {
-        return Err(ApiError::invalid("name", "plugin file names are 1-64 characters of a-z, 0-9, '-', '_', '.'"));
+        return Err(ApiError::invalid(
+            "name",
+            "plugin file names are 1-64 characters of a-z, 0-9, '-', '_', '.'",
+        ));
     }
     Ok(state.registry.dir().join(format!("{name}.{extension}")))
 }
@@ -54,12 +59,19 @@ async fn rescan(state: &AppState) -> Result<(), ApiError> {
 }
 
 fn summary_of(state: &AppState, path: &std::path::Path) -> Option<PluginSummary> {
-    state.registry.plugins().into_iter().find(|p| p.file == path)
+    state
+        .registry
+        .plugins()
+        .into_iter()
+        .find(|p| p.file == path)
 }
 
 /// Registered plugins with versions, tasks, queues, limits and grants, and refused files.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
     Ok(axum::Json(serde_json::json!({
         "plugins": state.registry.plugins(),
@@ -81,14 +93,20 @@ pub async fn upload(
     let path = plugin_file(&state, &name, "wasm")?;
     let wasm = super::read_body(body, MAX_PLUGIN_BYTES).await?;
     let manifest = match std::fs::read_to_string(path.with_extension("toml")) {
-        Ok(text) => Manifest::from_toml(&text).map_err(|e| ApiError::conflict(format!("the plugin's manifest is invalid: {e}")))?,
+        Ok(text) => Manifest::from_toml(&text)
+            .map_err(|e| ApiError::conflict(format!("the plugin's manifest is invalid: {e}")))?,
         Err(_) => Manifest::default(),
     };
     validate(&state, wasm.clone(), manifest).await?;
     write_atomically(&path, &wasm).map_err(|e| ApiError::unavailable(e.to_string()))?;
     rescan(&state).await?;
     let summary = summary_of(&state, &path).ok_or_else(|| {
-        let reason = state.registry.rejections().into_iter().find(|r| r.path == path).map(|r| r.reason);
+        let reason = state
+            .registry
+            .rejections()
+            .into_iter()
+            .find(|r| r.path == path)
+            .map(|r| r.reason);
         ApiError::conflict(reason.unwrap_or_else(|| "the plugin was not registered".into()))
     })?;
     Ok(axum::Json(serde_json::json!({ "deployed": summary })))
@@ -107,14 +125,19 @@ pub async fn upload_manifest(
     caller.require(Scope::Deploy)?;
     let wasm_path = plugin_file(&state, &name, "wasm")?;
     let text = super::read_body(body, 64 << 10).await?;
-    let text = std::str::from_utf8(&text).map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
-    let manifest = Manifest::from_toml(text).map_err(|e| ApiError::invalid("body", format!("invalid manifest: {e}")))?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
+    let manifest = Manifest::from_toml(text)
+        .map_err(|e| ApiError::invalid("body", format!("invalid manifest: {e}")))?;
     if let Ok(wasm) = std::fs::read(&wasm_path) {
         validate(&state, Bytes::from(wasm), manifest).await?;
     }
-    write_atomically(&wasm_path.with_extension("toml"), text.as_bytes()).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    write_atomically(&wasm_path.with_extension("toml"), text.as_bytes())
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     rescan(&state).await?;
-    Ok(axum::Json(serde_json::json!({ "manifest": name, "plugin": summary_of(&state, &wasm_path) })))
+    Ok(axum::Json(
+        serde_json::json!({ "manifest": name, "plugin": summary_of(&state, &wasm_path) }),
+    ))
 }
 
 /// Removes `plugins/{name}.wasm` (and its manifest); running tasks finish on it.

@@ -148,8 +148,13 @@ pub struct WaitQuery {
 fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>, ApiError> {
     match wait {
         None => Ok(None),
-        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_S).contains(&w) => Ok(Some(Duration::from_secs_f64(w))),
-        Some(_) => Err(ApiError::invalid("wait", format!("wait must be between 0 and {MAX_WAIT_S} seconds"))),
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_S).contains(&w) => {
+            Ok(Some(Duration::from_secs_f64(w)))
+        }
+        Some(_) => Err(ApiError::invalid(
+            "wait",
+            format!("wait must be between 0 and {MAX_WAIT_S} seconds"),
+        )),
     }
 }
 
@@ -157,50 +162,86 @@ fn seconds_field(field: &str, value: Option<f64>, min: f64) -> Result<Option<u64
     match value {
         None => Ok(None),
         Some(v) if v.is_finite() && v >= min && v <= MAX_DELAY_S => Ok(Some((v * 1000.0) as u64)),
-        Some(_) => Err(ApiError::invalid(field, format!("{field} must be between {min} and {MAX_DELAY_S} seconds"))),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be between {min} and {MAX_DELAY_S} seconds"),
+        )),
     }
 }
 
 /// Checks a submission, binding it to the caller's users when the input names one.
-fn validate(state: &AppState, caller: &Caller, request: SubmitRequest) -> Result<TaskMessage, ApiError> {
+fn validate(
+    state: &AppState,
+    caller: &Caller,
+    request: SubmitRequest,
+) -> Result<TaskMessage, ApiError> {
     let task = request.task.trim();
     if task.is_empty() || task.len() > 128 {
         return Err(ApiError::invalid("task", "task must be 1-128 characters"));
     }
     let queue = match (&request.queue, state.registry.resolve(task)) {
         (Some(queue), _) => queue.clone(),
-        (None, Some(plugin)) => plugin.task(task).map_or("default".into(), |spec| plugin.queue_for(spec).to_string()),
-        (None, None) => return Err(ApiError::invalid("task", format!("no registered plugin offers task {task:?}"))),
+        (None, Some(plugin)) => plugin
+            .task(task)
+            .map_or("default".into(), |spec| plugin.queue_for(spec).to_string()),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "task",
+                format!("no registered plugin offers task {task:?}"),
+            ));
+        }
     };
     if !state.broker.config().queues.contains(&queue) {
-        return Err(ApiError::invalid("queue", format!("unknown queue {queue:?}")));
+        return Err(ApiError::invalid(
+            "queue",
+            format!("unknown queue {queue:?}"),
+        ));
     }
     if let Some(user_id) = request.input.get("user_id") {
-        let user_id = user_id.as_str().ok_or_else(|| ApiError::invalid("input.user_id", "user_id must be a string"))?;
+        let user_id = user_id
+            .as_str()
+            .ok_or_else(|| ApiError::invalid("input.user_id", "user_id must be a string"))?;
         caller.may_act_for(user_id)?;
     }
     let mut message = TaskMessage::new(task, queue, request.input);
     if let Some(priority) = request.priority {
         if priority > 9 {
-            return Err(ApiError::invalid("priority", "priority must be between 0 and 9"));
+            return Err(ApiError::invalid(
+                "priority",
+                "priority must be between 0 and 9",
+            ));
         }
         message.priority = priority;
     }
     if let Some(retries) = request.max_retries {
         if retries > 100 {
-            return Err(ApiError::invalid("max_retries", "max_retries must be at most 100"));
+            return Err(ApiError::invalid(
+                "max_retries",
+                "max_retries must be at most 100",
+            ));
         }
         message.max_retries = retries;
     }
     if let Some(key) = request.idempotency_key {
         if key.is_empty() || key.len() > 256 {
-            return Err(ApiError::invalid("idempotency_key", "idempotency_key must be 1-256 characters"));
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "idempotency_key must be 1-256 characters",
+            ));
         }
         message.idempotency_key = Some(key);
     }
     let now = now_ms();
-    message.eta_ms = match (seconds_field("countdown", request.countdown, 0.0)?, request.eta_ms) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("eta_ms", "give countdown or eta_ms, not both")),
+    message.eta_ms = match (
+        seconds_field("countdown", request.countdown, 0.0)?,
+        request.eta_ms,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "eta_ms",
+                "give countdown or eta_ms, not both",
+            ));
+        }
         (Some(countdown), None) => Some(now + countdown),
         (None, eta) => eta,
     };
@@ -234,7 +275,9 @@ pub async fn submit(
     let message = validate(&state, &caller, request)?;
     let submitted = state.broker.submit(message).await?;
     match wait {
-        Some(wait) => status_of(&state, &submitted.task_id, Some(wait)).await.map(|s| axum::Json(s).into_response()),
+        Some(wait) => status_of(&state, &submitted.task_id, Some(wait))
+            .await
+            .map(|s| axum::Json(s).into_response()),
         None => Ok((
             StatusCode::ACCEPTED,
             axum::Json(SubmitResponse {
@@ -252,12 +295,18 @@ pub async fn submit(
     }
 }
 
-async fn status_of(state: &AppState, id: &str, wait: Option<Duration>) -> Result<TaskStatus, ApiError> {
+async fn status_of(
+    state: &AppState,
+    id: &str,
+    wait: Option<Duration>,
+) -> Result<TaskStatus, ApiError> {
     let record = match wait {
         Some(wait) => state.broker.wait(id, wait).await?,
         None => state.broker.task(id).await?,
     };
-    record.map(TaskStatus::from).ok_or_else(|| ApiError::not_found(format!("unknown task {id}")))
+    record
+        .map(TaskStatus::from)
+        .ok_or_else(|| ApiError::not_found(format!("unknown task {id}")))
 }
 
 /// A task's status and result (200 even when it failed; 404 for an unknown id).
@@ -271,14 +320,16 @@ pub async fn status(
 ) -> Result<axum::Json<TaskStatus>, ApiError> {
     caller.require(Scope::Read)?;
     let wait = wait_duration(query.wait)?;
-    let status = status_of(&state, &task_id, wait).await?;
+    // Before waiting: another user's task is refused at once.
     bound_to_caller(&state, &caller, &task_id).await?;
-    Ok(axum::Json(status))
+    Ok(axum::Json(status_of(&state, &task_id, wait).await?))
 }
 
 /// A key bound to users sees only tasks acting for them.
 async fn bound_to_caller(state: &AppState, caller: &Caller, task_id: &str) -> Result<(), ApiError> {
-    let Some(record) = state.broker.task(task_id).await? else { return Ok(()) };
+    let Some(record) = state.broker.task(task_id).await? else {
+        return Ok(());
+    };
     match record.message.input.get("user_id").and_then(Value::as_str) {
         Some(user) => caller.may_act_for(user),
         None => Ok(()),
@@ -306,53 +357,94 @@ pub async fn cancel(
     bound_to_caller(&state, &caller, &task_id).await?;
     use crate::broker::RevokeOutcome;
     let outcome = match state.broker.revoke(&task_id).await? {
-        RevokeOutcome::Unknown => return Err(ApiError::not_found(format!("unknown task {task_id}"))),
+        RevokeOutcome::Unknown => {
+            return Err(ApiError::not_found(format!("unknown task {task_id}")));
+        }
         RevokeOutcome::Queued => "queued",
         RevokeOutcome::Running => "running",
         RevokeOutcome::AlreadyFinished => "already_finished",
     };
-    Ok(axum::Json(CancelResponse { task_id, outcome: outcome.into() }))
+    Ok(axum::Json(CancelResponse {
+        task_id,
+        outcome: outcome.into(),
+    }))
 }
 
 /// Workers with their heartbeat: queues, concurrency, active tasks, counts, CPU, memory, uptime.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/stats", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn inspect_stats(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn inspect_stats(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
     let workers = state.broker.workers().await?;
-    Ok(axum::Json(serde_json::json!({ "workers": workers, "count": workers.len() })))
+    Ok(axum::Json(
+        serde_json::json!({ "workers": workers, "count": workers.len() }),
+    ))
 }
 
 /// Ready, reserved and scheduled counts per queue.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/queues", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn inspect_queues(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn inspect_queues(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(axum::Json(serde_json::json!({ "queues": state.broker.queue_stats().await? })))
+    Ok(axum::Json(
+        serde_json::json!({ "queues": state.broker.queue_stats().await? }),
+    ))
 }
 
 /// Tasks held by workers, running (`STARTED`, `PROGRESS`) or reserved (`RECEIVED`), per worker.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/active", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn inspect_active(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn inspect_active(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
     let mut active: std::collections::BTreeMap<String, Vec<TaskStatus>> = Default::default();
     let mut reserved: std::collections::BTreeMap<String, Vec<TaskStatus>> = Default::default();
-    for delivery in state.broker.reserved().await? {
-        let Some(record) = state.broker.task(&delivery.message.id).await? else { continue };
+    for delivery in state
+        .broker
+        .reserved()
+        .await?
+        .into_iter()
+        .filter(|d| caller.sees(&d.message.input))
+    {
+        let Some(record) = state.broker.task(&delivery.message.id).await? else {
+            continue;
+        };
         let running = matches!(record.state, TaskState::Started | TaskState::Progress);
         let group = if running { &mut active } else { &mut reserved };
-        group.entry(delivery.consumer).or_default().push(record.into());
+        group
+            .entry(delivery.consumer)
+            .or_default()
+            .push(record.into());
     }
-    Ok(axum::Json(serde_json::json!({ "active": active, "reserved": reserved })))
+    Ok(axum::Json(
+        serde_json::json!({ "active": active, "reserved": reserved }),
+    ))
 }
 
 /// Tasks waiting for their ETA, countdown or retry time, soonest first.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/scheduled", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn inspect_scheduled(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn inspect_scheduled(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    let tasks: Vec<TaskStatus> = state.broker.scheduled(1_000).await?.into_iter().map(Into::into).collect();
+    let tasks: Vec<TaskStatus> = state
+        .broker
+        .scheduled(1_000)
+        .await?
+        .into_iter()
+        .filter(|r| caller.sees(&r.message.input))
+        .map(Into::into)
+        .collect();
     Ok(axum::Json(serde_json::json!({ "scheduled": tasks })))
 }
 
@@ -368,7 +460,10 @@ fn confirmed(query: &ConfirmQuery) -> Result<(), ApiError> {
     if query.confirm == Some(true) {
         Ok(())
     } else {
-        Err(ApiError::invalid("confirm", "destructive: repeat with ?confirm=true"))
+        Err(ApiError::invalid(
+            "confirm",
+            "destructive: repeat with ?confirm=true",
+        ))
     }
 }
 
@@ -386,15 +481,27 @@ pub async fn purge_queue(
     if !state.broker.config().queues.contains(&queue) {
         return Err(ApiError::not_found(format!("unknown queue {queue:?}")));
     }
-    Ok(axum::Json(serde_json::json!({ "queue": queue, "purged": state.broker.purge(&queue).await? })))
+    Ok(axum::Json(
+        serde_json::json!({ "queue": queue, "purged": state.broker.purge(&queue).await? }),
+    ))
 }
 
 /// Tasks that failed for good, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks/deadletters", tag = "admin",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
-pub async fn dead_letters(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    let tasks: Vec<TaskStatus> = state.broker.dead_letters(1_000).await?.into_iter().map(Into::into).collect();
+    let tasks: Vec<TaskStatus> = state
+        .broker
+        .dead_letters(1_000)
+        .await?
+        .into_iter()
+        .filter(|r| caller.sees(&r.message.input))
+        .map(Into::into)
+        .collect();
     Ok(axum::Json(serde_json::json!({ "dead_letters": tasks })))
 }
 
@@ -433,5 +540,7 @@ pub async fn purge_dead_letters(
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Admin)?;
     confirmed(&confirm)?;
-    Ok(axum::Json(serde_json::json!({ "purged": state.broker.purge_dead_letters().await? })))
+    Ok(axum::Json(
+        serde_json::json!({ "purged": state.broker.purge_dead_letters().await? }),
+    ))
 }
