@@ -461,3 +461,48 @@ fn garbage_and_core_modules_are_refused() {
     let plugin = hostile(&runtime);
     assert_still_healthy(&runtime, &plugin);
 }
+
+#[test]
+fn a_task_never_sees_memory_an_earlier_task_left_in_its_pool_slot() {
+    // One slot, so every task reuses the same linear memory; the pool
+    // resets only the pages each task dirtied (PAGEMAP_SCAN where the
+    // kernel has it), which must still hand the next task zeroes.
+    let runtime = runtime_with(RuntimeConfig {
+        max_concurrent_tasks: 1,
+        ..RuntimeConfig::default()
+    });
+    let plugin = hostile(&runtime);
+    for bytes in [1_000, 512 << 10, 8 << 20] {
+        let written = run(
+            &runtime,
+            &plugin,
+            "test.memory-probe",
+            json!({"bytes": bytes, "mode": "write"}),
+        );
+        assert_eq!(output(&written), json!({"marked": bytes}));
+        let probed = run(
+            &runtime,
+            &plugin,
+            "test.memory-probe",
+            json!({"bytes": bytes, "mode": "probe"}),
+        );
+        assert_eq!(
+            output(&probed),
+            json!({"marked": 0}),
+            "{bytes} bytes: the earlier task's marker leaked"
+        );
+    }
+    // The probe does see what is left in memory: within one task, freed
+    // and allocated again, the marker is there.
+    let both = run(
+        &runtime,
+        &plugin,
+        "test.memory-probe",
+        json!({"bytes": 8 << 20, "mode": "write-then-probe"}),
+    );
+    assert!(
+        output(&both)["marked"].as_u64().unwrap() > 0,
+        "the probe cannot see leftovers: {:?}",
+        output(&both)
+    );
+}

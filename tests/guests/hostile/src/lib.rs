@@ -23,6 +23,67 @@ fn sleep(_ctx: &Context, input: SleepInput) -> Result<Value, TaskError> {
     Ok(json!({ "slept_ms": input.ms }))
 }
 
+#[derive(Deserialize)]
+struct ProbeInput {
+    bytes: usize,
+    mode: ProbeMode,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum ProbeMode {
+    /// Leave a marker behind.
+    Write,
+    /// Look for markers in fresh, uninitialised memory.
+    Probe,
+    /// Both in one task: shows the probe does find what is left in memory.
+    WriteThenProbe,
+}
+
+/// The byte `test.memory-probe` writes and looks for.
+const MARK: u8 = 0xA5;
+
+/// Allocates `size` bytes without initialising them, runs `inspect` on
+/// them and frees them.
+fn with_uninit<R>(size: usize, inspect: impl FnOnce(&mut [u8]) -> R) -> Result<R, TaskError> {
+    let layout = std::alloc::Layout::from_size_align(size.max(1), 8)
+        .map_err(|e| TaskError::bad_input(e.to_string()))?;
+    #[allow(unsafe_code)]
+    // SAFETY: the layout has a non-zero size; the memory is used only as
+    // bytes (any bit pattern is a valid u8, which is the point of the probe)
+    // and freed with the same layout.
+    unsafe {
+        let memory = std::alloc::alloc(layout);
+        if memory.is_null() {
+            return Err(TaskError::fatal("allocation failed"));
+        }
+        let result = inspect(std::slice::from_raw_parts_mut(memory, layout.size()));
+        std::alloc::dealloc(memory, layout);
+        Ok(result)
+    }
+}
+
+/// `test.memory-probe` `{"bytes": N, "mode": "write"|"probe"|"write-then-probe"}`:
+/// `write` fills N fresh bytes with a marker (a secret a task leaves
+/// behind); `probe` allocates N bytes *without initialising them* and counts
+/// the markers in them: above zero is memory leaked from an earlier task in
+/// the same pool slot. Returns `{"marked": count}`.
+fn memory_probe(_ctx: &Context, input: ProbeInput) -> Result<Value, TaskError> {
+    let count = |bytes: &mut [u8]| black_box(&*bytes).iter().filter(|b| **b == MARK).count();
+    if input.mode != ProbeMode::Probe {
+        // black_box keeps the fill: freed right after, it is otherwise a dead store.
+        with_uninit(input.bytes, |bytes| {
+            bytes.fill(MARK);
+            black_box(&*bytes);
+        })?;
+    }
+    let marked = match input.mode {
+        ProbeMode::Write => input.bytes,
+        ProbeMode::Probe | ProbeMode::WriteThenProbe => with_uninit(input.bytes, count)?,
+    };
+    Ok(json!({ "marked": marked }))
+}
+
 /// `test.noop`: ignores its input, returns `null`.
 fn noop(_ctx: &Context, _input: IgnoredAny) -> Result<(), TaskError> {
     Ok(())
@@ -235,6 +296,11 @@ fn plugin() -> Plugin {
         .task(Task::new("test.noop", "Returns null", noop))
         .task(Task::new("test.echo", "Returns its input", echo))
         .task(Task::new("test.sleep", "Sleeps N milliseconds", sleep))
+        .task(Task::new(
+            "test.memory-probe",
+            "Leaves a marker in memory, or looks for one left by an earlier task",
+            memory_probe,
+        ))
         .task(Task::new("test.spin", "Loops forever", spin))
         .task(Task::new(
             "test.soft-partial",
