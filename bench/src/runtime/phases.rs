@@ -300,7 +300,8 @@ fn host_like(variant: &Variant) -> wasmtime::Result<Engine> {
                 .max_tables_per_component(4)
                 .max_memory_size(MAX_MEMORY)
                 .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
-                .table_keep_resident(TABLE_KEEP_RESIDENT);
+                .table_keep_resident(TABLE_KEEP_RESIDENT)
+                .pagemap_scan(Enabled::Auto);
             change(&mut pool);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

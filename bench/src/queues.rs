@@ -1,0 +1,236 @@
+//! `bench queues`: end-to-end throughput and submit-to-result round trip of
+//! no-op tasks, for hippo over Redis (a separate `hippo worker` process, as
+//! Celery runs its worker) and on the embedded broker (in process, as
+//! `hippo serve` runs it). `bench/run queues` measures Celery on the same
+//! Redis first and passes its figures in (`--celery FILE`), so the ratios
+//! compare two systems measured in one run.
+//!
+//! Both sides are driven the way their users drive them: submit every task
+//! one after the other and then wait for every result (Celery: `delay()`
+//! then `get()`), then submit-and-wait one task at a time.
+
+use crate::report::Report;
+use crate::stats::Summary;
+use anyhow::{Context, bail};
+use hippo::broker::{
+    BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
+};
+use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
+use hippo::worker::{Worker, WorkerConfig};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    tasks: usize,
+    rtt: usize,
+    redis: String,
+    celery: Option<PathBuf>,
+    hippo: PathBuf,
+    concurrency: usize,
+}
+
+fn options(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        tasks: 10_000,
+        rtt: 1_000,
+        redis: String::new(),
+        celery: None,
+        hippo: PathBuf::new(),
+        concurrency: 32,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--tasks" => options.tasks = value()?.parse()?,
+            "--rtt" => options.rtt = value()?.parse()?,
+            "--redis" => options.redis = value()?.clone(),
+            "--celery" => options.celery = Some(value()?.into()),
+            "--hippo" => options.hippo = value()?.into(),
+            "--concurrency" => options.concurrency = value()?.parse()?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    if options.redis.is_empty() || options.hippo.as_os_str().is_empty() {
+        bail!("queues needs --redis URL and --hippo PATH (bench/run queues passes them)");
+    }
+    Ok(options)
+}
+
+/// What one system measured.
+struct Figures {
+    tasks_per_s: f64,
+    rtt: Summary,
+}
+
+async fn submit_noop(broker: &SharedBroker) -> anyhow::Result<String> {
+    Ok(broker
+        .submit(TaskMessage::new(
+            "bench.noop",
+            "default",
+            serde_json::Value::Null,
+        ))
+        .await?
+        .task_id)
+}
+
+async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<()> {
+    let record = broker
+        .wait(id, Duration::from_secs(60))
+        .await?
+        .context("task vanished")?;
+    if record.state != TaskState::Success {
+        bail!("task {id} ended {:?}: {:?}", record.state, record.error);
+    }
+    Ok(())
+}
+
+async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Figures> {
+    for _ in 0..200 {
+        let id = submit_noop(broker).await?;
+        finished(broker, &id).await?;
+    }
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(options.tasks);
+    for _ in 0..options.tasks {
+        ids.push(submit_noop(broker).await?);
+    }
+    for id in &ids {
+        finished(broker, id).await?;
+    }
+    let tasks_per_s = options.tasks as f64 / started.elapsed().as_secs_f64();
+    let mut rtts = Vec::with_capacity(options.rtt);
+    for _ in 0..options.rtt {
+        let sent = Instant::now();
+        let id = submit_noop(broker).await?;
+        finished(broker, &id).await?;
+        rtts.push(sent.elapsed());
+    }
+    Ok(Figures {
+        tasks_per_s,
+        rtt: Summary::of(&rtts),
+    })
+}
+
+fn plugins_dir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let guest = crate::runtime::guest_path();
+    std::fs::copy(&guest, dir.path().join("bench.wasm"))
+        .with_context(|| format!("{}", guest.display()))?;
+    Ok(dir)
+}
+
+async fn hippo_over_redis(options: &Options) -> anyhow::Result<Figures> {
+    let url = format!("{}/3", options.redis.trim_end_matches('/'));
+    let flushed = Command::new("redis-cli")
+        .args(["-u", &url, "flushdb"])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(flushed.success(), "redis-cli flushdb failed");
+    let (plugins, data) = (plugins_dir()?, tempfile::tempdir()?);
+    let mut worker = Command::new(&options.hippo)
+        .args([
+            "worker",
+            "--broker",
+            &url,
+            "--concurrency",
+            &options.concurrency.to_string(),
+        ])
+        .arg("--plugins")
+        .arg(plugins.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("HIPPO_LOG", "warn")
+        .spawn()
+        .context("starting hippo worker")?;
+    let broker: SharedBroker = Arc::new(RedisBroker::connect(&url, BrokerConfig::default()).await?);
+    let figures = measure(&broker, options).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    figures
+}
+
+async fn hippo_embedded(options: &Options) -> anyhow::Result<Figures> {
+    let (plugins, data) = (plugins_dir()?, tempfile::tempdir()?);
+    let broker: SharedBroker =
+        Arc::new(EmbeddedBroker::open(data.path(), BrokerConfig::default()).await?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
+    registry.scan()?;
+    let config = WorkerConfig {
+        concurrency: options.concurrency,
+        min_concurrency: options.concurrency,
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(broker.clone(), registry, config);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let running = tokio::spawn({
+        let (worker, stop) = (worker.clone(), stop.clone());
+        async move { worker.run(async move { stop.notified().await }).await }
+    });
+    let figures = measure(&broker, options).await;
+    stop.notify_one();
+    running.await?;
+    figures
+}
+
+/// Runs the benchmark.
+pub fn run(args: &[String]) -> anyhow::Result<Report> {
+    let options = options(args)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report::new("queues");
+    report.set("tasks", options.tasks);
+    report.set("rtt_tasks", options.rtt);
+    report.set("hippo_worker_concurrency", options.concurrency);
+
+    let redis = tokio.block_on(hippo_over_redis(&options))?;
+    println!(
+        "hippo over Redis: {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
+        redis.tasks_per_s,
+        redis.rtt.p50_us / 1e3,
+        redis.rtt.p99_us / 1e3
+    );
+    report.float("hippo_redis_tasks_per_s", redis.tasks_per_s, 0);
+    report.float("hippo_redis_rtt_p50_ms", redis.rtt.p50_us / 1e3, 3);
+    report.float("hippo_redis_rtt_p99_ms", redis.rtt.p99_us / 1e3, 3);
+
+    let embedded = tokio.block_on(hippo_embedded(&options))?;
+    println!(
+        "hippo embedded:   {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
+        embedded.tasks_per_s,
+        embedded.rtt.p50_us / 1e3,
+        embedded.rtt.p99_us / 1e3
+    );
+    report.float("hippo_embedded_tasks_per_s", embedded.tasks_per_s, 0);
+    report.float("hippo_embedded_rtt_p50_ms", embedded.rtt.p50_us / 1e3, 3);
+    report.float("hippo_embedded_rtt_p99_ms", embedded.rtt.p99_us / 1e3, 3);
+
+    if let Some(path) = &options.celery {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        let celery: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or_default())?;
+        let figure = |key: &str| {
+            celery[key]
+                .as_f64()
+                .with_context(|| format!("celery figures lack {key}"))
+        };
+        let (celery_tps, celery_p50) = (
+            figure("celery_redis_tasks_per_s")?,
+            figure("celery_rtt_p50_ms")?,
+        );
+        println!(
+            "Celery over Redis: {celery_tps:.0} tasks/s, round trip p50 {celery_p50:.3} ms, p99 {:.3} ms",
+            figure("celery_rtt_p99_ms")?
+        );
+        report.float("celery_redis_tasks_per_s", celery_tps, 0);
+        report.float("celery_rtt_p50_ms", celery_p50, 3);
+        report.float("celery_rtt_p99_ms", figure("celery_rtt_p99_ms")?, 3);
+        report.float("throughput_ratio", redis.tasks_per_s / celery_tps, 2);
+        report.float("latency_ratio", redis.rtt.p50_us / 1e3 / celery_p50, 3);
+    }
+    Ok(report)
+}
