@@ -133,12 +133,20 @@ pub struct ServeArgs {
 /// The broker and the plugin registry (loaded and watched) a process runs on.
 async fn open_parts(
     args: &WorkerArgs,
-) -> anyhow::Result<(hippo::broker::SharedBroker, std::sync::Arc<hippo::runtime::PluginRegistry>, hippo::runtime::WatchHandle)> {
+) -> anyhow::Result<(
+    hippo::broker::SharedBroker,
+    std::sync::Arc<hippo::runtime::PluginRegistry>,
+    hippo::runtime::WatchHandle,
+)> {
     let target = args.connection.target()?;
     let broker = target.open(args.connection.broker_config()).await?;
-    let runtime = RuntimeConfig { max_concurrent_tasks: args.max_instances, ..RuntimeConfig::default() };
+    let runtime = RuntimeConfig {
+        max_concurrent_tasks: args.max_instances,
+        ..RuntimeConfig::default()
+    };
     let (plugins, data_dir) = (args.plugins.clone(), args.connection.data_dir.clone());
-    let registry = tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
+    let registry =
+        tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
     let watch = registry.watch()?;
     tracing::info!(broker = ?target, plugins = registry.plugins().len(), "broker and plugins ready");
     Ok((broker, registry, watch))
@@ -149,7 +157,9 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let (broker, registry, _watch) = open_parts(&args).await?;
     let config = args.worker_config();
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
-    Worker::new(broker, registry, config).run(shutdown_signal()).await;
+    Worker::new(broker, registry, config)
+        .run(shutdown_signal())
+        .await;
     Ok(0)
 }
 
@@ -188,7 +198,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let state = AppState { broker: broker.clone(), registry: registry.clone(), keys };
+    let state = AppState {
+        broker: broker.clone(),
+        registry: registry.clone(),
+        keys,
+    };
     let api = tokio::spawn(hippo::api::serve(listener, state, until_stopped()));
     let signal = tokio::spawn(async move {
         shutdown_signal().await;
@@ -199,7 +213,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     } else {
         let config = args.worker.worker_config();
         tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
-        Worker::new(broker, registry, config).run(until_stopped()).await;
+        Worker::new(broker, registry, config)
+            .run(until_stopped())
+            .await;
     }
     signal.abort();
     api.await??;
