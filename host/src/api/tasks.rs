@@ -429,6 +429,15 @@ pub async fn inspect_active(
     ))
 }
 
+/// The statuses of `records` that `caller` may see.
+fn visible(caller: &Caller, records: Vec<TaskRecord>) -> Vec<TaskStatus> {
+    records
+        .into_iter()
+        .filter(|r| caller.sees(&r.message.input))
+        .map(Into::into)
+        .collect()
+}
+
 /// Tasks waiting for their ETA, countdown or retry time, soonest first.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/scheduled", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
@@ -437,14 +446,7 @@ pub async fn inspect_scheduled(
     Extension(caller): Extension<Caller>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    let tasks: Vec<TaskStatus> = state
-        .broker
-        .scheduled(1_000)
-        .await?
-        .into_iter()
-        .filter(|r| caller.sees(&r.message.input))
-        .map(Into::into)
-        .collect();
+    let tasks = visible(&caller, state.broker.scheduled(1_000).await?);
     Ok(axum::Json(serde_json::json!({ "scheduled": tasks })))
 }
 
@@ -494,14 +496,7 @@ pub async fn dead_letters(
     Extension(caller): Extension<Caller>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    let tasks: Vec<TaskStatus> = state
-        .broker
-        .dead_letters(1_000)
-        .await?
-        .into_iter()
-        .filter(|r| caller.sees(&r.message.input))
-        .map(Into::into)
-        .collect();
+    let tasks = visible(&caller, state.broker.dead_letters(1_000).await?);
     Ok(axum::Json(serde_json::json!({ "dead_letters": tasks })))
 }
 

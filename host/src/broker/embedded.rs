@@ -879,67 +879,47 @@ impl Broker for EmbeddedBroker {
                 .map_err(storage)?
                 .count() as u64;
         }
-        let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let mut count =
-            |table: TableDefinition<(u64, &str), ()>, reserved: bool| -> Result<(), BrokerError> {
-                for entry in txn
-                    .open_table(table)
-                    .map_err(storage)?
-                    .iter()
-                    .map_err(storage)?
-                {
-                    let (key, _) = entry.map_err(storage)?;
-                    let Some(value) = tasks.get(key.value().1).map_err(storage)? else {
-                        continue;
-                    };
-                    let task: StoredTask = decode(value.value())?;
-                    if let Some(stat) = stats
-                        .iter_mut()
-                        .find(|s| s.name == task.record.message.queue)
-                    {
-                        if reserved {
-                            stat.reserved += 1
-                        } else {
-                            stat.scheduled += 1
-                        }
-                    }
+        drop(ready);
+        for (table, reserved) in [(LEASES, true), (DELAYED, false)] {
+            for task in self.indexed_tasks(table, usize::MAX, false)? {
+                let Some(stat) = stats
+                    .iter_mut()
+                    .find(|s| s.name == task.record.message.queue)
+                else {
+                    continue;
+                };
+                if reserved {
+                    stat.reserved += 1;
+                } else {
+                    stat.scheduled += 1;
                 }
-                Ok(())
-            };
-        count(LEASES, true)?;
-        count(DELAYED, false)?;
+            }
+        }
         Ok(stats)
     }
 
     async fn scheduled(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
-        self.records_in(DELAYED, limit)
+        Ok(self
+            .indexed_tasks(DELAYED, limit, false)?
+            .into_iter()
+            .map(|t| t.record)
+            .collect())
     }
 
     async fn reserved(&self) -> Result<Vec<Delivery>, BrokerError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let mut deliveries = Vec::new();
-        for entry in txn
-            .open_table(LEASES)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (key, _) = entry.map_err(storage)?;
-            let Some(value) = tasks.get(key.value().1).map_err(storage)? else {
-                continue;
-            };
-            let task: StoredTask = decode(value.value())?;
-            if let Some(lease) = task.lease {
-                deliveries.push(Delivery {
+        let leased = self.indexed_tasks(LEASES, usize::MAX, false)?;
+        Ok(leased
+            .into_iter()
+            .filter_map(|task| {
+                let lease = task.lease?;
+                Some(Delivery {
                     message: task.record.message,
                     generation: task.generation,
                     consumer: lease.consumer,
                     receipt: lease.receipt,
-                });
-            }
-        }
-        Ok(deliveries)
+                })
+            })
+            .collect())
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
@@ -972,25 +952,11 @@ impl Broker for EmbeddedBroker {
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let mut records = Vec::new();
-        for entry in txn
-            .open_table(DEAD)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-            .rev()
-        {
-            if records.len() >= limit {
-                break;
-            }
-            let (key, _) = entry.map_err(storage)?;
-            if let Some(value) = tasks.get(key.value().1).map_err(storage)? {
-                records.push(decode::<StoredTask>(value.value())?.record);
-            }
-        }
-        Ok(records)
+        Ok(self
+            .indexed_tasks(DEAD, limit, true)?
+            .into_iter()
+            .map(|t| t.record)
+            .collect())
     }
 
     async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
@@ -1199,27 +1165,34 @@ impl Broker for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    fn records_in(
+    /// The tasks an index table (keyed by an ordering number and the task
+    /// id) points at, in key order or newest first, at most `limit`.
+    fn indexed_tasks(
         &self,
         table: TableDefinition<(u64, &str), ()>,
         limit: usize,
-    ) -> Result<Vec<TaskRecord>, BrokerError> {
+        newest_first: bool,
+    ) -> Result<Vec<StoredTask>, BrokerError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let tasks = txn.open_table(TASKS).map_err(storage)?;
-        let mut records = Vec::new();
-        for entry in txn
-            .open_table(table)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-            .take(limit)
-        {
+        let index = txn.open_table(table).map_err(storage)?;
+        let entries = index.iter().map_err(storage)?;
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(entries.rev())
+        } else {
+            Box::new(entries)
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            if found.len() >= limit {
+                break;
+            }
             let (key, _) = entry.map_err(storage)?;
             if let Some(value) = tasks.get(key.value().1).map_err(storage)? {
-                records.push(decode::<StoredTask>(value.value())?.record);
+                found.push(decode::<StoredTask>(value.value())?);
             }
         }
-        Ok(records)
+        Ok(found)
     }
 }
 
