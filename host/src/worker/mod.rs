@@ -190,6 +190,9 @@ impl Worker {
         let fetching = tokio::spawn(self.clone().fetch_until_stopped());
         shutdown.await;
         self.stopping.store(true, Ordering::SeqCst);
+        // No task starts after shutdown began, even one the last reserve
+        // brings in: those go back to the queue.
+        self.slots.close();
         self.released.notify_waiters();
         let _ = fetching.await;
         self.drain().await;

@@ -1,0 +1,237 @@
+//! The tables of the embedded broker and the changes every operation is
+//! made of, inside one write transaction.
+
+use super::*;
+
+/// Task id -> [`StoredTask`] (JSON).
+pub(super) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// (queue, band, sequence) -> task id: the ready queues, in order.
+pub(super) const READY: TableDefinition<(&str, u8, u64), &str> = TableDefinition::new("ready");
+/// (lease expiry ms, task id) -> (): leased tasks, soonest expiry first.
+pub(super) const LEASES: TableDefinition<(u64, &str), ()> = TableDefinition::new("leases");
+/// (due ms, task id) -> (): ETAs, countdowns and retry delays.
+pub(super) const DELAYED: TableDefinition<(u64, &str), ()> = TableDefinition::new("delayed");
+/// (record expiry ms, task id) -> (): finished tasks, by when they expire.
+pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+/// Idempotency key -> (task id, expiry ms) (JSON).
+pub(super) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// (sequence, task id) -> (): dead letters, oldest first.
+pub(super) const DEAD: TableDefinition<(u64, &str), ()> = TableDefinition::new("dead_letters");
+/// Event sequence -> [`Event`] (JSON).
+pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Worker name -> (heartbeat, expiry ms) (JSON).
+pub(super) const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
+/// Counters: next ready, dead-letter and event sequences.
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// A task as this backend stores it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredTask {
+    pub(super) record: TaskRecord,
+    pub(super) generation: u64,
+    /// Set while leased.
+    pub(super) lease: Option<Lease>,
+    /// Where it waits while ready: its key in `READY`.
+    pub(super) ready_seq: Option<u64>,
+    /// Where it waits while scheduled: its due time in `DELAYED`.
+    pub(super) due_ms: Option<u64>,
+    /// When its record expires (finished tasks only).
+    pub(super) expires_ms: Option<u64>,
+    /// Revoked while leased: the holder must stop.
+    pub(super) revoke_requested: bool,
+    /// Its key in `DEAD`, when dead-lettered.
+    pub(super) dead_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Lease {
+    pub(super) consumer: String,
+    pub(super) expires_ms: u64,
+    pub(super) receipt: String,
+}
+
+pub(super) fn storage(error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Storage(error.to_string())
+}
+
+pub(super) fn corrupt(error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Corrupt(error.to_string())
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BrokerError> {
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
+    serde_json::to_vec(value).map_err(corrupt)
+}
+
+pub(super) fn load(
+    txn: &WriteTransaction,
+    task_id: &str,
+) -> Result<Option<StoredTask>, BrokerError> {
+    let tasks = txn.open_table(TASKS).map_err(storage)?;
+    let value = tasks.get(task_id).map_err(storage)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+pub(super) fn store(txn: &WriteTransaction, task: &StoredTask) -> Result<(), BrokerError> {
+    let bytes = encode(task)?;
+    txn.open_table(TASKS)
+        .map_err(storage)?
+        .insert(task.record.message.id.as_str(), bytes.as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
+pub(super) fn next(txn: &WriteTransaction, counter: &str) -> Result<u64, BrokerError> {
+    let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+    let value = counters
+        .get(counter)
+        .map_err(storage)?
+        .map(|v| v.value())
+        .unwrap_or(0)
+        + 1;
+    counters.insert(counter, value).map_err(storage)?;
+    Ok(value)
+}
+
+pub(super) fn append_event(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    record: &TaskRecord,
+    detail: Option<String>,
+) -> Result<(), BrokerError> {
+    let seq = next(txn, "event")?;
+    let event = Event {
+        seq,
+        at_ms: now_ms(),
+        task_id: record.message.id.clone(),
+        task: record.message.task.clone(),
+        queue: record.message.queue.clone(),
+        state: record.state,
+        worker: record.worker.clone(),
+        detail,
+    };
+    let mut events = txn.open_table(EVENTS).map_err(storage)?;
+    events
+        .insert(seq, encode(&event)?.as_slice())
+        .map_err(storage)?;
+    if seq > config.event_log_capacity {
+        events
+            .remove(seq - config.event_log_capacity)
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Puts a task at the back of its ready queue.
+pub(super) fn make_ready(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    detail: Option<String>,
+) -> Result<(), BrokerError> {
+    let seq = next(txn, "ready")?;
+    let message = &task.record.message;
+    txn.open_table(READY)
+        .map_err(storage)?
+        .insert(
+            (message.queue.as_str(), message.band() as u8, seq),
+            message.id.as_str(),
+        )
+        .map_err(storage)?;
+    task.ready_seq = Some(seq);
+    task.record.state = if task.record.state == TaskState::Retry {
+        TaskState::Retry
+    } else {
+        TaskState::Pending
+    };
+    task.record.updated_ms = now_ms();
+    append_event(txn, config, &task.record, detail)
+}
+
+pub(super) fn schedule(
+    txn: &WriteTransaction,
+    task: &mut StoredTask,
+    due_ms: u64,
+) -> Result<(), BrokerError> {
+    txn.open_table(DELAYED)
+        .map_err(storage)?
+        .insert((due_ms, task.record.message.id.as_str()), ())
+        .map_err(storage)?;
+    task.due_ms = Some(due_ms);
+    Ok(())
+}
+
+pub(super) fn drop_lease(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+    if let Some(lease) = task.lease.take() {
+        txn.open_table(LEASES)
+            .map_err(storage)?
+            .remove((lease.expires_ms, task.record.message.id.as_str()))
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Takes a task out of whatever queue, schedule or lease it sits in.
+pub(super) fn detach(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+    drop_lease(txn, task)?;
+    let id = task.record.message.id.clone();
+    if let Some(seq) = task.ready_seq.take() {
+        let message = &task.record.message;
+        txn.open_table(READY)
+            .map_err(storage)?
+            .remove((message.queue.as_str(), message.band() as u8, seq))
+            .map_err(storage)?;
+    }
+    if let Some(due) = task.due_ms.take() {
+        txn.open_table(DELAYED)
+            .map_err(storage)?
+            .remove((due, id.as_str()))
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Moves a task to a terminal state; its record expires after `result_expires`.
+pub(super) fn finish(
+    txn: &WriteTransaction,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    state: TaskState,
+    detail: Option<&str>,
+) -> Result<(), BrokerError> {
+    detach(txn, task)?;
+    let now = now_ms();
+    let expires_ms = now + config.result_expires.as_millis() as u64;
+    txn.open_table(EXPIRY)
+        .map_err(storage)?
+        .insert((expires_ms, task.record.message.id.as_str()), ())
+        .map_err(storage)?;
+    task.expires_ms = Some(expires_ms);
+    task.record.state = state;
+    task.record.updated_ms = now;
+    task.revoke_requested = false;
+    append_event(txn, config, &task.record, detail.map(str::to_string))?;
+    store(txn, task)
+}
+
+/// Keys of a time-ordered table whose time is at or before `now`.
+pub(super) fn keys_before(
+    txn: &WriteTransaction,
+    table: TableDefinition<(u64, &str), ()>,
+    now: u64,
+) -> Result<Vec<(u64, String)>, BrokerError> {
+    let table = txn.open_table(table).map_err(storage)?;
+    let mut keys = Vec::new();
+    for entry in table.range((0u64, "")..).map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        let (at, id) = key.value();
+        if at > now {
+            break;
+        }
+        keys.push((at, id.to_string()));
+    }
+    Ok(keys)
+}
