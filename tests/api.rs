@@ -8,7 +8,8 @@
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
 use hippo::runtime::PluginRegistry;
-use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
+use hippo::worker::{Worker, WorkerConfig};
+use hippo_integration_tests::{RunningWorker, test_worker_config};
 use hippo_integration_tests::{guest, redis_url, runtime};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -142,9 +143,8 @@ struct Api {
     broker: SharedBroker,
     registry: Arc<PluginRegistry>,
     worker_name: String,
-    stop_worker: Arc<tokio::sync::Notify>,
     stop_server: Arc<tokio::sync::Notify>,
-    worker: tokio::task::JoinHandle<()>,
+    worker: RunningWorker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -176,28 +176,12 @@ async fn start(kind: &str) -> Api {
     let broker = broker(kind, data.path()).await;
     let worker_name = format!("api-test-worker-{kind}");
     let config = WorkerConfig {
-        name: worker_name.clone(),
         queues: ["memory_ops", "default", "scheduled"]
             .map(String::from)
             .to_vec(),
-        concurrency: 2,
-        min_concurrency: 2,
-        lease: Duration::from_secs(5),
-        heartbeat_interval: Duration::from_millis(200),
-        maintain_interval: Duration::from_millis(50),
-        drain_timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(100),
-        },
-        ..WorkerConfig::default()
+        ..test_worker_config(worker_name.clone(), 2)
     };
-    let worker = Worker::new(broker.clone(), registry.clone(), config);
-    let stop_worker = Arc::new(tokio::sync::Notify::new());
-    let worker = tokio::spawn({
-        let stop = stop_worker.clone();
-        async move { worker.run(async move { stop.notified().await }).await }
-    });
+    let worker = RunningWorker::start(Worker::new(broker.clone(), registry.clone(), config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
@@ -220,7 +204,6 @@ async fn start(kind: &str) -> Api {
         broker,
         registry,
         worker_name,
-        stop_worker,
         stop_server,
         worker,
         server,
@@ -341,8 +324,7 @@ impl Api {
         drop(self.http);
         self.stop_server.notify_one();
         self.server.await.unwrap().unwrap();
-        self.stop_worker.notify_one();
-        self.worker.await.unwrap();
+        self.worker.stop().await;
     }
 }
 

@@ -122,3 +122,51 @@ pub fn redis_url() -> String {
     std::env::var("HIPPO_TEST_REDIS_URL")
         .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test, which starts redis-server")
 }
+
+/// A worker configured for tests: 5 s leases, heartbeats every 200 ms,
+/// housekeeping every 50 ms, retries after 20-100 ms.
+pub fn test_worker_config(
+    name: impl Into<String>,
+    concurrency: usize,
+) -> hippo::worker::WorkerConfig {
+    use std::time::Duration;
+    hippo::worker::WorkerConfig {
+        name: name.into(),
+        concurrency,
+        min_concurrency: concurrency,
+        lease: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_millis(200),
+        maintain_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        retry: hippo::worker::RetryPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        ..hippo::worker::WorkerConfig::default()
+    }
+}
+
+/// A worker running in the background until [`stop`](Self::stop).
+#[derive(Debug)]
+pub struct RunningWorker {
+    stop: Arc<tokio::sync::Notify>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Runs `worker` on the current tokio runtime.
+    pub fn start(worker: Arc<hippo::worker::Worker>) -> Self {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let running = tokio::spawn({
+            let stop = stop.clone();
+            async move { worker.run(async move { stop.notified().await }).await }
+        });
+        RunningWorker { stop, running }
+    }
+
+    /// Shuts the worker down (it drains) and waits until it has stopped.
+    pub async fn stop(self) {
+        self.stop.notify_one();
+        self.running.await.expect("the worker task ends cleanly");
+    }
+}

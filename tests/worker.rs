@@ -5,8 +5,8 @@ use hippo::broker::{
     BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
 };
 use hippo::runtime::{PluginRegistry, TaskFailure};
-use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
-use hippo_integration_tests::{guest, redis_url, runtime};
+use hippo::worker::{Worker, WorkerConfig};
+use hippo_integration_tests::{RunningWorker, guest, redis_url, runtime, test_worker_config};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 struct Setup {
     broker: SharedBroker,
     worker: Arc<Worker>,
-    stop: Arc<tokio::sync::Notify>,
-    running: tokio::task::JoinHandle<()>,
+    running: RunningWorker,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -51,30 +50,14 @@ async fn start_scaling(kind: &str, concurrency: usize, min_concurrency: usize) -
     registry.scan().unwrap();
     let broker = broker(kind, data.path()).await;
     let config = WorkerConfig {
-        name: format!("test-worker-{kind}"),
-        concurrency,
         min_concurrency,
-        lease: Duration::from_secs(5),
-        heartbeat_interval: Duration::from_millis(200),
-        maintain_interval: Duration::from_millis(50),
-        drain_timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(100),
-        },
-        ..WorkerConfig::default()
+        ..test_worker_config(format!("test-worker-{kind}"), concurrency)
     };
     let worker = Worker::new(broker.clone(), registry, config);
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        let stop = stop.clone();
-        async move { worker.run(async move { stop.notified().await }).await }
-    });
+    let running = RunningWorker::start(worker.clone());
     Setup {
         broker,
         worker,
-        stop,
         running,
         _dirs: vec![plugins, data],
     }
@@ -105,8 +88,7 @@ impl Setup {
     }
 
     async fn shutdown(self) {
-        self.stop.notify_one();
-        self.running.await.unwrap();
+        self.running.stop().await;
     }
 }
 

@@ -9,8 +9,9 @@
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker};
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
-use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
+use hippo::worker::{Worker, WorkerConfig};
 use hippo_client::{CancelOutcome, Client, ClientError, Limits, SubmitOptions, TaskState};
+use hippo_integration_tests::{RunningWorker, test_worker_config};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,9 +42,8 @@ fn guest(name: &str) -> Vec<u8> {
 
 struct Server {
     url: String,
-    stop_worker: Arc<tokio::sync::Notify>,
     stop_server: Arc<tokio::sync::Notify>,
-    worker: tokio::task::JoinHandle<()>,
+    worker: RunningWorker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -62,28 +62,12 @@ impl Server {
                 .unwrap(),
         );
         let config = WorkerConfig {
-            name: WORKER.into(),
             queues: ["memory_ops", "default", "scheduled"]
                 .map(String::from)
                 .to_vec(),
-            concurrency: 2,
-            min_concurrency: 2,
-            lease: Duration::from_secs(5),
-            heartbeat_interval: Duration::from_millis(200),
-            maintain_interval: Duration::from_millis(50),
-            drain_timeout: Duration::from_secs(5),
-            retry: RetryPolicy {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(100),
-            },
-            ..WorkerConfig::default()
+            ..test_worker_config(WORKER, 2)
         };
-        let worker = Worker::new(broker.clone(), registry.clone(), config);
-        let stop_worker = Arc::new(tokio::sync::Notify::new());
-        let worker = tokio::spawn({
-            let stop = stop_worker.clone();
-            async move { worker.run(async move { stop.notified().await }).await }
-        });
+        let worker = RunningWorker::start(Worker::new(broker.clone(), registry.clone(), config));
         let reader = KeyConfig {
             name: "reader".into(),
             sha256: hash_key(READER),
@@ -106,7 +90,6 @@ impl Server {
         }));
         Server {
             url,
-            stop_worker,
             stop_server,
             worker,
             server,
@@ -121,8 +104,7 @@ impl Server {
     async fn shutdown(self) {
         self.stop_server.notify_one();
         self.server.await.unwrap().unwrap();
-        self.stop_worker.notify_one();
-        self.worker.await.unwrap();
+        self.worker.stop().await;
     }
 }
 
