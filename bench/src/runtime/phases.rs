@@ -400,7 +400,12 @@ impl VariantBench {
         let engine = host_like(variant)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // Only the interfaces the bench guest can import: the service
+        // interfaces (models, stores) are not part of this measurement.
+        self::hippo::tasks::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        self::hippo::tasks::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        self::hippo::tasks::progress::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        self::hippo::tasks::deadline::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let component = Component::new(&engine, wasm)?;
         let pre = TaskPluginPre::new(linker.instantiate_pre(&component)?)?;
         let ticker = Ticker::start(&engine);

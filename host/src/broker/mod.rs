@@ -18,10 +18,12 @@
 //! - finished tasks' records expire after `result_expires`.
 
 mod embedded;
+pub mod kv;
 mod model;
 mod redis;
 
 pub use embedded::EmbeddedBroker;
+pub use kv::{KeyValue, KvError};
 pub use model::*;
 pub use redis::RedisBroker;
 
@@ -75,7 +77,7 @@ impl Default for BrokerConfig {
 
 /// A task queue with leases, results, revocations and an event log.
 #[async_trait::async_trait]
-pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
+pub trait Broker: kv::KeyValue + Send + Sync + std::fmt::Debug + 'static {
     /// The settings the broker runs with.
     fn config(&self) -> &BrokerConfig;
 

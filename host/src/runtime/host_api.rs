@@ -138,6 +138,7 @@ pub(crate) struct TaskState {
     pub(crate) cancel: CancelToken,
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) last_progress: Option<Progress>,
+    pub(crate) scope: super::services::TaskScope,
 }
 
 impl WasiView for TaskState {

@@ -30,11 +30,34 @@ pub enum Capability {
     Progress,
     /// `hippo:tasks/deadline`: the soft and hard time limits.
     Deadline,
+    /// `hippo:tasks/embeddings`: the host's embedding model.
+    Embeddings,
+    /// `hippo:tasks/rerank`: the host's cross-encoder, when configured.
+    Rerank,
+    /// `hippo:tasks/memory-store`: the memories of the task's own user.
+    MemoryStore,
+    /// `hippo:tasks/kv`: the shared key-value store, in the plugin's namespace.
+    Kv,
+    /// `hippo:tasks/health`: probes of the host's services.
+    Health,
+    /// Not an interface but a scope: `memory-store` calls may act across
+    /// users (maintenance tasks). Only for trusted plugins.
+    MemoryMaintenance,
 }
 
 impl Capability {
     /// Every capability the host knows.
-    pub const ALL: [Capability; 3] = [Capability::Log, Capability::Progress, Capability::Deadline];
+    pub const ALL: [Capability; 9] = [
+        Capability::Log,
+        Capability::Progress,
+        Capability::Deadline,
+        Capability::Embeddings,
+        Capability::Rerank,
+        Capability::MemoryStore,
+        Capability::Kv,
+        Capability::Health,
+        Capability::MemoryMaintenance,
+    ];
     /// What a plugin gets when its manifest does not say: harmless, task-local capabilities.
     pub const BASIC: [Capability; 3] =
         [Capability::Log, Capability::Progress, Capability::Deadline];
@@ -45,6 +68,12 @@ impl Capability {
             Capability::Log => "log",
             Capability::Progress => "progress",
             Capability::Deadline => "deadline",
+            Capability::Embeddings => "embeddings",
+            Capability::Rerank => "rerank",
+            Capability::MemoryStore => "memory-store",
+            Capability::Kv => "kv",
+            Capability::Health => "health",
+            Capability::MemoryMaintenance => "memory-maintenance",
         }
     }
 

@@ -19,6 +19,8 @@ mod limits;
 mod manifest;
 mod plugin;
 mod registry;
+mod service_api;
+mod services;
 mod task;
 mod task_log;
 
@@ -30,6 +32,7 @@ pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
 pub use registry::{
     PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
 };
+pub use services::{Embeddings, HostServices, ProbeResult, Reranking, TextKind};
 pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
 pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 
@@ -96,6 +99,7 @@ pub struct Runtime {
     linker: Linker<TaskState>,
     config: RuntimeConfig,
     slots: Arc<Semaphore>,
+    services: Arc<HostServices>,
     _ticker: engine::EpochTicker,
 }
 
@@ -119,8 +123,18 @@ const DESCRIBE_LIMITS: LimitOverrides = LimitOverrides {
 };
 
 impl Runtime {
-    /// Builds the engine, links WASI and the host interfaces, and starts the epoch ticker.
+    /// Builds the engine, links WASI and the host interfaces, and starts the
+    /// epoch ticker. Tasks get no host services (models, stores): see
+    /// [`Runtime::with_services`].
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_services(config, HostServices::default())
+    }
+
+    /// Like [`Runtime::new`], with the host services granted plugins may call.
+    pub fn with_services(
+        config: RuntimeConfig,
+        services: HostServices,
+    ) -> Result<Self, RuntimeError> {
         let engine =
             engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -135,6 +149,7 @@ impl Runtime {
             linker,
             config,
             slots,
+            services: Arc::new(services),
             _ticker: ticker,
         })
     }
@@ -147,6 +162,11 @@ impl Runtime {
     /// The runtime's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The host services tasks may be granted.
+    pub fn services(&self) -> &HostServices {
+        &self.services
     }
 
     /// Opens a precompiled-component cache for this engine in `dir`.
@@ -182,6 +202,7 @@ impl Runtime {
             &limits,
             &log,
             &request,
+            services::TaskScope::describe(&self.services),
         );
         let info = pre
             .instantiate(&mut store)
@@ -265,12 +286,14 @@ impl Runtime {
             };
         };
         let limits = self.resolve_limits(plugin, spec, &request.limits);
+        let scope = services::TaskScope::for_task(&self.services, plugin, &request.input);
         task::run(
             &self.engine,
             self.config.fuel_metering,
             plugin,
             limits,
             request,
+            scope,
         )
     }
 

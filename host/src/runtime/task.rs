@@ -7,6 +7,7 @@ use super::host_api::{
 };
 use super::limits::{LimitOverrides, Limits};
 use super::plugin::LoadedPlugin;
+use super::services::TaskScope;
 use super::task_log::{LogSource, TaskLog, TaskLogRecord};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -194,10 +195,11 @@ pub(crate) fn run(
     plugin: &LoadedPlugin,
     limits: Limits,
     request: &TaskRequest,
+    scope: TaskScope,
 ) -> TaskOutcome {
     let started = Instant::now();
     let log = TaskLog::new(limits.log_bytes);
-    let mut store = new_store(engine, fuel_metering, &limits, &log, request);
+    let mut store = new_store(engine, fuel_metering, &limits, &log, request, scope);
     let context = wit::Context {
         task_id: request.task_id.clone(),
         attempt: request.attempt,
@@ -260,6 +262,7 @@ pub(crate) fn new_store(
     limits: &Limits,
     log: &TaskLog,
     request: &TaskRequest,
+    scope: TaskScope,
 ) -> Store<TaskState> {
     let wasi = WasiCtxBuilder::new()
         .stdout(log.stream(LogSource::Stdout))
@@ -277,6 +280,7 @@ pub(crate) fn new_store(
         cancel: request.cancel.clone(),
         progress: request.progress.clone(),
         last_progress: None,
+        scope,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

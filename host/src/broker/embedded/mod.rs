@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
 
+mod kv;
 mod tables;
 mod writer;
 
@@ -59,6 +60,8 @@ impl EmbeddedBroker {
             txn.open_table(EVENTS).map_err(storage)?;
             txn.open_table(WORKERS).map_err(storage)?;
             txn.open_table(COUNTERS).map_err(storage)?;
+            txn.open_table(kv::KV).map_err(storage)?;
+            txn.open_table(kv::KV_EXPIRY).map_err(storage)?;
             txn.commit().map_err(storage)?;
         }
         let (revocations, _) = broadcast::channel(1024);

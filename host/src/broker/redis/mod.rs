@@ -66,6 +66,7 @@ const MAX_IDLE_BLOCKING: usize = 16;
 /// Event details longer than this are cut.
 const MAX_DETAIL: usize = 500;
 
+mod kv;
 mod notify;
 mod scripts;
 
