@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+mod memory;
 mod plugins;
 mod tasks;
 
@@ -53,11 +54,17 @@ pub struct AppState {
         tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
         tasks::replay_dead_letter, tasks::purge_dead_letters,
         plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
+        memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
+        memory::queue_delete, memory::create, memory::get_one, memory::update, memory::delete,
+        memory::recall, memory::query,
         healthz, readyz,
     ),
     components(schemas(
         tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
         error::ErrorBody, error::ErrorDetail, Health,
+        memory::NewMemory, memory::BatchCreate, memory::Recall, memory::RecallMode, memory::MemoryFilters,
+        memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, memory::MemoryType,
+        memory::Visibility,
     )),
     modifiers(&BearerAuth),
 )]
@@ -102,6 +109,23 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tasks/deadletters/{task_id}/replay",
             post(tasks::replay_dead_letter),
+        )
+        .route("/api/v1/tasks/memory/create", post(memory::queue_create))
+        .route(
+            "/api/v1/tasks/memory/batch-create",
+            post(memory::queue_batch_create),
+        )
+        .route("/api/v1/tasks/memory/recall", post(memory::queue_recall))
+        .route("/api/v1/tasks/memory/update", post(memory::queue_update))
+        .route("/api/v1/tasks/memory/delete", post(memory::queue_delete))
+        .route("/api/v1/memories", post(memory::create))
+        .route("/api/v1/memories/recall", post(memory::recall))
+        .route("/api/v1/memories/query", post(memory::query))
+        .route(
+            "/api/v1/memories/{memory_id}",
+            get(memory::get_one)
+                .patch(memory::update)
+                .delete(memory::delete),
         )
         .route("/api/v1/plugins", get(plugins::list))
         .route(
@@ -377,18 +401,36 @@ async fn healthz() -> axum::Json<Health> {
     })
 }
 
-/// The broker answers and plugins are loaded (503 otherwise).
+/// The broker answers, plugins are loaded, and every host service this
+/// process runs (memory store, embedder, reranker) answers a probe (503 otherwise).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let started = Instant::now();
     let broker = state.broker.queue_stats().await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let plugins = state.registry.plugins().len();
-    let ready = broker.is_ok();
-    let checks = serde_json::json!({
+    let runtime = state.registry.runtime().clone();
+    // The probes call the models and the store, which block.
+    let probes = tokio::task::spawn_blocking(move || runtime.services().probe())
+        .await
+        .unwrap_or_default();
+    let mut ready = broker.is_ok();
+    let mut checks = serde_json::json!({
         "broker": { "status": broker.err().map_or("ok".to_string(), |e| e.to_string()), "latency_ms": latency_ms },
         "plugins": { "status": "ok", "loaded": plugins },
     });
+    for probe in probes {
+        // The broker was checked above, through the queues.
+        if probe.component == "broker" {
+            continue;
+        }
+        ready &= probe.ok;
+        checks[probe.component.as_str()] = serde_json::json!({
+            "status": if probe.ok { "ok".to_string() } else { probe.detail.clone() },
+            "latency_ms": probe.latency_us as f64 / 1000.0,
+            "detail": probe.detail,
+        });
+    }
     let status = if ready {
         StatusCode::OK
     } else {

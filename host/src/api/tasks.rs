@@ -145,7 +145,7 @@ pub struct WaitQuery {
     pub wait: Option<f64>,
 }
 
-fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>, ApiError> {
+pub(super) fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>, ApiError> {
     match wait {
         None => Ok(None),
         Some(w) if w.is_finite() && (0.0..=MAX_WAIT_S).contains(&w) => {
@@ -170,7 +170,7 @@ fn seconds_field(field: &str, value: Option<f64>, min: f64) -> Result<Option<u64
 }
 
 /// Checks a submission, binding it to the caller's users when the input names one.
-fn validate(
+pub(super) fn validate(
     state: &AppState,
     caller: &Caller,
     request: SubmitRequest,
@@ -273,9 +273,19 @@ pub async fn submit(
     caller.require(Scope::Submit)?;
     let wait = wait_duration(query.wait)?;
     let message = validate(&state, &caller, request)?;
+    enqueue(&state, message, wait).await
+}
+
+/// Submits a validated task: 202 with its id, or with `wait` its status
+/// once it finishes (or when the wait ends).
+pub(super) async fn enqueue(
+    state: &AppState,
+    message: TaskMessage,
+    wait: Option<Duration>,
+) -> Result<Response, ApiError> {
     let submitted = state.broker.submit(message).await?;
     match wait {
-        Some(wait) => status_of(&state, &submitted.task_id, Some(wait))
+        Some(wait) => status_of(state, &submitted.task_id, Some(wait))
             .await
             .map(|s| axum::Json(s).into_response()),
         None => Ok((
