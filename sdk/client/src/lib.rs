@@ -51,9 +51,13 @@
 //! front of the API for traffic that leaves the machine.
 
 mod error;
+mod memory;
+mod schedules;
 mod types;
 
 pub use error::ClientError;
+pub use memory::{NewMemory, RecallRequest};
+pub use schedules::Schedule;
 pub use types::{
     ActiveTasks, CancelOutcome, CancelResponse, Health, Limits, PluginInfo, PluginTask, Plugins,
     QueueStats, RefusedPlugin, SubmitOptions, TaskState, TaskStatus, WorkerInfo,
