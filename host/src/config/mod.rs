@@ -5,8 +5,12 @@
 //! `CELERY_BROKER_URL` is accepted as an alias of `HIPPO_BROKER_URL`, so an
 //! existing `.env` keeps working.
 
+mod services;
+
+pub use services::MemorySettings;
+
 use crate::broker::{BrokerConfig, BrokerError, EmbeddedBroker, RedisBroker, SharedBroker};
-use crate::runtime::{PluginRegistry, Runtime, RuntimeConfig, RuntimeError};
+use crate::runtime::{HostServices, PluginRegistry, Runtime, RuntimeConfig, RuntimeError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +49,12 @@ pub enum ConfigError {
     /// The runtime could not be built.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The models could not be loaded (a missing file names the command that fetches it).
+    #[error("models: {0}")]
+    Models(#[from] crate::models::ModelError),
+    /// The memory store could not be opened.
+    #[error("memory store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// A directory could not be created or read.
     #[error("{path}: {source}")]
     Io {
@@ -81,10 +91,12 @@ impl BrokerTarget {
     }
 }
 
-/// Builds the runtime and a plugin registry over `plugins_dir`, with the
-/// precompiled cache under `data_dir`, and loads what the folder holds.
+/// Builds the runtime (with the host `services` granted plugins may call)
+/// and a plugin registry over `plugins_dir`, with the precompiled cache
+/// under `data_dir`, and loads what the folder holds.
 pub fn open_registry(
     runtime: RuntimeConfig,
+    services: HostServices,
     plugins_dir: &Path,
     data_dir: &Path,
 ) -> Result<Arc<PluginRegistry>, ConfigError> {
@@ -93,7 +105,7 @@ pub fn open_registry(
         move |source| ConfigError::Io { path, source }
     };
     std::fs::create_dir_all(plugins_dir).map_err(io(plugins_dir))?;
-    let runtime = Arc::new(Runtime::new(runtime)?);
+    let runtime = Arc::new(Runtime::with_services(runtime, services)?);
     let cache_dir = data_dir.join("cache").join("components");
     let cache = runtime.open_cache(&cache_dir).map_err(io(&cache_dir))?;
     let registry = Arc::new(PluginRegistry::new(runtime, plugins_dir, Some(cache)));

@@ -19,6 +19,7 @@ mod limits;
 mod manifest;
 mod plugin;
 mod registry;
+mod memory_api;
 mod service_api;
 mod services;
 mod task;
@@ -32,7 +33,7 @@ pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
 pub use registry::{
     PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
 };
-pub use services::{Embeddings, HostServices, ProbeResult, Reranking, TextKind};
+pub use services::{HostServices, ProbeResult};
 pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
 pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 

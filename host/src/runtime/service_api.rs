@@ -2,8 +2,8 @@
 //! `memory-store`, `kv`, `health`): what a granted plugin's calls do.
 
 use super::host_api::TaskState;
-use super::host_api::hippo::tasks::{embeddings, health, kv, memory_store, rerank};
-use super::services::TextKind;
+use super::host_api::hippo::tasks::{embeddings, health, kv, rerank};
+use crate::models::TextKind;
 use std::time::Duration;
 
 /// Texts one `embed` call may send: a bigger batch only adds latency for
@@ -29,7 +29,9 @@ impl embeddings::Host for TaskState {
             embeddings::TextKind::Document => TextKind::Document,
             embeddings::TextKind::Query => TextKind::Query,
         };
-        embedder.embed(texts, kind)
+        embedder
+            .embed_blocking(texts, kind)
+            .map_err(|e| e.to_string())
     }
 
     fn dimension(&mut self) -> u32 {
@@ -48,7 +50,9 @@ impl rerank::Host for TaskState {
 
     fn score(&mut self, query: String, passages: Vec<String>) -> Result<Vec<f32>, String> {
         match &self.scope.services.reranker {
-            Some(reranker) => reranker.score(&query, &passages),
+            Some(reranker) => reranker
+                .score_blocking(&query, &passages)
+                .map_err(|e| e.to_string()),
             None => Err("no reranker is configured on this host".into()),
         }
     }
@@ -120,41 +124,4 @@ impl health::Host for TaskState {
             })
             .collect()
     }
-}
-
-impl memory_store::Host for TaskState {
-    fn upsert(&mut self, _items: Vec<memory_store::Stored>) -> Result<(), memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn get(&mut self, _ids: Vec<String>) -> Result<Vec<memory_store::Stored>, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn search(&mut self, _vector: Vec<f32>, _filter: memory_store::Filter, _limit: u32) -> Result<Vec<memory_store::Hit>, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn keyword_search(&mut self, _query: String, _filter: memory_store::Filter, _limit: u32) -> Result<Vec<memory_store::Hit>, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn hybrid_search(&mut self, _vector: Vec<f32>, _query: String, _filter: memory_store::Filter, _candidates: u32, _limit: u32) -> Result<Vec<memory_store::Hit>, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn scroll(&mut self, _filter: memory_store::Filter, _cursor: Option<String>, _limit: u32) -> Result<memory_store::Page, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn count(&mut self, _filter: memory_store::Filter) -> Result<u64, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn delete(&mut self, _ids: Vec<String>) -> Result<u64, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn delete_matching(&mut self, _filter: memory_store::Filter) -> Result<u64, memory_store::StoreError> {
-        Err(no_store())
-    }
-    fn snapshot(&mut self, _keep: u32) -> Result<Vec<memory_store::SnapshotInfo>, memory_store::StoreError> {
-        Err(no_store())
-    }
-}
-
-fn no_store() -> memory_store::StoreError {
-    memory_store::StoreError::Unavailable("no memory store is configured on this host".into())
 }

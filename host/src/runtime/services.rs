@@ -8,32 +8,10 @@
 //! handle captured when the services are built.
 
 use crate::broker::KeyValue;
+use crate::models::{Embedder, Reranker, TextKind};
+use crate::store::VectorStore;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What a text is embedded for: queries may get a model-specific prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextKind {
-    /// A text to store and search for.
-    Document,
-    /// A search query.
-    Query,
-}
-
-/// Turns texts into vectors. Implemented by the models service; behind a
-/// trait so the runtime does not depend on ONNX Runtime.
-pub trait Embeddings: Send + Sync + std::fmt::Debug {
-    /// One vector per text, in order. Called from a blocking thread.
-    fn embed(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, String>;
-    /// Length of every vector.
-    fn dimension(&self) -> usize;
-}
-
-/// Scores (query, passage) pairs with a cross-encoder.
-pub trait Reranking: Send + Sync + std::fmt::Debug {
-    /// One raw logit per passage. Called from a blocking thread.
-    fn score(&self, query: &str, passages: &[String]) -> Result<Vec<f32>, String>;
-}
 
 /// One health probe's answer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -53,9 +31,11 @@ pub struct ProbeResult {
 #[derive(Clone, Default)]
 pub struct HostServices {
     /// The embedding model.
-    pub embeddings: Option<Arc<dyn Embeddings>>,
+    pub embeddings: Option<Arc<Embedder>>,
     /// The reranker, when one is configured.
-    pub reranker: Option<Arc<dyn Reranking>>,
+    pub reranker: Option<Arc<Reranker>>,
+    /// The memory store.
+    pub store: Option<Arc<dyn VectorStore>>,
     /// The key-value store (the broker's).
     pub kv: Option<Arc<dyn KeyValue>>,
     /// Drives async services from the task's blocking thread.
@@ -65,8 +45,9 @@ pub struct HostServices {
 impl std::fmt::Debug for HostServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostServices")
-            .field("embeddings", &self.embeddings)
+            .field("embeddings", &self.embeddings.is_some())
             .field("reranker", &self.reranker.is_some())
+            .field("store", &self.store.is_some())
             .field("kv", &self.kv.is_some())
             .finish()
     }
@@ -84,6 +65,14 @@ impl HostServices {
     /// Probes every service present and times each.
     pub fn probe(&self) -> Vec<ProbeResult> {
         let mut probes = Vec::new();
+        if let Some(store) = &self.store {
+            probes.push(timed("store", || {
+                store
+                    .probe()
+                    .map(|latency| format!("answered in {} us", latency.as_micros()))
+                    .map_err(|e| e.to_string())
+            }));
+        }
         if let Some(kv) = &self.kv {
             probes.push(timed("broker", || {
                 self.block_on(kv.kv_get("health-probe"))?
@@ -93,7 +82,9 @@ impl HostServices {
         }
         if let Some(embeddings) = &self.embeddings {
             probes.push(timed("embedder", || {
-                let vectors = embeddings.embed(vec!["health probe".into()], TextKind::Query)?;
+                let vectors = embeddings
+                    .embed_blocking(vec!["health probe".into()], TextKind::Query)
+                    .map_err(|e| e.to_string())?;
                 match vectors.first() {
                     Some(v) if v.len() == embeddings.dimension() => {
                         Ok(format!("{} dimensions", v.len()))
@@ -105,8 +96,9 @@ impl HostServices {
         if let Some(reranker) = &self.reranker {
             probes.push(timed("reranker", || {
                 reranker
-                    .score("health probe", &["a passage".into()])
+                    .score_blocking("health probe", &["a passage".into()])
                     .map(|scores| format!("{} score", scores.len()))
+                    .map_err(|e| e.to_string())
             }));
         }
         probes

@@ -28,7 +28,7 @@ pub struct Api {
 }
 
 impl Api {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let key = self.key.as_deref().map(str::trim).unwrap_or_default();
         if key.is_empty() {
             anyhow::bail!(
@@ -155,7 +155,7 @@ pub struct UndeployArgs {
     name: String,
 }
 
-fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `hippo` command: a thin layer over the `hippo` library.
 
 mod control;
+mod schedule;
 mod service;
 
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +54,10 @@ enum Command {
     /// Lists, replays or purges tasks that failed for good.
     #[command(subcommand, name = "deadletters")]
     DeadLetters(control::DeadLetters),
+    /// Lists the scheduler's entries, runs one now, or shows when a cron
+    /// expression fires.
+    #[command(subcommand)]
+    Schedule(schedule::Schedule),
     /// Deploys a plugin component (and its manifest) to a running service;
     /// it is validated there before it replaces anything.
     Deploy(control::DeployArgs),
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
         Command::Inspect(what) => block_on(control::inspect(what)),
         Command::Purge(args) => block_on(control::purge(args)),
         Command::DeadLetters(what) => block_on(control::dead_letters(what)),
+        Command::Schedule(what) => block_on(schedule::schedule(what)),
         Command::Deploy(args) => block_on(control::deploy(args)),
         Command::Undeploy(args) => block_on(control::undeploy(args)),
     };

@@ -3,10 +3,13 @@
 use clap::Args;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::BrokerConfig;
-use hippo::config::{BrokerTarget, broker_url_from_env, open_registry};
+use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
 use hippo::runtime::RuntimeConfig;
+use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
 use hippo::worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
 use std::time::Duration;
 
 /// Where things live and which broker to use; shared by every command that
@@ -71,6 +74,44 @@ pub struct WorkerArgs {
     /// Tasks the runtime may run at once across the process (pool slots).
     #[arg(long, default_value_t = RuntimeConfig::default().max_concurrent_tasks)]
     pub max_instances: u32,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+    #[command(flatten)]
+    pub beat: BeatArgs,
+}
+
+/// The scheduler (Celery Beat). It runs in every `serve` and `worker`
+/// process by default: however many run it, each fire time of each entry
+/// submits one task.
+#[derive(Args, Debug)]
+pub struct BeatArgs {
+    /// Do not run the scheduler in this process (the API still lists and
+    /// runs entries).
+    #[arg(long)]
+    pub no_beat: bool,
+    /// Schedule entries (TOML) over the defaults and the environment
+    /// controls; default: `schedules.toml` in the data directory, if there.
+    #[arg(long, env = "HIPPO_SCHEDULES_FILE")]
+    pub schedules: Option<PathBuf>,
+}
+
+/// The memory services: models and the memory store.
+#[derive(Args, Debug, Clone)]
+pub struct MemoryArgs {
+    /// Where `scripts/fetch-models` put ONNX Runtime and the models.
+    #[arg(long, env = "HIPPO_MODELS_DIR", default_value_os_t = hippo::models::default_models_dir())]
+    pub models_dir: PathBuf,
+    /// A Qdrant server's gRPC URL (e.g. http://qdrant:6334) for the memory
+    /// store; without it, `hippo serve` on the embedded broker keeps memories
+    /// in the embedded store under the data directory.
+    #[arg(long, env = "HIPPO_QDRANT_URL")]
+    pub qdrant_url: Option<String>,
+    /// The Qdrant server's API key, if it has one.
+    #[arg(long, env = "HIPPO_QDRANT_API_KEY", hide_env_values = true)]
+    pub qdrant_api_key: Option<String>,
+    /// Run no models and no memory store (memory tasks then fail saying so).
+    #[arg(long)]
+    pub no_memory: bool,
 }
 
 fn parse_autoscale(value: &str) -> Result<(usize, usize), String> {
@@ -130,36 +171,68 @@ pub struct ServeArgs {
     pub api_keys_file: Option<PathBuf>,
 }
 
-/// The broker and the plugin registry (loaded and watched) a process runs on.
+/// The broker, the plugin registry (loaded and watched) and the scheduler a
+/// process runs on.
 async fn open_parts(
     args: &WorkerArgs,
 ) -> anyhow::Result<(
     hippo::broker::SharedBroker,
     std::sync::Arc<hippo::runtime::PluginRegistry>,
     hippo::runtime::WatchHandle,
+    Arc<Scheduler>,
 )> {
+    let schedules = ScheduleTable::load(args.beat.schedules.as_deref(), &args.connection.data_dir)?;
     let target = args.connection.target()?;
     let broker = target.open(args.connection.broker_config()).await?;
     let runtime = RuntimeConfig {
         max_concurrent_tasks: args.max_instances,
         ..RuntimeConfig::default()
     };
+    let memory = MemorySettings::choose(
+        args.memory.no_memory,
+        &args.memory.models_dir,
+        args.memory.qdrant_url.as_deref(),
+        args.memory.qdrant_api_key.clone(),
+        &target,
+        &args.connection.data_dir,
+    );
     let (plugins, data_dir) = (args.plugins.clone(), args.connection.data_dir.clone());
-    let registry =
-        tokio::task::spawn_blocking(move || open_registry(runtime, &plugins, &data_dir)).await??;
+    let services_broker = broker.clone();
+    let registry = tokio::task::spawn_blocking(move || {
+        let services = memory.open(&services_broker)?;
+        open_registry(runtime, services, &plugins, &data_dir)
+    })
+    .await??;
     let watch = registry.watch()?;
     tracing::info!(broker = ?target, plugins = registry.plugins().len(), "broker and plugins ready");
-    Ok((broker, registry, watch))
+    let scheduler = Arc::new(Scheduler::new(broker.clone(), registry.clone(), schedules)?);
+    Ok((broker, registry, watch, scheduler))
 }
 
-/// Runs a worker until SIGTERM or Ctrl-C, then drains.
+/// Runs the scheduler until `stopped`, unless `--no-beat`.
+fn start_beat(
+    args: &BeatArgs,
+    scheduler: &Arc<Scheduler>,
+    stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<BeatReport>> {
+    let scheduler = scheduler.clone();
+    (!args.no_beat).then(|| tokio::spawn(async move { scheduler.run(until(stopped)).await }))
+}
+
+/// Runs a worker (and the scheduler) until SIGTERM or Ctrl-C, then drains.
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
-    let (broker, registry, _watch) = open_parts(&args).await?;
+    let (broker, registry, _watch, scheduler) = open_parts(&args).await?;
     let config = args.worker_config();
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
+    let (signal, stopped) = stop_on_signal();
+    let beat = start_beat(&args.beat, &scheduler, stopped.clone());
     Worker::new(broker, registry, config)
-        .run(shutdown_signal())
+        .run(until(stopped))
         .await;
+    signal.abort();
+    if let Some(beat) = beat {
+        beat.await?;
+    }
     Ok(0)
 }
 
@@ -185,41 +258,53 @@ fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStore> {
     Ok(KeyStore::new(configs)?)
 }
 
-/// Runs the API (and, unless `--no-worker`, a worker) until SIGTERM or Ctrl-C.
+/// Runs the API, the scheduler (unless `--no-beat`) and a worker (unless
+/// `--no-worker`) until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
-    let (broker, registry, _watch) = open_parts(&args.worker).await?;
+    let (broker, registry, _watch, scheduler) = open_parts(&args.worker).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
+    let (signal, stopped) = stop_on_signal();
     let state = AppState {
         broker: broker.clone(),
         registry: registry.clone(),
         keys,
     };
-    let api = tokio::spawn(hippo::api::serve(listener, state, until_stopped()));
-    let signal = tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
+    let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
+    let api = tokio::spawn(hippo::api::serve_router(listener, app, until(stopped.clone())));
+    let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
     if args.no_worker {
-        until_stopped().await;
+        until(stopped).await;
     } else {
         let config = args.worker.worker_config();
         tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
         Worker::new(broker, registry, config)
-            .run(until_stopped())
+            .run(until(stopped))
             .await;
     }
     signal.abort();
     api.await??;
+    if let Some(beat) = beat {
+        beat.await?;
+    }
     Ok(0)
+}
+
+/// A stop flag that SIGTERM or Ctrl-C sets, so the API, the scheduler and
+/// the worker stop together; abort the task when done.
+fn stop_on_signal() -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+    let (stop, stopped) = watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    (signal, stopped)
+}
+
+/// Resolves once the stop flag is set.
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

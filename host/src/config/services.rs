@@ -1,0 +1,119 @@
+//! Which memory services a process runs (models, memory store, key-value
+//! store) and building them into the [`HostServices`] tasks are granted.
+//!
+//! The store is chosen so memories are never split between processes: a
+//! Qdrant server when `HIPPO_QDRANT_URL` (or `--qdrant-url`) names one;
+//! otherwise the embedded store under the data directory, but only for a
+//! process on the embedded broker (`hippo serve`), which is the one process
+//! of its deployment. Workers on a shared Redis without a Qdrant server get
+//! no store, and memory tasks there fail saying so.
+
+use super::{BrokerTarget, ConfigError};
+use crate::broker::SharedBroker;
+use crate::models::{Models, ModelsConfig};
+use crate::runtime::HostServices;
+use crate::store::{StoreConfig, VectorStore};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The memory services a process is asked to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySettings {
+    /// Where `scripts/fetch-models` put the ONNX Runtime and the models;
+    /// `None`: run no models (and so no memory tasks).
+    pub models_dir: Option<PathBuf>,
+    /// The memory store, if any.
+    pub store: Option<StoreConfig>,
+}
+
+impl MemorySettings {
+    /// The settings of a process: models from `models_dir` unless
+    /// `no_memory`, and the store rule of the module docs.
+    pub fn choose(
+        no_memory: bool,
+        models_dir: &Path,
+        qdrant_url: Option<&str>,
+        qdrant_api_key: Option<String>,
+        broker: &BrokerTarget,
+        data_dir: &Path,
+    ) -> MemorySettings {
+        if no_memory {
+            return MemorySettings {
+                models_dir: None,
+                store: None,
+            };
+        }
+        let store = match (qdrant_url.map(str::trim), broker) {
+            (Some(url), _) if !url.is_empty() => {
+                Some(StoreConfig::server(url.to_string(), qdrant_api_key))
+            }
+            (_, BrokerTarget::Embedded(_)) => Some(StoreConfig::embedded(data_dir)),
+            (_, BrokerTarget::Redis(_)) => None,
+        };
+        MemorySettings {
+            models_dir: Some(models_dir.to_path_buf()),
+            store,
+        }
+    }
+
+    /// Loads the models, opens the store (sized to the embedder) and makes
+    /// the broker the key-value store. Blocks (model loading, store open):
+    /// call it from a blocking context inside a tokio runtime.
+    pub fn open(&self, broker: &SharedBroker) -> Result<HostServices, ConfigError> {
+        let mut services = HostServices {
+            kv: Some(broker.clone() as Arc<dyn crate::broker::KeyValue>),
+            handle: tokio::runtime::Handle::try_current().ok(),
+            ..HostServices::default()
+        };
+        let Some(models_dir) = &self.models_dir else {
+            return Ok(services);
+        };
+        let models = Models::load(&ModelsConfig::default_in(models_dir))?;
+        if let Some(store) = &self.store {
+            let config = StoreConfig {
+                dimension: models.embedder.dimension(),
+                ..store.clone()
+            };
+            let store: Arc<dyn VectorStore> = crate::store::open(&config)?;
+            services.store = Some(store);
+        } else {
+            tracing::warn!(
+                "no memory store: this worker shares a Redis broker, so set HIPPO_QDRANT_URL \
+                 to a Qdrant server for memory tasks (the embedded store serves only `hippo serve` \
+                 on the embedded broker)"
+            );
+        }
+        services.embeddings = Some(models.embedder);
+        services.reranker = models.reranker;
+        Ok(services)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreBackend;
+
+    #[test]
+    fn memories_are_never_split_between_processes() {
+        let data = Path::new("/data");
+        let models = Path::new("/models");
+        let embedded = BrokerTarget::Embedded(data.join("broker"));
+        let redis = BrokerTarget::Redis("redis://127.0.0.1:6379/0".into());
+        let serve = MemorySettings::choose(false, models, None, None, &embedded, data);
+        assert!(matches!(
+            serve.store.map(|s| s.backend),
+            Some(StoreBackend::Embedded { .. })
+        ));
+        let worker = MemorySettings::choose(false, models, None, None, &redis, data);
+        assert_eq!(worker.store, None, "a Redis worker has no embedded store");
+        assert!(worker.models_dir.is_some());
+        let scaled = MemorySettings::choose(false, models, Some("http://q:6334"), None, &redis, data);
+        assert!(matches!(
+            scaled.store.map(|s| s.backend),
+            Some(StoreBackend::Server { .. })
+        ));
+        let off = MemorySettings::choose(true, models, Some("http://q:6334"), None, &embedded, data);
+        assert_eq!((off.models_dir, off.store), (None, None));
+    }
+}
