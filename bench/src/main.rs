@@ -3,8 +3,10 @@
 //! human-readable lines and ends with one JSON object holding every figure.
 //!
 //! Each benchmark is a module with a `run(args) -> Result<Report>`; add the
-//! next ones (`queues`, `memory`, `api`) the same way.
+//! next ones (`memory`, ...) the same way.
 
+mod api;
+mod memory;
 mod queues;
 mod report;
 mod runtime;
@@ -25,7 +27,17 @@ benchmarks:
             embedded) against Celery on the same Redis (run it through
             bench/run queues, which starts Redis and Celery)
             --redis URL --hippo PATH [--celery FILE] [--tasks N] [--rtt N]
-            [--concurrency N]";
+            [--concurrency N]
+  api       the REST API against the broker it fronts: sequential round trips
+            through the broker and through HTTP (the API's overhead), then
+            submissions and round trips from concurrent HTTP clients, for the
+            no-op task and memory.create, on the embedded broker and on Redis
+            (bench/run api starts a private Redis)
+            [--redis URL] [--submits N] [--rtt N] [--rounds N] [--clients N]
+            [--concurrency N] [--memory] [--memory-plugin PATH]
+  embed     embedding throughput at batch 1, 8 and 32: hippo's embedder against
+            Python onnxruntime on the same graph (scripts/fetch-models provides both)
+            [--threads N] [--batches 1,8,32] [--seconds S] [--graph PATH] [--python PATH]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -34,6 +46,8 @@ fn main() -> ExitCode {
     let report = match name.as_deref() {
         Some("runtime") => runtime::run(&rest),
         Some("queues") => queues::run(&rest),
+        Some("embed") => memory::embed::run(&rest),
+        Some("api") => api::run(&rest),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -76,7 +76,8 @@ async fn submit_noop(broker: &SharedBroker) -> anyhow::Result<String> {
         .task_id)
 }
 
-async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<()> {
+/// Waits for task `id` and fails unless it succeeded.
+pub(crate) async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<()> {
     let record = broker
         .wait(id, Duration::from_secs(60))
         .await?
@@ -114,7 +115,8 @@ async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Fig
     })
 }
 
-fn plugins_dir() -> anyhow::Result<tempfile::TempDir> {
+/// A temporary plugins folder holding the bench guest as `bench.wasm`.
+pub(crate) fn plugins_dir() -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let guest = crate::runtime::guest_path();
     std::fs::copy(&guest, dir.path().join("bench.wasm"))

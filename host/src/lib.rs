@@ -8,5 +8,8 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod models;
 pub mod runtime;
+pub mod scheduler;
+pub mod store;
 pub mod worker;

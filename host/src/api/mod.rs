@@ -9,10 +9,12 @@ pub mod auth;
 pub mod error;
 mod memory;
 mod plugins;
+mod schedule;
 mod tasks;
 
 pub use auth::{KeyConfig, KeyStore, Scope, hash_key};
 pub use error::ApiError;
+pub use schedule::{ScheduleInfo, ScheduleList, with_scheduler};
 pub use tasks::{CancelResponse, SubmitRequest, SubmitResponse, TaskStatus};
 
 use crate::broker::SharedBroker;
@@ -54,6 +56,7 @@ pub struct AppState {
         tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
         tasks::replay_dead_letter, tasks::purge_dead_letters,
         plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
+        schedule::list, schedule::run,
         memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
         memory::queue_delete, memory::create, memory::get_one, memory::update, memory::delete,
         memory::recall, memory::query,
@@ -61,6 +64,7 @@ pub struct AppState {
     ),
     components(schemas(
         tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
+        schedule::ScheduleList, schedule::ScheduleInfo,
         error::ErrorBody, error::ErrorDetail, Health,
         memory::NewMemory, memory::BatchCreate, memory::Recall, memory::RecallMode, memory::MemoryFilters,
         memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, memory::MemoryType,
@@ -127,6 +131,8 @@ pub fn router(state: AppState) -> Router {
                 .patch(memory::update)
                 .delete(memory::delete),
         )
+        .route("/api/v1/tasks/scheduled", get(schedule::list))
+        .route("/api/v1/tasks/scheduled/{name}/run", post(schedule::run))
         .route("/api/v1/plugins", get(plugins::list))
         .route(
             "/api/v1/plugins/{name}",
@@ -169,7 +175,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `app` ([`router`], e.g. [`with_scheduler`]) on `listener` until
+/// `shutdown` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

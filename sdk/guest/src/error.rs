@@ -112,9 +112,7 @@ impl From<TaskError> for types::TaskError {
         match err {
             TaskError::Retry { message, delay } => Self::Retry(RetryRequest {
                 message,
-                // Milliseconds, rounded up so that a short delay is not lost.
-                delay_ms: delay
-                    .map(|d| u64::try_from(d.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)),
+                delay_ms: delay.map(crate::time::ceil_ms),
             }),
             TaskError::Fatal(message) => Self::Fatal(message),
             TaskError::BadInput(message) => Self::BadInput(message),

@@ -1,0 +1,3 @@
+//! Benchmarks of the memory engine's parts.
+
+pub mod embed;

@@ -1,0 +1,174 @@
+//! The embedder: texts to vectors, through one ONNX Runtime session shared
+//! by every task and fed by the dynamic batcher.
+
+use super::batcher::{BatchStats, Batcher};
+use super::encode::{TextEncoder, TokenBatch, in_length_order};
+use super::{ModelConfig, ModelError, Pooling, TextKind, session};
+use ort::environment::Environment;
+use ort::session::Session;
+use std::time::Duration;
+
+/// An embedding model loaded and running. Cheap to share (`Arc<Embedder>`):
+/// every caller's texts go through the same session, batched together.
+#[derive(Debug)]
+pub struct Embedder {
+    name: String,
+    dimension: usize,
+    query_prefix: Option<String>,
+    batcher: Batcher<String, Vec<f32>>,
+}
+
+impl Embedder {
+    /// Loads the model of `config`, checks its output with one text and starts
+    /// its batching thread.
+    pub(crate) fn load(environment: &Environment, config: &ModelConfig) -> Result<Self, ModelError> {
+        let (session, inputs) = session::open(environment, &config.name, &config.onnx, &config.session)?;
+        let encoder = TextEncoder::load(&config.tokenizer, config.max_length)?;
+        let mut run = Run {
+            model: config.name.clone(),
+            session,
+            token_type_ids: inputs.token_type_ids,
+            encoder,
+            pooling: config.pooling,
+            normalize: config.normalize,
+            chunk: config.session.batch_max_size,
+        };
+        // One text through the whole path: the dimension, and a warm session.
+        let dimension = run.embed(vec!["hippo".to_string()])?.remove(0).len();
+        if let Some(expected) = config.dimension.filter(|&d| d != dimension) {
+            return Err(ModelError::Graph {
+                model: config.name.clone(),
+                message: format!("the graph gives {dimension}-dimensional vectors, the configuration says {expected}"),
+            });
+        }
+        let batcher = Batcher::start(
+            &config.name,
+            config.session.batch_max_size,
+            Duration::from_micros(config.session.batch_max_wait_us),
+            move |texts| run.embed(texts),
+        )?;
+        Ok(Self { name: config.name.clone(), dimension, query_prefix: config.query_prefix.clone(), batcher })
+    }
+
+    /// The vectors of `texts`, in order, from a blocking thread (a task's, or
+    /// `spawn_blocking`; on a tokio worker thread use [`Embedder::embed`]).
+    /// The texts join the next batch with other callers' texts; each text's
+    /// vector does not depend on the batch it ran in.
+    pub fn embed_blocking(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.batcher.run_blocking(self.prefixed(texts, kind))
+    }
+
+    /// The vectors of `texts`, in order (see [`Embedder::embed_blocking`]).
+    pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.batcher.run(self.prefixed(texts, kind)).await
+    }
+
+    /// The dimension of the vectors.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// The configured name of the model.
+    pub fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Requests, batches and texts so far, for metrics.
+    pub fn stats(&self) -> BatchStats {
+        self.batcher.stats()
+    }
+
+    fn prefixed(&self, texts: Vec<String>, kind: TextKind) -> Vec<String> {
+        match (&self.query_prefix, kind) {
+            (Some(prefix), TextKind::Query) => texts.into_iter().map(|t| format!("{prefix}{t}")).collect(),
+            _ => texts,
+        }
+    }
+}
+
+/// What the batching thread owns: the session and how to pool its output.
+struct Run {
+    model: String,
+    session: Session,
+    token_type_ids: bool,
+    encoder: TextEncoder,
+    pooling: Pooling,
+    normalize: bool,
+    chunk: usize,
+}
+
+impl Run {
+    fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
+        let encodings = texts.iter().map(|t| self.encoder.encode(t)).collect::<Result<Vec<_>, _>>()?;
+        let pad_id = self.encoder.pad_id();
+        in_length_order(&encodings, self.chunk, |chunk| {
+            let batch = TokenBatch::new(chunk, pad_id);
+            let (rows, width) = (batch.rows, batch.width);
+            let failed = |message: String| ModelError::Graph { model: self.model.clone(), message };
+            let inputs = batch.into_inputs(self.token_type_ids).map_err(|e| failed(e.to_string()))?;
+            let outputs = self.session.run(inputs).map_err(|e| failed(e.to_string()))?;
+            let (shape, states) = outputs[0].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
+            let hidden = match **shape {
+                [r, w, h] if r as usize == rows && w as usize == width && h > 0 => h as usize,
+                _ => return Err(failed(format!("output {shape:?}, expected [{rows}, {width}, hidden]"))),
+            };
+            Ok(chunk
+                .iter()
+                .enumerate()
+                .map(|(row, encoding)| {
+                    let tokens = &states[row * width * hidden..(row + 1) * width * hidden];
+                    let mut vector = pool(tokens, hidden, encoding.get_attention_mask(), self.pooling);
+                    if self.normalize {
+                        normalize(&mut vector);
+                    }
+                    vector
+                })
+                .collect())
+        })
+    }
+}
+
+/// One vector from a text's token states (`[width, hidden]`, row-major);
+/// `mask` covers the text's own tokens, the padding after them is ignored.
+fn pool(tokens: &[f32], hidden: usize, mask: &[u32], pooling: Pooling) -> Vec<f32> {
+    match pooling {
+        Pooling::Cls => tokens[..hidden].to_vec(),
+        Pooling::Mean => {
+            let mut sum = vec![0f32; hidden];
+            let mut count = 0f32;
+            for (state, _) in tokens.chunks_exact(hidden).zip(mask).filter(|(_, m)| **m != 0) {
+                for (s, x) in sum.iter_mut().zip(state) {
+                    *s += x;
+                }
+                count += 1.0;
+            }
+            let count = count.max(1.0);
+            sum.iter_mut().for_each(|s| *s /= count);
+            sum
+        }
+    }
+}
+
+/// Scales `vector` to length 1 (a zero vector stays zero).
+fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_pooling_averages_the_masked_tokens_only() {
+        // two real tokens, one padding token, hidden 2
+        let tokens = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
+        assert_eq!(pool(&tokens, 2, &[1, 1], Pooling::Mean), vec![2.0, 3.0]);
+        assert_eq!(pool(&tokens, 2, &[1, 1], Pooling::Cls), vec![1.0, 2.0]);
+        let mut v = vec![3.0, 4.0];
+        normalize(&mut v);
+        assert_eq!(v, vec![0.6, 0.8]);
+    }
+}

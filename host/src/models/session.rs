@@ -1,0 +1,87 @@
+//! ONNX Runtime: the one environment of the process, and the sessions of
+//! the models with their inputs checked.
+
+use super::{ModelError, SessionConfig};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The loaded library and its environment. ONNX Runtime can be loaded once
+/// per process and has one environment: every model shares them.
+static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+
+/// The process's ONNX Runtime environment, loading `library` the first time.
+///
+/// # Errors
+/// When the library cannot be loaded, or a different library is loaded already.
+pub(crate) fn environment(library: &Path) -> Result<Environment, ModelError> {
+    let mut runtime = RUNTIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let wanted = library.canonicalize().unwrap_or_else(|_| library.to_path_buf());
+    if let Some((loaded, environment)) = runtime.as_ref() {
+        return if *loaded == wanted {
+            Ok(environment.clone())
+        } else {
+            Err(ModelError::Runtime(format!(
+                "{} is loaded in this process already; it cannot load {} too",
+                loaded.display(),
+                wanted.display()
+            )))
+        };
+    }
+    let environment = ort::init_from(&wanted)
+        .map_err(|e| ModelError::Runtime(e.to_string()))?
+        .with_name("hippo")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| ModelError::Runtime(e.to_string()))?;
+    *runtime = Some((wanted, environment.clone()));
+    Ok(environment)
+}
+
+/// The token inputs a transformer graph takes.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    /// Whether the graph takes `token_type_ids` (BERT does; many exports drop it).
+    pub token_type_ids: bool,
+}
+
+/// A session on `graph`, with its inputs checked: `input_ids`, `attention_mask`
+/// and, if the graph has it, `token_type_ids`; nothing else.
+pub(crate) fn open(
+    environment: &Environment,
+    model: &str,
+    graph: &Path,
+    config: &SessionConfig,
+) -> Result<(Session, Inputs), ModelError> {
+    let failed = |message: String| ModelError::Graph { model: model.to_string(), message };
+    if config.batch_max_size == 0 {
+        return Err(ModelError::Config(format!("{model}: batch_max_size must be at least 1")));
+    }
+    let session = Session::builder(environment)
+        .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+        .and_then(|b| Ok(b.with_intra_threads(config.intra_op_threads)?))
+        // Spinning threads wait for work by burning the cores; on a small
+        // machine they steal them from the other threads (2x slower on 2 cores).
+        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+        .and_then(|mut b| b.commit_from_file(graph))
+        .map_err(|e| failed(format!("cannot load {}: {e}", graph.display())))?;
+    let mut token_type_ids = false;
+    let mut has = (false, false);
+    for input in session.inputs() {
+        match input.name() {
+            "input_ids" => has.0 = true,
+            "attention_mask" => has.1 = true,
+            "token_type_ids" => token_type_ids = true,
+            other => return Err(failed(format!("unexpected graph input {other:?}"))),
+        }
+    }
+    if has != (true, true) {
+        return Err(failed("the graph must take input_ids and attention_mask".into()));
+    }
+    if session.outputs().is_empty() {
+        return Err(failed("the graph has no output".into()));
+    }
+    Ok((session, Inputs { token_type_ids }))
+}

@@ -1,0 +1,312 @@
+//! The embedded backend: each collection is a `qdrant-edge` shard in its
+//! own directory (`<dir>/<prefix>facts`, `<dir>/<prefix>prefs`).
+//!
+//! `qdrant-edge` 0.7 is synchronous and does no background work: it builds
+//! the HNSW index only when asked (`optimize`), searching by brute force
+//! (over the payload index's candidates when filtered) until then. Here a
+//! shard optimizes on a thread of its own once [`AUTO_OPTIMIZE_AFTER`]
+//! points have changed since the last run, so writers never wait for it;
+//! [`VectorStore::optimize`](crate::store::VectorStore::optimize) runs it
+//! at once. Its `flush` panics when the WAL or the segments are busy, so
+//! flushes (snapshots, drop) hold writers and optimizations back through a
+//! gate.
+
+mod convert;
+
+use super::StoreError;
+use super::filter::Cond;
+use super::model::{Collection, Hit, PAYLOAD_INDEXES, SnapshotInfo, Stored};
+use super::router::{Backend, Point, Query};
+use super::snapshot;
+use convert::{DENSE, SPARSE, unavailable};
+use qdrant_edge::{
+    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
+    EdgeVectorParams, FieldIndexOperations, HnswIndexConfig, Modifier, PointId,
+    PointInsertOperations, PointOperations, ScrollRequest, UpdateOperation, WithPayloadInterface,
+    WithVector,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use uuid::Uuid;
+
+/// Points written or deleted in a shard after which it optimizes in the
+/// background. Below Qdrant's default indexing threshold (~10 MB of
+/// vectors, ~6,500 of 384 dimensions) a segment stays plain anyway.
+pub const AUTO_OPTIMIZE_AFTER: usize = 10_000;
+
+/// The embedded store: both collections' shards.
+#[derive(Debug)]
+pub(crate) struct EdgeBackend {
+    shards: [Arc<Shard>; 2],
+    /// The background optimizations started, joined on drop so that the
+    /// directories are released when the store is.
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One collection.
+#[derive(Debug)]
+struct Shard {
+    name: String,
+    snapshots_dir: PathBuf,
+    shard: EdgeShard,
+    /// Updates and optimizations hold it shared, flushes exclusively.
+    gate: RwLock<()>,
+    /// One optimization at a time.
+    optimizing: Mutex<()>,
+    /// A background optimization is queued or running.
+    scheduled: AtomicBool,
+    /// Points changed since the last optimization began.
+    changed: AtomicUsize,
+}
+
+fn config(dimension: usize) -> EdgeConfig {
+    let dense = EdgeVectorParams {
+        size: dimension,
+        distance: Distance::Cosine,
+        on_disk: None,
+        multivector_config: None,
+        datatype: None,
+        quantization_config: None,
+        hnsw_config: None,
+    };
+    let sparse = EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() };
+    EdgeConfig {
+        vectors: [(DENSE.to_owned(), dense)].into(),
+        sparse_vectors: [(SPARSE.to_owned(), sparse)].into(),
+        // The reference's HNSW parameters.
+        hnsw_config: HnswIndexConfig { m: 48, ef_construct: 256, ..HnswIndexConfig::default() },
+        ..EdgeConfig::default()
+    }
+}
+
+impl Shard {
+    fn open(dir: &Path, name: String, snapshots_dir: PathBuf, dimension: usize) -> Result<Shard, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        let in_use = |e: qdrant_edge::OperationError| {
+            StoreError::Unavailable(format!("opening collection {name} at {}: {e}", dir.display()))
+        };
+        let shard = if dir.join("edge_config.json").exists() {
+            let shard = EdgeShard::load(dir, None).map_err(in_use)?;
+            let stored = shard.config().vectors.get(DENSE).map(|v| v.size);
+            if stored != Some(dimension) {
+                return Err(StoreError::Invalid(format!(
+                    "collection {name} holds vectors of dimension {stored:?}, the store is configured for {dimension}"
+                )));
+            }
+            shard
+        } else {
+            EdgeShard::new(dir, config(dimension)).map_err(in_use)?
+        };
+        let shard = Shard {
+            name,
+            snapshots_dir,
+            shard,
+            gate: RwLock::new(()),
+            optimizing: Mutex::new(()),
+            scheduled: AtomicBool::new(false),
+            changed: AtomicUsize::new(0),
+        };
+        shard.create_missing_indexes()?;
+        Ok(shard)
+    }
+
+    fn create_missing_indexes(&self) -> Result<(), StoreError> {
+        let present = self.shard.info().payload_schema;
+        for (field, kind) in PAYLOAD_INDEXES {
+            let key = convert::key_path(field);
+            if present.contains_key(&key) {
+                continue;
+            }
+            let create = CreateIndex { field_name: key, field_schema: Some(convert::index_schema(kind)) };
+            self.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)))?;
+        }
+        Ok(())
+    }
+
+    fn update(&self, op: UpdateOperation) -> Result<(), StoreError> {
+        let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.shard.update(op).map_err(unavailable)
+    }
+
+    fn optimize_now(&self) -> Result<(), StoreError> {
+        let _one = self.optimizing.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.changed.store(0, Ordering::Relaxed);
+        self.shard.optimize().map(drop).map_err(unavailable)
+    }
+
+    fn scroll(
+        &self,
+        conds: &[Cond],
+        offset: Option<Uuid>,
+        limit: usize,
+        (with_payload, with_vector): (WithPayloadInterface, WithVector),
+    ) -> Result<(Vec<qdrant_edge::Record>, Option<Uuid>), StoreError> {
+        let request = ScrollRequest {
+            offset: offset.map(PointId::Uuid),
+            limit: Some(limit),
+            filter: convert::filter(conds),
+            with_payload: Some(with_payload),
+            with_vector,
+            order_by: None,
+        };
+        let (records, next) = self.shard.scroll(request).map_err(unavailable)?;
+        Ok((records, next.map(convert::uuid).transpose()?))
+    }
+}
+
+impl EdgeBackend {
+    pub fn open(dir: &Path, snapshots_dir: &Path, prefix: &str, dimension: usize) -> Result<EdgeBackend, StoreError> {
+        let shard = |c: Collection| -> Result<Arc<Shard>, StoreError> {
+            let name = c.name(prefix);
+            let snapshots = snapshots_dir.join(&name);
+            Ok(Arc::new(Shard::open(&dir.join(&name), name, snapshots, dimension)?))
+        };
+        Ok(EdgeBackend {
+            shards: [shard(Collection::Facts)?, shard(Collection::Prefs)?],
+            background: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Counts `n` changed points of `c` and starts a background
+    /// optimization once enough have changed (unless one is queued).
+    fn changed(&self, c: Collection, n: usize) {
+        let shard = self.shard(c);
+        let total = shard.changed.fetch_add(n, Ordering::Relaxed) + n;
+        if total < AUTO_OPTIMIZE_AFTER || shard.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let worker = Arc::clone(shard);
+        let spawned = std::thread::Builder::new().name("hippo-store-optimize".into()).spawn(move || {
+            if let Err(e) = worker.optimize_now() {
+                tracing::warn!(collection = %worker.name, error = %e, "background optimization failed");
+            }
+            worker.scheduled.store(false, Ordering::Release);
+        });
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        background.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(handle) => background.push(handle),
+            Err(e) => {
+                shard.scheduled.store(false, Ordering::Release);
+                tracing::warn!(collection = %shard.name, error = %e, "could not start a background optimization");
+            }
+        }
+    }
+
+    fn shard(&self, c: Collection) -> &Arc<Shard> {
+        match c {
+            Collection::Facts => &self.shards[0],
+            Collection::Prefs => &self.shards[1],
+        }
+    }
+}
+
+impl Backend for EdgeBackend {
+    fn upsert(&self, c: Collection, points: Vec<Point>) -> Result<(), StoreError> {
+        let n = points.len();
+        let points = points.into_iter().map(convert::point).collect();
+        let shard = self.shard(c);
+        shard.update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(points),
+        )))?;
+        self.changed(c, n);
+        Ok(())
+    }
+
+    fn retrieve(&self, c: Collection, ids: &[Uuid]) -> Result<Vec<Stored>, StoreError> {
+        let ids: Vec<PointId> = ids.iter().map(|id| PointId::Uuid(*id)).collect();
+        let (with_payload, with_vector) = convert::with_data();
+        let records = self
+            .shard(c)
+            .shard
+            .retrieve(&ids, Some(with_payload), Some(with_vector))
+            .map_err(unavailable)?;
+        records.into_iter().map(convert::record).collect()
+    }
+
+    fn query(&self, c: Collection, query: Query<'_>, filter: &[Cond], limit: usize) -> Result<Vec<Hit>, StoreError> {
+        let request = convert::query_request(query, filter, limit);
+        let points = self.shard(c).shard.query(request).map_err(unavailable)?;
+        points.into_iter().map(convert::hit).collect()
+    }
+
+    fn scroll(
+        &self,
+        c: Collection,
+        filter: &[Cond],
+        offset: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, Option<Uuid>), StoreError> {
+        let (records, next) = self.shard(c).scroll(filter, offset, limit, convert::with_data())?;
+        Ok((records.into_iter().map(convert::record).collect::<Result<_, _>>()?, next))
+    }
+
+    fn scroll_ids(
+        &self,
+        c: Collection,
+        filter: &[Cond],
+        offset: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, Option<Uuid>), StoreError> {
+        let bare = (WithPayloadInterface::Bool(false), WithVector::Bool(false));
+        let (records, next) = self.shard(c).scroll(filter, offset, limit, bare)?;
+        Ok((records.into_iter().map(|r| convert::uuid(r.id)).collect::<Result<_, _>>()?, next))
+    }
+
+    fn count(&self, c: Collection, filter: &[Cond]) -> Result<u64, StoreError> {
+        let request = CountRequest { filter: convert::filter(filter), exact: true };
+        Ok(self.shard(c).shard.count(request).map_err(unavailable)? as u64)
+    }
+
+    fn delete(&self, c: Collection, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        let n = ids.len();
+        let ids = ids.into_iter().map(PointId::Uuid).collect();
+        let shard = self.shard(c);
+        shard.update(UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }))?;
+        self.changed(c, n);
+        Ok(())
+    }
+
+    fn snapshot(&self, c: Collection) -> Result<SnapshotInfo, StoreError> {
+        let shard = self.shard(c);
+        // No writer and no optimization may run while the directory is
+        // flushed and archived.
+        let _exclusive = shard.gate.write().unwrap_or_else(|e| e.into_inner());
+        shard.shard.flush();
+        snapshot::archive(shard.shard.path(), &shard.snapshots_dir, &shard.name)
+    }
+
+    fn list_snapshots(&self, c: Collection) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let shard = self.shard(c);
+        snapshot::list(&shard.snapshots_dir, &shard.name)
+    }
+
+    fn delete_snapshot(&self, c: Collection, name: &str) -> Result<(), StoreError> {
+        snapshot::remove(&self.shard(c).snapshots_dir, name)
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        for shard in &self.shards {
+            shard.shard.count(CountRequest { filter: None, exact: false }).map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn optimize(&self) -> Result<(), StoreError> {
+        self.shards.iter().try_for_each(|s| s.optimize_now())
+    }
+}
+
+impl Drop for EdgeBackend {
+    fn drop(&mut self) {
+        let background = self.background.get_mut().unwrap_or_else(|e| e.into_inner());
+        for handle in background.drain(..) {
+            // A panicked optimization has been logged by the panic hook.
+            let _ = handle.join();
+        }
+    }
+}
