@@ -49,6 +49,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/plugins/{name}"),
     ("DELETE", "/api/v1/plugins/{name}"),
     ("PUT", "/api/v1/plugins/{name}/manifest"),
+    ("POST", "/api/v1/tasks/memory/create"),
+    ("POST", "/api/v1/tasks/memory/batch-create"),
+    ("POST", "/api/v1/tasks/memory/recall"),
+    ("POST", "/api/v1/tasks/memory/update"),
+    ("POST", "/api/v1/tasks/memory/delete"),
+    ("POST", "/api/v1/memories"),
+    ("POST", "/api/v1/memories/recall"),
+    ("POST", "/api/v1/memories/query"),
+    ("GET", "/api/v1/memories/{memory_id}"),
+    ("PATCH", "/api/v1/memories/{memory_id}"),
+    ("DELETE", "/api/v1/memories/{memory_id}"),
+    ("GET", "/api/v1/tasks/scheduled"),
+    ("POST", "/api/v1/tasks/scheduled/{name}/run"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/api/openapi.json"),
@@ -464,7 +477,7 @@ on_both_brokers! {
             if matches!(*path, "/healthz" | "/readyz" | "/api/openapi.json") {
                 continue;
             }
-            let path = path.replace("{task_id}", "x").replace("{queue}", "default").replace("{name}", "hostile");
+            let path = path.replace("{task_id}", "x").replace("{queue}", "default").replace("{name}", "hostile").replace("{memory_id}", "x");
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             api.send(method.clone(), &path, None, Body::None).await.error(401, "unauthorized", None);
             api.send(method.clone(), &path, Some("wrong-secret"), Body::None).await.error(401, "unauthorized", None);
@@ -973,7 +986,10 @@ on_both_brokers! {
                 for parameter in &parameters {
                     let location = if in_path.contains(parameter["name"].as_str().unwrap()) { "path" } else { "query" };
                     assert_eq!(parameter["in"], location, "{method} {path}: {parameter}");
-                    assert_eq!(parameter["required"], location == "path", "{method} {path}: {parameter}");
+                    // Path parameters are required; a query parameter may be (`user_id` of a memory).
+                    if location == "path" {
+                        assert_eq!(parameter["required"], true, "{method} {path}: {parameter}");
+                    }
                 }
                 let public = matches!(path.as_str(), "/healthz" | "/readyz");
                 assert_eq!(operation.get("security").is_none(), public, "{method} {path}: security");
@@ -990,7 +1006,7 @@ on_both_brokers! {
         // Every documented route is served (it is not the fallback, nor a 405) ...
         let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
         for (method, path) in ROUTES {
-            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe");
+            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe").replace("{memory_id}", "probe");
             let body = if path.ends_with("/manifest") { Body::Raw(b"= invalid".to_vec(), "application/toml") } else { Body::None };
             let answer = api.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, Some(ADMIN), body).await;
             assert_ne!(answer.status, 405, "{method} {path}: {answer:?}");
@@ -999,7 +1015,7 @@ on_both_brokers! {
         }
         // ... and every other method on those paths is a JSON 405.
         for path in paths {
-            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe");
+            let concrete = path.replace("{task_id}", "probe").replace("{queue}", "probe").replace("{name}", "probe").replace("{memory_id}", "probe");
             for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
                 if ROUTES.contains(&(method, path)) {
                     continue;
