@@ -170,3 +170,50 @@ impl RunningWorker {
         self.running.await.expect("the worker task ends cleanly");
     }
 }
+
+/// The memory services of a test process, all real: the models that
+/// `scripts/fetch-models` provides (ONNX Runtime and all-MiniLM-L6-v2), an
+/// embedded Qdrant store in `data_dir` (or the Qdrant server named by
+/// `HIPPO_QDRANT_URL`, under collections of its own), and `broker` as the
+/// key-value store. Call it from a blocking context inside a tokio runtime.
+///
+/// # Panics
+/// When the models are missing (`scripts/test` fetches them first) or the
+/// store does not open.
+pub fn memory_services(
+    broker: &hippo::broker::SharedBroker,
+    data_dir: &std::path::Path,
+) -> hippo::runtime::HostServices {
+    let mut settings = hippo::config::MemorySettings::choose(
+        false,
+        &hippo::models::default_models_dir(),
+        None,
+        std::env::var("HIPPO_QDRANT_URL").ok().as_deref(),
+        None,
+        &hippo::config::BrokerTarget::Embedded(data_dir.join("broker")),
+        data_dir,
+    );
+    if let Some(store) = &mut settings.store {
+        // Each test gets collections of its own, also on a shared server.
+        store.collection_prefix = format!("test_{}_", uuid::Uuid::new_v4().simple());
+    }
+    settings
+        .open(broker)
+        .unwrap_or_else(|e| panic!("memory services (run scripts/test, which fetches the models): {e}"))
+}
+
+/// Copies the memory and maintenance plugins (and their manifests) that
+/// `scripts/build-guests` put in `plugins/` into `dir`.
+pub fn copy_memory_plugins(dir: &std::path::Path) {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    for file in [
+        "memory.wasm",
+        "memory.toml",
+        "maintenance.wasm",
+        "maintenance.toml",
+    ] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap_or_else(|e| {
+            panic!("{file} (run scripts/build-guests first): {e}")
+        });
+    }
+}

@@ -5,7 +5,8 @@
 //! by fetch-models).
 
 use hippo::models::{
-    ModelConfig, ModelError, Models, ModelsConfig, Pooling, RerankerConfig, TextKind, default_models_dir,
+    ModelConfig, ModelError, Models, ModelsConfig, Pooling, RerankerConfig, TextKind,
+    default_models_dir,
 };
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier, OnceLock};
@@ -20,7 +21,11 @@ fn models_dir() -> PathBuf {
         panic!("{error}");
     }
     let reference = reference_path(&dir);
-    assert!(reference.is_file(), "{} is missing: run scripts/fetch-models", reference.display());
+    assert!(
+        reference.is_file(),
+        "{} is missing: run scripts/fetch-models",
+        reference.display()
+    );
     dir
 }
 
@@ -31,13 +36,19 @@ fn reference_path(dir: &std::path::Path) -> PathBuf {
 fn reference() -> &'static serde_json::Value {
     static REFERENCE: OnceLock<serde_json::Value> = OnceLock::new();
     REFERENCE.get_or_init(|| {
-        let text = std::fs::read_to_string(reference_path(&models_dir())).expect("reference.json reads");
+        let text =
+            std::fs::read_to_string(reference_path(&models_dir())).expect("reference.json reads");
         serde_json::from_str(&text).expect("reference.json parses")
     })
 }
 
 fn strings(value: &serde_json::Value) -> Vec<String> {
-    value.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn vectors(value: &serde_json::Value) -> Vec<Vec<f32>> {
@@ -47,7 +58,9 @@ fn vectors(value: &serde_json::Value) -> Vec<Vec<f32>> {
 /// The default models (int8 MiniLM), loaded once for the tests that only read.
 fn default_models() -> &'static Models {
     static MODELS: OnceLock<Models> = OnceLock::new();
-    MODELS.get_or_init(|| Models::load(&ModelsConfig::default_in(&models_dir())).expect("default models load"))
+    MODELS.get_or_init(|| {
+        Models::load(&ModelsConfig::default_in(&models_dir())).expect("default models load")
+    })
 }
 
 /// Models with the embedder of `embedder` (and the default runtime library).
@@ -66,13 +79,22 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
 }
 
 fn embed_one_by_one(models: &Models, texts: &[String]) -> Vec<Vec<f32>> {
     texts
         .iter()
-        .map(|t| models.embedder.embed_blocking(vec![t.clone()], TextKind::Document).unwrap().remove(0))
+        .map(|t| {
+            models
+                .embedder
+                .embed_blocking(vec![t.clone()], TextKind::Document)
+                .unwrap()
+                .remove(0)
+        })
         .collect()
 }
 
@@ -83,11 +105,17 @@ fn embeddings_match_python_onnxruntime_on_the_int8_and_fp32_graphs() {
     let models = default_models();
     assert_eq!(models.embedder.dimension(), 384);
     assert_eq!(models.embedder.model_name(), "all-MiniLM-L6-v2-int8");
-    let int8 = models.embedder.embed_blocking(texts.clone(), TextKind::Document).unwrap();
+    let int8 = models
+        .embedder
+        .embed_blocking(texts.clone(), TextKind::Document)
+        .unwrap();
     let mut fp32_config = ModelConfig::minilm_in(&models_dir());
     fp32_config.onnx = models_dir().join("all-minilm-l6-v2/model-fp32.onnx");
     fp32_config.name = "all-MiniLM-L6-v2-fp32".into();
-    let fp32 = models_with(fp32_config, None).embedder.embed_blocking(texts.clone(), TextKind::Document).unwrap();
+    let fp32 = models_with(fp32_config, None)
+        .embedder
+        .embed_blocking(texts.clone(), TextKind::Document)
+        .unwrap();
     for (ours, theirs, graph) in [
         (&int8, vectors(&reference["int8_mean_normalized"]), "int8"),
         (&fp32, vectors(&reference["fp32_mean_normalized"]), "fp32"),
@@ -95,37 +123,73 @@ fn embeddings_match_python_onnxruntime_on_the_int8_and_fp32_graphs() {
         for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
             let c = cosine(a, b);
             println!("{graph} text {i}: cosine to Python {c:.7}");
-            assert!(c > 0.999, "{graph} text {i} ({:?}): cosine {c} to Python's", texts[i]);
-            assert!((a.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "normalised");
+            assert!(
+                c > 0.999,
+                "{graph} text {i} ({:?}): cosine {c} to Python's",
+                texts[i]
+            );
+            assert!(
+                (a.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4,
+                "normalised"
+            );
         }
     }
     let to_fp32: Vec<f32> = int8.iter().zip(&fp32).map(|(a, b)| cosine(a, b)).collect();
     println!("int8 against fp32, per text: {to_fp32:?}");
-    assert!(to_fp32.iter().all(|&c| c > 0.98), "int8 stays close to fp32: {to_fp32:?}");
+    assert!(
+        to_fp32.iter().all(|&c| c > 0.98),
+        "int8 stays close to fp32: {to_fp32:?}"
+    );
 }
 
 #[test]
 fn a_text_embeds_the_same_alone_and_in_a_batch_of_mixed_lengths() {
-    let models = default_models();
     let mut texts = strings(&reference()["texts"]);
     texts.push("ok".into());
-    texts.push("A somewhat longer sentence about a meeting with the product team on Thursday.".into());
-    let alone = embed_one_by_one(models, &texts);
-    let together = models.embedder.embed_blocking(texts.clone(), TextKind::Document).unwrap();
-    let diff = max_abs_diff(&alone, &together);
-    println!("alone against batched: max |difference| {diff:e} (bit-identical: {})", alone == together);
-    assert!(diff <= 1e-5, "a text's vector depends on its batch: {diff}");
+    texts.push(
+        "A somewhat longer sentence about a meeting with the product team on Thursday.".into(),
+    );
+    // One run for the whole batch, however much padding that takes.
+    let mut padded = ModelConfig::minilm_in(&models_dir());
+    padded.session.batch_max_padding = f64::INFINITY;
+    for (models, grouping) in [
+        (default_models(), "length-bucketed"),
+        (&models_with(padded, None), "padded to the longest"),
+    ] {
+        let alone = embed_one_by_one(models, &texts);
+        let together = models
+            .embedder
+            .embed_blocking(texts.clone(), TextKind::Document)
+            .unwrap();
+        let diff = max_abs_diff(&alone, &together);
+        println!(
+            "{grouping}: alone against batched, max |difference| {diff:e} (bit-identical: {})",
+            alone == together
+        );
+        assert!(diff <= 1e-5, "a text's vector depends on its batch: {diff}");
+    }
 }
 
 #[test]
 fn a_paraphrase_is_a_duplicate_and_an_unrelated_sentence_is_not() {
-    let texts: Vec<String> =
-        ["I like dark chocolate", "I prefer dark chocolate", "Paris is the capital of France"].map(String::from).into();
-    let v = default_models().embedder.embed_blocking(texts, TextKind::Document).unwrap();
+    let texts: Vec<String> = [
+        "I like dark chocolate",
+        "I prefer dark chocolate",
+        "Paris is the capital of France",
+    ]
+    .map(String::from)
+    .into();
+    let v = default_models()
+        .embedder
+        .embed_blocking(texts, TextKind::Document)
+        .unwrap();
     let paraphrase = cosine(&v[0], &v[1]);
     let unrelated = cosine(&v[0], &v[2]);
     println!("cosine: paraphrase {paraphrase:.4}, unrelated {unrelated:.4} (dedup threshold 0.88)");
-    assert!(paraphrase > 0.88, "the memory dedup threshold must catch the paraphrase: {paraphrase}");
+    assert!(
+        paraphrase > 0.88,
+        "the memory dedup threshold must catch the paraphrase: {paraphrase}"
+    );
     assert!(unrelated < 0.3, "unrelated: {unrelated}");
 }
 
@@ -135,7 +199,16 @@ fn concurrent_callers_get_their_own_vectors_from_shared_batches() {
     let models = models_with(ModelConfig::minilm_in(&models_dir()), None);
     let callers = 12;
     let texts: Vec<Vec<String>> = (0..callers)
-        .map(|c| (0..=c % 4).map(|i| format!("caller {c} remembers fact number {i} about {}", "tea ".repeat(c))).collect())
+        .map(|c| {
+            (0..=c % 4)
+                .map(|i| {
+                    format!(
+                        "caller {c} remembers fact number {i} about {}",
+                        "tea ".repeat(c)
+                    )
+                })
+                .collect()
+        })
         .collect();
     let expected: Vec<Vec<Vec<f32>>> = texts.iter().map(|t| embed_one_by_one(&models, t)).collect();
     let before = models.embedder.stats();
@@ -154,28 +227,48 @@ fn concurrent_callers_get_their_own_vectors_from_shared_batches() {
     for ((thread, expected), mine) in threads.into_iter().zip(&expected).zip(&texts) {
         let got = thread.join().unwrap();
         assert_eq!(got.len(), mine.len());
-        assert!(max_abs_diff(&got, expected) <= 1e-5, "a caller got someone else's vectors");
+        assert!(
+            max_abs_diff(&got, expected) <= 1e-5,
+            "a caller got someone else's vectors"
+        );
     }
     let after = models.embedder.stats();
     let (batches, items) = (after.batches - before.batches, after.items - before.items);
     let mean = items as f64 / batches as f64;
-    println!("{callers} concurrent callers, {items} texts: {batches} batches, mean batch {mean:.1}");
+    println!(
+        "{callers} concurrent callers, {items} texts: {batches} batches, mean batch {mean:.1}"
+    );
     assert_eq!(items, texts.iter().map(Vec::len).sum::<usize>() as u64);
-    assert!(mean > 1.5, "concurrent requests must share batches: {batches} batches for {items} texts");
+    assert!(
+        mean > 1.5,
+        "concurrent requests must share batches: {batches} batches for {items} texts"
+    );
     assert_eq!(after.requests - before.requests, callers as u64);
 }
 
 #[test]
 fn the_async_api_gives_the_blocking_api_s_vectors() {
     let models = default_models();
-    let texts: Vec<String> = (0..6).map(|i| format!("async memory {i}: {}", "walk ".repeat(i))).collect();
+    let texts: Vec<String> = (0..6)
+        .map(|i| format!("async memory {i}: {}", "walk ".repeat(i)))
+        .collect();
     let expected = embed_one_by_one(models, &texts);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let got: Vec<Vec<f32>> = runtime.block_on(async {
         let calls = texts.iter().map(|t| {
             let embedder = Arc::clone(&models.embedder);
             let text = t.clone();
-            tokio::spawn(async move { embedder.embed(vec![text], TextKind::Document).await.unwrap().remove(0) })
+            tokio::spawn(async move {
+                embedder
+                    .embed(vec![text], TextKind::Document)
+                    .await
+                    .unwrap()
+                    .remove(0)
+            })
         });
         let mut out = Vec::new();
         for call in calls.collect::<Vec<_>>() {
@@ -184,7 +277,12 @@ fn the_async_api_gives_the_blocking_api_s_vectors() {
         out
     });
     assert!(max_abs_diff(&got, &expected) <= 1e-5);
-    assert!(runtime.block_on(models.embedder.embed(Vec::new(), TextKind::Query)).unwrap().is_empty());
+    assert!(
+        runtime
+            .block_on(models.embedder.embed(Vec::new(), TextKind::Query))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -197,16 +295,33 @@ fn cls_pooling_normalisation_and_the_query_prefix_come_from_the_configuration() 
     config.normalize = false;
     config.query_prefix = Some("query: ".into());
     let models = models_with(config, None);
-    let cls = models.embedder.embed_blocking(texts.clone(), TextKind::Document).unwrap();
-    for (i, (ours, theirs)) in cls.iter().zip(vectors(&reference["int8_cls_raw"])).enumerate() {
+    let cls = models
+        .embedder
+        .embed_blocking(texts.clone(), TextKind::Document)
+        .unwrap();
+    for (i, (ours, theirs)) in cls
+        .iter()
+        .zip(vectors(&reference["int8_cls_raw"]))
+        .enumerate()
+    {
         let c = cosine(ours, &theirs);
-        let norm_ratio = ours.iter().map(|x| x * x).sum::<f32>().sqrt() / theirs.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!(c > 0.999 && (norm_ratio - 1.0).abs() < 1e-3, "text {i}: cosine {c}, norm ratio {norm_ratio}");
+        let norm_ratio = ours.iter().map(|x| x * x).sum::<f32>().sqrt()
+            / theirs.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            c > 0.999 && (norm_ratio - 1.0).abs() < 1e-3,
+            "text {i}: cosine {c}, norm ratio {norm_ratio}"
+        );
     }
     let embedder = &models.embedder;
-    let query = embedder.embed_blocking(vec!["dark chocolate".into()], TextKind::Query).unwrap();
-    let prefixed = embedder.embed_blocking(vec!["query: dark chocolate".into()], TextKind::Document).unwrap();
-    let document = embedder.embed_blocking(vec!["dark chocolate".into()], TextKind::Document).unwrap();
+    let query = embedder
+        .embed_blocking(vec!["dark chocolate".into()], TextKind::Query)
+        .unwrap();
+    let prefixed = embedder
+        .embed_blocking(vec!["query: dark chocolate".into()], TextKind::Document)
+        .unwrap();
+    let document = embedder
+        .embed_blocking(vec!["dark chocolate".into()], TextKind::Document)
+        .unwrap();
     assert_eq!(query, prefixed, "a query is embedded with its prefix");
     assert_ne!(query, document, "a document is embedded without it");
 }
@@ -215,7 +330,10 @@ fn cls_pooling_normalisation_and_the_query_prefix_come_from_the_configuration() 
 fn the_reranker_scores_pairs_like_python_in_any_batch() {
     let reference = reference();
     let dir = models_dir();
-    let models = models_with(ModelConfig::minilm_in(&dir), Some(RerankerConfig::test_cross_encoder_in(&dir)));
+    let mut reranker = RerankerConfig::test_cross_encoder_in(&dir);
+    // every pair in one padded run, to check the padding changes no score
+    reranker.session.batch_max_padding = f64::INFINITY;
+    let models = models_with(ModelConfig::minilm_in(&dir), Some(reranker));
     let reranker = models.reranker.as_ref().expect("a reranker is configured");
     let query = reference["rerank_query"].as_str().unwrap();
     let passages = strings(&reference["rerank_passages"]);
@@ -224,18 +342,46 @@ fn the_reranker_scores_pairs_like_python_in_any_batch() {
     println!("logits {together:?}, Python {expected:?}");
     assert_eq!(together.len(), passages.len());
     for (ours, theirs) in together.iter().zip(&expected) {
-        assert!((ours - theirs).abs() < 1e-3, "logit {ours}, Python {theirs}");
+        assert!(
+            (ours - theirs).abs() < 1e-3,
+            "logit {ours}, Python {theirs}"
+        );
     }
-    let alone: Vec<f32> =
-        passages.iter().map(|p| reranker.score_blocking(query, std::slice::from_ref(p)).unwrap()[0]).collect();
-    assert!(together.iter().zip(&alone).all(|(a, b)| (a - b).abs() <= 1e-5), "{together:?} vs {alone:?}");
+    let alone: Vec<f32> = passages
+        .iter()
+        .map(|p| {
+            reranker
+                .score_blocking(query, std::slice::from_ref(p))
+                .unwrap()[0]
+        })
+        .collect();
+    assert!(
+        together
+            .iter()
+            .zip(&alone)
+            .all(|(a, b)| (a - b).abs() <= 1e-5),
+        "{together:?} vs {alone:?}"
+    );
     // A pair is one sequence with the query first: swapping the two changes the score.
-    let swapped = reranker.score_blocking(&passages[0], &[query.to_string()]).unwrap()[0];
-    assert!((swapped - together[0]).abs() > 1e-4, "pair order must matter: {swapped} vs {}", together[0]);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let swapped = reranker
+        .score_blocking(&passages[0], &[query.to_string()])
+        .unwrap()[0];
+    assert!(
+        (swapped - together[0]).abs() > 1e-4,
+        "pair order must matter: {swapped} vs {}",
+        together[0]
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let asynchronous = runtime.block_on(reranker.score(query, &passages)).unwrap();
     assert_eq!(asynchronous.len(), passages.len());
-    assert!(asynchronous.iter().zip(&together).all(|(a, b)| (a - b).abs() <= 1e-5));
+    assert!(
+        asynchronous
+            .iter()
+            .zip(&together)
+            .all(|(a, b)| (a - b).abs() <= 1e-5)
+    );
     // together, alone, swapped, async: the load's own check is not counted
     assert_eq!(reranker.stats().items, (3 * passages.len() + 1) as u64);
 }
@@ -245,17 +391,27 @@ fn missing_files_and_a_second_runtime_library_are_refused_with_clear_errors() {
     let empty = tempfile::tempdir().unwrap();
     match Models::load(&ModelsConfig::default_in(empty.path())) {
         Err(error @ ModelError::MissingFile { .. }) => {
-            assert!(error.to_string().contains("scripts/fetch-models"), "{error}")
+            assert!(
+                error.to_string().contains("scripts/fetch-models"),
+                "{error}"
+            )
         }
         other => panic!("expected a missing file, got {other:?}"),
     }
     let _ = default_models();
     let copy = empty.path().join("libonnxruntime.so.1.32.0");
-    std::fs::copy(ModelsConfig::default_in(&models_dir()).runtime_library, &copy).unwrap();
+    std::fs::copy(
+        ModelsConfig::default_in(&models_dir()).runtime_library,
+        &copy,
+    )
+    .unwrap();
     let mut config = ModelsConfig::default_in(&models_dir());
     config.runtime_library = copy;
     match Models::load(&config) {
-        Err(ModelError::Runtime(message)) => assert!(message.contains("loaded in this process already"), "{message}"),
+        Err(ModelError::Runtime(message)) => assert!(
+            message.contains("loaded in this process already"),
+            "{message}"
+        ),
         other => panic!("expected a refused second library, got {other:?}"),
     }
 }

@@ -48,18 +48,23 @@ impl Workload {
         }
     }
 
-    /// The task's input for call `n`. Memories differ from one another so
-    /// that each is embedded and stored rather than found a duplicate.
+    /// The task's input for call `n`.
     pub fn input(self, n: usize) -> Value {
         match self {
             Workload::Noop => Value::Null,
-            Workload::MemoryCreate => json!({
-                "text": format!(
-                    "Benchmark memory {n}: prefers tea number {} in the morning and walks {} km on day {}",
-                    n % 97, n % 13, n / 7
-                ),
-                "user_id": "bench-user",
-            }),
+            Workload::MemoryCreate => super::memory::new_memory(n),
+        }
+    }
+
+    /// For `memory.create`, the percentage of `results` that stored a new
+    /// memory (`"action": "created"`); `None` for tasks that store nothing.
+    pub fn created_pct(self, results: &[Value]) -> Option<f64> {
+        match self {
+            Workload::Noop => None,
+            Workload::MemoryCreate => {
+                let created = results.iter().filter(|r| r["action"] == "created").count();
+                Some(100.0 * created as f64 / results.len().max(1) as f64)
+            }
         }
     }
 
@@ -92,14 +97,19 @@ impl Client {
         })
     }
 
-    /// Opens the connection (a request that needs no key and queues nothing).
-    async fn connect(&self) -> anyhow::Result<()> {
+    /// `GET /healthz`: a request that needs no key and touches no broker.
+    /// The first opens the connection.
+    async fn health(&self) -> anyhow::Result<()> {
         let response = self
             .http
             .get(format!("{}/healthz", self.base_url))
             .send()
             .await?;
-        ensure!(response.status().is_success(), "healthz: {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "healthz: {}",
+            response.status()
+        );
         response.bytes().await?;
         Ok(())
     }
@@ -141,13 +151,18 @@ impl Client {
             .to_string())
     }
 
-    /// Submits call `n` with `?wait=` and fails unless the task succeeded.
-    pub async fn round_trip(&self, workload: Workload, n: usize) -> anyhow::Result<()> {
-        let body = self.post(workload, n, true, StatusCode::OK).await?;
+    /// Submits call `n` with `?wait=`; the task's result, unless it failed.
+    pub async fn round_trip(&self, workload: Workload, n: usize) -> anyhow::Result<Value> {
+        let mut body = self.post(workload, n, true, StatusCode::OK).await?;
         if body["status"] != "SUCCESS" {
-            bail!("{} ended {}: {}", workload.task(), body["status"], body["error"]);
+            bail!(
+                "{} ended {}: {}",
+                workload.task(),
+                body["status"],
+                body["error"]
+            );
         }
-        Ok(())
+        Ok(body["result"].take())
     }
 }
 
@@ -158,19 +173,22 @@ pub async fn broker_round_trip(broker: &SharedBroker, message: TaskMessage) -> a
     finished(broker, &id).await
 }
 
-/// Sequential round trips, the broker's and the API's, of one workload.
+/// Sequential round trips of one workload, the broker's and the API's,
+/// and of `GET /healthz` on the same connection: what HTTP itself costs.
 #[derive(Debug)]
 pub struct Sequential {
     pub broker: Vec<Duration>,
     pub http: Vec<Duration>,
+    pub health: Vec<Duration>,
 }
 
-/// Round trips taken in blocks of this many, alternating broker and HTTP
-/// blocks so that drift (other processes, the broker's growth) hits both.
+/// Calls taken in blocks of this many, alternating broker, HTTP and health
+/// blocks so that drift (other processes, the broker's growth) hits all.
 const BLOCK: usize = 50;
 
-/// `count` sequential round trips straight through the broker and `count`
-/// through the API on one keep-alive connection, after `warm_up` of each.
+/// `count` sequential round trips straight through the broker, `count`
+/// through the API on one keep-alive connection and `count` health checks
+/// on it, after `warm_up` of each kind of round trip.
 pub async fn sequential(
     stack: &Stack,
     workload: Workload,
@@ -184,13 +202,17 @@ pub async fn sequential(
         n
     };
     for _ in 0..warm_up {
-        broker_round_trip(&stack.broker, stack.message(workload.task(), workload.input(next()))?)
-            .await?;
+        broker_round_trip(
+            &stack.broker,
+            stack.message(workload.task(), workload.input(next()))?,
+        )
+        .await?;
         client.round_trip(workload, next()).await?;
     }
     let mut times = Sequential {
         broker: Vec::with_capacity(count),
         http: Vec::with_capacity(count),
+        health: Vec::with_capacity(count),
     };
     while times.http.len() < count {
         let block = BLOCK.min(count - times.http.len());
@@ -205,6 +227,11 @@ pub async fn sequential(
             let sent = Instant::now();
             client.round_trip(workload, n).await?;
             times.http.push(sent.elapsed());
+        }
+        for _ in 0..block {
+            let sent = Instant::now();
+            client.health().await?;
+            times.health.push(sent.elapsed());
         }
     }
     Ok(times)
@@ -244,7 +271,7 @@ where
             call.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let connected = client.connect().await;
+            let connected = client.health().await;
             start.wait().await;
             connected?;
             let mut calls = Vec::new();
@@ -292,16 +319,55 @@ pub async fn drained(broker: &SharedBroker) -> anyhow::Result<()> {
     }
 }
 
-/// Fails unless every task of `ids` succeeded.
-pub async fn all_succeeded(broker: &SharedBroker, ids: &[String]) -> anyhow::Result<()> {
+/// The results of the tasks of `ids`, unless one did not succeed.
+pub async fn results(broker: &SharedBroker, ids: &[String]) -> anyhow::Result<Vec<Value>> {
+    let mut results = Vec::with_capacity(ids.len());
     for id in ids {
-        let record = broker.task(id).await?.with_context(|| format!("task {id} vanished"))?;
+        let record = broker
+            .task(id)
+            .await?
+            .with_context(|| format!("task {id} vanished"))?;
         ensure!(
             record.state == TaskState::Success,
             "task {id} ended {:?}: {:?}",
             record.state,
             record.error
         );
+        results.push(record.result.unwrap_or_default());
     }
-    Ok(())
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noop_bodies_are_submissions_of_the_noop_task() {
+        let request: hippo::api::SubmitRequest =
+            serde_json::from_value(Workload::Noop.body(7)).unwrap();
+        assert_eq!(request.task, "bench.noop");
+        assert!(request.input.is_null());
+        assert!(request.queue.is_none());
+    }
+
+    #[test]
+    fn memory_bodies_are_the_task_input() {
+        let body = Workload::MemoryCreate.body(3);
+        assert_eq!(body, Workload::MemoryCreate.input(3));
+        assert!(body["text"].as_str().unwrap().ends_with('.'));
+        assert_eq!(body["user_id"], "bench-user-3");
+    }
+
+    #[test]
+    fn the_created_share_counts_created_actions() {
+        let results = [
+            json!({"action": "created"}),
+            json!({"action": "skipped_duplicate"}),
+            json!({"action": "created"}),
+            json!({"action": "updated_existing"}),
+        ];
+        assert_eq!(Workload::MemoryCreate.created_pct(&results), Some(50.0));
+        assert_eq!(Workload::Noop.created_pct(&results), None);
+    }
 }

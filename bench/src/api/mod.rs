@@ -7,7 +7,9 @@
 //! - sequential round trips straight through the broker (`Broker::submit`
 //!   then `Broker::wait`, as `bench queues` does) and through the API
 //!   (`POST …?wait=` on one keep-alive connection), alternating in blocks:
-//!   `api_overhead_p50_ms` is the difference of their medians;
+//!   `api_overhead_p50_ms` is the difference of their medians, of which
+//!   `health_rtt_p50_ms` (`GET /healthz` on that connection: no key, no
+//!   broker) is what HTTP itself costs;
 //! - `submit_per_s`: submissions without wait from concurrent clients
 //!   (each its own connection), then the time until the worker has run
 //!   them all (`tasks_per_s`);
@@ -105,29 +107,38 @@ impl Counts {
 struct Figures {
     broker_rtt: Summary,
     http_rtt: Summary,
+    /// `GET /healthz` on the same connection.
+    health_rtt: Summary,
     submit_per_s: f64,
     tasks_per_s: f64,
     rtt: Summary,
     round_trips_per_s: f64,
+    /// `memory.create`: the share of the submitted and concurrent tasks
+    /// that stored a new memory (the others matched a stored one).
+    created_pct: Option<f64>,
 }
 
 impl Figures {
     fn print(&self, backend: &Backend, workload: Workload) {
         let ms = |us: f64| us / 1e3;
         println!(
-            "{} {}: round trip broker p50 {:.3} ms, API p50 {:.3} ms (overhead {:.3} ms); \
+            "{} {}: round trip broker p50 {:.3} ms, API p50 {:.3} ms (overhead {:.3} ms, of it HTTP alone {:.3} ms); \
              {:.0} submits/s, {:.0} tasks/s; concurrent round trip p50 {:.3} ms, p99 {:.3} ms ({:.0}/s)",
             backend.name(),
             workload.task(),
             ms(self.broker_rtt.p50_us),
             ms(self.http_rtt.p50_us),
             ms(self.http_rtt.p50_us - self.broker_rtt.p50_us),
+            ms(self.health_rtt.p50_us),
             self.submit_per_s,
             self.tasks_per_s,
             ms(self.rtt.p50_us),
             ms(self.rtt.p99_us),
             self.round_trips_per_s,
         );
+        if let Some(pct) = self.created_pct {
+            println!("  {pct:.1} % of these memories were new (the rest matched a stored one)");
+        }
     }
 
     /// Records every figure as `{prefix}{name}`.
@@ -143,6 +154,7 @@ impl Figures {
         ms("broker_rtt_p99_ms", self.broker_rtt.p99_us);
         ms("http_rtt_p50_ms", self.http_rtt.p50_us);
         ms("http_rtt_p99_ms", self.http_rtt.p99_us);
+        ms("health_rtt_p50_ms", self.health_rtt.p50_us);
         for (name, value) in [
             ("submit_per_s", self.submit_per_s),
             ("tasks_per_s", self.tasks_per_s),
@@ -150,24 +162,36 @@ impl Figures {
         ] {
             report.float(&format!("{prefix}{name}"), value, 0);
         }
+        if let Some(pct) = self.created_pct {
+            report.float(&format!("{prefix}created_pct"), pct, 1);
+        }
     }
 }
 
-async fn measure(stack: &Stack, workload: Workload, counts: Counts, clients: usize) -> anyhow::Result<Figures> {
+async fn measure(
+    stack: &Stack,
+    workload: Workload,
+    counts: Counts,
+    clients: usize,
+) -> anyhow::Result<Figures> {
     let warm_up = (counts.rtt / 10).max(10);
     let sequential = load::sequential(stack, workload, counts.rtt, warm_up).await?;
     // Call numbers go on from the sequential ones, so every memory differs.
     let first = 2 * (warm_up + counts.rtt);
 
-    let submits = load::fan_out(&stack.base_url, clients, first, counts.submits, move |client: Client, n| async move {
-        client.submit(workload, n).await
-    })
+    let submits = load::fan_out(
+        &stack.base_url,
+        clients,
+        first,
+        counts.submits,
+        move |client: Client, n| async move { client.submit(workload, n).await },
+    )
     .await?;
     let draining = Instant::now();
     load::drained(&stack.broker).await?;
     let until_done = submits.elapsed + draining.elapsed();
     let ids: Vec<String> = submits.calls.into_iter().map(|(_, id)| id).collect();
-    load::all_succeeded(&stack.broker, &ids).await?;
+    let mut results = load::results(&stack.broker, &ids).await?;
 
     let round_trips = clients * counts.rounds;
     let concurrent = load::fan_out(
@@ -178,14 +202,20 @@ async fn measure(stack: &Stack, workload: Workload, counts: Counts, clients: usi
         move |client: Client, n| async move { client.round_trip(workload, n).await },
     )
     .await?;
-    let latencies: Vec<_> = concurrent.calls.iter().map(|(latency, ())| *latency).collect();
+    let mut latencies = Vec::with_capacity(round_trips);
+    for (latency, result) in concurrent.calls {
+        latencies.push(latency);
+        results.push(result);
+    }
     Ok(Figures {
         broker_rtt: Summary::of(&sequential.broker),
         http_rtt: Summary::of(&sequential.http),
+        health_rtt: Summary::of(&sequential.health),
         submit_per_s: counts.submits as f64 / submits.elapsed.as_secs_f64(),
         tasks_per_s: counts.submits as f64 / until_done.as_secs_f64(),
         rtt: Summary::of(&latencies),
         round_trips_per_s: round_trips as f64 / concurrent.elapsed.as_secs_f64(),
+        created_pct: workload.created_pct(&results),
     })
 }
 
@@ -197,11 +227,10 @@ async fn on_backend(
 ) -> anyhow::Result<Vec<(Workload, Figures)>> {
     let plugins = crate::queues::plugins_dir()?;
     let mut workloads = memory.workloads(plugins.path())?;
-    let stack = Stack::start(backend, plugins.path(), options.concurrency).await?;
+    let with_memory = workloads.contains(&Workload::MemoryCreate);
+    let stack = Stack::start(backend, plugins.path(), options.concurrency, with_memory).await?;
     let measured = async {
-        if workloads.contains(&Workload::MemoryCreate)
-            && let Err(why) = memory::probe(&stack).await
-        {
+        if with_memory && let Err(why) = memory::probe(&stack).await {
             if options.memory {
                 return Err(why.context(format!("memory.create on {}", backend.name())));
             }
@@ -250,7 +279,10 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     }
     for backend in &backends {
         for (workload, figures) in tokio.block_on(on_backend(backend, &options, &memory))? {
-            figures.record(&mut report, &format!("{}_{}", backend.name(), workload.prefix()));
+            figures.record(
+                &mut report,
+                &format!("{}_{}", backend.name(), workload.prefix()),
+            );
             // The issue's headline figures are the embedded broker's.
             if matches!(backend, Backend::Embedded) {
                 figures.record(&mut report, workload.prefix());

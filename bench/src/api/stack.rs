@@ -1,13 +1,16 @@
 //! hippo as `hippo serve` runs it, inside the benchmark's process: a broker,
-//! a worker consuming its queues and the REST API on a loopback port, built
+//! a worker consuming its queues and the REST API on a loopback port, and
+//! for `memory.create` the memory services (models, memory store), built
 //! from the library's own pieces (`hippo::config`, `hippo::worker`,
 //! `hippo::api`).
 
 use anyhow::Context;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::{BrokerConfig, SharedBroker, TaskMessage};
-use hippo::config::{BrokerTarget, open_registry};
+use hippo::config::{BrokerTarget, MemorySettings, open_registry};
+use hippo::models::{ModelsConfig, default_models_dir};
 use hippo::runtime::{PluginRegistry, RuntimeConfig};
+use hippo::store::StoreConfig;
 use hippo::worker::{Worker, WorkerConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -59,12 +62,14 @@ async fn until(mut stop: watch::Receiver<bool>) {
 }
 
 impl Stack {
-    /// Opens the broker of `backend`, loads the plugins of `plugins_dir`,
-    /// and starts a worker of `concurrency` slots and the API.
+    /// Opens the broker of `backend`, the memory services when `memory`
+    /// (the models and an embedded memory store), loads the plugins of
+    /// `plugins_dir`, and starts a worker of `concurrency` slots and the API.
     pub async fn start(
         backend: &Backend,
         plugins_dir: &Path,
         concurrency: usize,
+        memory: bool,
     ) -> anyhow::Result<Stack> {
         let data = tempfile::tempdir()?;
         let target = match backend {
@@ -82,9 +87,19 @@ impl Stack {
             leftover == 0,
             "{target:?} already holds {leftover} tasks: give the benchmark an empty database"
         );
+        // The benchmark is the one process on its broker, so the embedded
+        // store serves it on Redis too (`MemorySettings::choose` gives a
+        // Redis worker none, as other workers may share that Redis), and
+        // both brokers run memory tasks on the same kind of store.
+        let settings = MemorySettings {
+            models: memory.then(|| ModelsConfig::default_in(&default_models_dir())),
+            store: memory.then(|| StoreConfig::embedded(data.path())),
+        };
         let (plugins, data_dir) = (plugins_dir.to_path_buf(), data.path().to_path_buf());
+        let services_broker = broker.clone();
         let registry = tokio::task::spawn_blocking(move || {
-            open_registry(RuntimeConfig::default(), Default::default(), &plugins, &data_dir)
+            let services = settings.open(&services_broker)?;
+            open_registry(RuntimeConfig::default(), services, &plugins, &data_dir)
         })
         .await??;
         let config = WorkerConfig {

@@ -31,14 +31,21 @@ pub fn embed_throughput(
     let embedder = &models.embedder;
     let mut rates = Vec::new();
     for &size in batches {
-        ensure!(size >= 1 && size <= texts.len(), "batch size {size} for {} texts", texts.len());
+        ensure!(
+            size >= 1 && size <= texts.len(),
+            "batch size {size} for {} texts",
+            texts.len()
+        );
         embedder.embed_blocking(texts[..size].to_vec(), TextKind::Document)?;
         let (mut done, mut position, start) = (0usize, 0usize, Instant::now());
         while start.elapsed() < duration {
             if position + size > texts.len() {
                 position = 0;
             }
-            embedder.embed_blocking(texts[position..position + size].to_vec(), TextKind::Document)?;
+            embedder.embed_blocking(
+                texts[position..position + size].to_vec(),
+                TextKind::Document,
+            )?;
             done += size;
             position += size;
         }
@@ -50,23 +57,83 @@ pub fn embed_throughput(
 /// `count` memory-like sentences of 4 to 60 words, the same on every run.
 pub fn bench_texts(count: usize) -> Vec<String> {
     const WORDS: &[&str] = &[
-        "the", "user", "prefers", "dark", "chocolate", "and", "green", "tea", "in", "the", "morning",
-        "meeting", "with", "the", "design", "team", "moved", "to", "Thursday", "afternoon", "remember",
-        "to", "call", "mother", "about", "her", "birthday", "dinner", "next", "week", "flight", "to",
-        "Tokyo", "leaves", "at", "nine", "budget", "review", "covers", "travel", "hiring", "cloud", "costs",
-        "daughter", "starts", "school", "in", "September", "allergic", "to", "peanuts", "runs", "five",
-        "kilometres", "every", "Sunday", "favourite", "book", "is", "about", "memory",
+        "the",
+        "user",
+        "prefers",
+        "dark",
+        "chocolate",
+        "and",
+        "green",
+        "tea",
+        "in",
+        "the",
+        "morning",
+        "meeting",
+        "with",
+        "the",
+        "design",
+        "team",
+        "moved",
+        "to",
+        "Thursday",
+        "afternoon",
+        "remember",
+        "to",
+        "call",
+        "mother",
+        "about",
+        "her",
+        "birthday",
+        "dinner",
+        "next",
+        "week",
+        "flight",
+        "to",
+        "Tokyo",
+        "leaves",
+        "at",
+        "nine",
+        "budget",
+        "review",
+        "covers",
+        "travel",
+        "hiring",
+        "cloud",
+        "costs",
+        "daughter",
+        "starts",
+        "school",
+        "in",
+        "September",
+        "allergic",
+        "to",
+        "peanuts",
+        "runs",
+        "five",
+        "kilometres",
+        "every",
+        "Sunday",
+        "favourite",
+        "book",
+        "is",
+        "about",
+        "memory",
     ];
     // A fixed linear congruential sequence: the same texts for hippo and Python.
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (state >> 33) as usize
     };
     (0..count)
         .map(|_| {
             let words = 4 + next() % 57;
-            (0..words).map(|_| WORDS[next() % WORDS.len()]).collect::<Vec<_>>().join(" ")
+            (0..words)
+                .map(|_| WORDS[next() % WORDS.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
@@ -85,7 +152,12 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--threads" => threads = value()?.parse()?,
-            "--batches" => batches = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--batches" => {
+                batches = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--seconds" => seconds = value()?.parse()?,
             "--graph" => config.embedder.onnx = PathBuf::from(value()?),
             "--python" => python = PathBuf::from(value()?),
@@ -128,25 +200,49 @@ fn python_throughput(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/embed_bench.py");
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), serde_json::to_string(texts)?)?;
-    let batches_arg = batches.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let batches_arg = batches
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let output = Command::new(python)
         .arg(&script)
         .args(["--graph", &config.embedder.onnx.to_string_lossy()])
         .args(["--tokenizer", &config.embedder.tokenizer.to_string_lossy()])
         .args(["--texts", &file.path().to_string_lossy()])
         .args(["--threads", &threads.to_string(), "--batches", &batches_arg])
-        .args(["--seconds", &seconds.to_string(), "--max-length", &config.embedder.max_length.to_string()])
+        .args([
+            "--seconds",
+            &seconds.to_string(),
+            "--max-length",
+            &config.embedder.max_length.to_string(),
+        ])
         .output()
-        .with_context(|| format!("running {} (scripts/fetch-models creates it)", python.display()))?;
-    ensure!(output.status.success(), "embed_bench.py failed: {}", String::from_utf8_lossy(&output.stderr));
+        .with_context(|| {
+            format!(
+                "running {} (scripts/fetch-models creates it)",
+                python.display()
+            )
+        })?;
+    ensure!(
+        output.status.success(),
+        "embed_bench.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout)?;
-    let line = stdout.lines().last().context("embed_bench.py printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("embed_bench.py printed nothing")?;
     let json: serde_json::Value = serde_json::from_str(line)?;
     batches
         .iter()
         .map(|size| {
             let rate = json["texts_per_second"][size.to_string()].as_f64();
-            Ok((*size, rate.with_context(|| format!("no figure for batch {size} in {line}"))?))
+            Ok((
+                *size,
+                rate.with_context(|| format!("no figure for batch {size} in {line}"))?,
+            ))
         })
         .collect()
 }

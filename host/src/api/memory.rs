@@ -261,10 +261,7 @@ fn check_range(field: &str, value: Option<f32>, max: f32) -> Result<(), ApiError
 fn check_tags(field: &str, tags: Option<&[String]>) -> Result<(), ApiError> {
     let Some(tags) = tags else { return Ok(()) };
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::invalid(
-            field,
-            format!("at most {MAX_TAGS} tags"),
-        ));
+        return Err(ApiError::invalid(field, format!("at most {MAX_TAGS} tags")));
     }
     if tags
         .iter()
@@ -432,7 +429,14 @@ pub async fn queue_create(
     ValidJson(body): ValidJson<NewMemory>,
 ) -> Result<Response, ApiError> {
     check_new("", &body)?;
-    queue(&state, &caller, "memory.create", input_of(&body)?, query.wait).await
+    queue(
+        &state,
+        &caller,
+        "memory.create",
+        input_of(&body)?,
+        query.wait,
+    )
+    .await
 }
 
 /// Queues `memory.batch-create`.
@@ -460,7 +464,14 @@ pub async fn queue_recall(
     ValidJson(body): ValidJson<Recall>,
 ) -> Result<Response, ApiError> {
     check_recall(&body)?;
-    queue(&state, &caller, "memory.recall", input_of(&body)?, query.wait).await
+    queue(
+        &state,
+        &caller,
+        "memory.recall",
+        input_of(&body)?,
+        query.wait,
+    )
+    .await
 }
 
 /// Queues `memory.update`.
@@ -473,7 +484,14 @@ pub async fn queue_update(
     ValidJson(body): ValidJson<Update>,
 ) -> Result<Response, ApiError> {
     check_update(&body)?;
-    queue(&state, &caller, "memory.update", input_of(&body)?, query.wait).await
+    queue(
+        &state,
+        &caller,
+        "memory.update",
+        input_of(&body)?,
+        query.wait,
+    )
+    .await
 }
 
 /// Queues `memory.delete`.
@@ -487,7 +505,14 @@ pub async fn queue_delete(
 ) -> Result<Response, ApiError> {
     check_id("memory_id", &body.memory_id)?;
     check_id("user_id", &body.user_id)?;
-    queue(&state, &caller, "memory.delete", input_of(&body)?, query.wait).await
+    queue(
+        &state,
+        &caller,
+        "memory.delete",
+        input_of(&body)?,
+        query.wait,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -536,7 +561,9 @@ async fn run_inline(
 /// `{found: false}` from a task that looked a memory up means 404.
 fn found(output: Value, memory_id: &str) -> Result<Value, ApiError> {
     if output.get("found") == Some(&Value::Bool(false)) {
-        return Err(ApiError::not_found(format!("no memory {memory_id} for this user")));
+        return Err(ApiError::not_found(format!(
+            "no memory {memory_id} for this user"
+        )));
     }
     Ok(output)
 }
@@ -576,7 +603,15 @@ pub async fn get_one(
     check_id("memory_id", &memory_id)?;
     check_id("user_id", &owner.user_id)?;
     let input = serde_json::json!({ "memory_id": memory_id, "user_id": owner.user_id });
-    let output = run_inline(&state, &caller, Scope::Read, "memory.get", &owner.user_id, input).await?;
+    let output = run_inline(
+        &state,
+        &caller,
+        Scope::Read,
+        "memory.get",
+        &owner.user_id,
+        input,
+    )
+    .await?;
     Ok(axum::Json(found(output, &memory_id)?))
 }
 
@@ -621,9 +656,19 @@ pub async fn delete(
     check_id("memory_id", &memory_id)?;
     check_id("user_id", &owner.user_id)?;
     let input = serde_json::json!({ "memory_id": memory_id, "user_id": owner.user_id });
-    let output = run_inline(&state, &caller, Scope::Submit, "memory.delete", &owner.user_id, input).await?;
+    let output = run_inline(
+        &state,
+        &caller,
+        Scope::Submit,
+        "memory.delete",
+        &owner.user_id,
+        input,
+    )
+    .await?;
     if output.get("deleted") == Some(&Value::Bool(false)) {
-        return Err(ApiError::not_found(format!("no memory {memory_id} for this user")));
+        return Err(ApiError::not_found(format!(
+            "no memory {memory_id} for this user"
+        )));
     }
     Ok(axum::Json(output))
 }
@@ -675,7 +720,8 @@ mod tests {
     use super::*;
 
     fn memory(user: &str) -> NewMemory {
-        serde_json::from_value(serde_json::json!({ "text": "I like tea", "user_id": user })).unwrap()
+        serde_json::from_value(serde_json::json!({ "text": "I like tea", "user_id": user }))
+            .unwrap()
     }
 
     #[test]
@@ -692,13 +738,22 @@ mod tests {
     fn out_of_range_fields_are_named() {
         let mut m = memory("alice");
         m.importance = Some(11.0);
-        assert_eq!(check_new("", &m).unwrap_err().field.as_deref(), Some("importance"));
+        assert_eq!(
+            check_new("", &m).unwrap_err().field.as_deref(),
+            Some("importance")
+        );
         let mut m = memory("alice");
         m.ttl_days = Some(0.0);
-        assert_eq!(check_new("", &m).unwrap_err().field.as_deref(), Some("ttl_days"));
+        assert_eq!(
+            check_new("", &m).unwrap_err().field.as_deref(),
+            Some("ttl_days")
+        );
         let mut m = memory("alice");
         m.text = "   ".into();
-        assert_eq!(check_new("", &m).unwrap_err().field.as_deref(), Some("text"));
+        assert_eq!(
+            check_new("", &m).unwrap_err().field.as_deref(),
+            Some("text")
+        );
     }
 
     #[test]

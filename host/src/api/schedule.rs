@@ -97,9 +97,9 @@ impl From<SchedulerError> for ApiError {
             SchedulerError::UnknownEntry(name) => {
                 ApiError::not_found(format!("unknown schedule {name:?}"))
             }
-            error @ SchedulerError::TaskNotRegistered { .. } => ApiError::conflict(format!(
-                "{error}: deploy the plugin that offers it first"
-            )),
+            error @ SchedulerError::TaskNotRegistered { .. } => {
+                ApiError::conflict(format!("{error}: deploy the plugin that offers it first"))
+            }
             SchedulerError::Broker(error) => error.into(),
             error @ SchedulerError::Records(_) => ApiError::unavailable(error.to_string()),
         }

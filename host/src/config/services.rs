@@ -13,25 +13,27 @@ use crate::broker::SharedBroker;
 use crate::models::{Models, ModelsConfig};
 use crate::runtime::HostServices;
 use crate::store::{StoreConfig, VectorStore};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The memory services a process is asked to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemorySettings {
-    /// Where `scripts/fetch-models` put the ONNX Runtime and the models;
-    /// `None`: run no models (and so no memory tasks).
-    pub models_dir: Option<PathBuf>,
+    /// The models to load (by default what `scripts/fetch-models` put in
+    /// the models folder); `None`: run no models (and so no memory tasks).
+    pub models: Option<ModelsConfig>,
     /// The memory store, if any.
     pub store: Option<StoreConfig>,
 }
 
 impl MemorySettings {
-    /// The settings of a process: models from `models_dir` unless
-    /// `no_memory`, and the store rule of the module docs.
+    /// The settings of a process: the models `models` describes (or the
+    /// defaults in `models_dir`) unless `no_memory`, and the store rule of
+    /// the module docs.
     pub fn choose(
         no_memory: bool,
         models_dir: &Path,
+        models: Option<ModelsConfig>,
         qdrant_url: Option<&str>,
         qdrant_api_key: Option<String>,
         broker: &BrokerTarget,
@@ -39,7 +41,7 @@ impl MemorySettings {
     ) -> MemorySettings {
         if no_memory {
             return MemorySettings {
-                models_dir: None,
+                models: None,
                 store: None,
             };
         }
@@ -51,7 +53,7 @@ impl MemorySettings {
             (_, BrokerTarget::Redis(_)) => None,
         };
         MemorySettings {
-            models_dir: Some(models_dir.to_path_buf()),
+            models: Some(models.unwrap_or_else(|| ModelsConfig::default_in(models_dir))),
             store,
         }
     }
@@ -65,10 +67,10 @@ impl MemorySettings {
             handle: tokio::runtime::Handle::try_current().ok(),
             ..HostServices::default()
         };
-        let Some(models_dir) = &self.models_dir else {
+        let Some(models) = &self.models else {
             return Ok(services);
         };
-        let models = Models::load(&ModelsConfig::default_in(models_dir))?;
+        let models = Models::load(models)?;
         if let Some(store) = &self.store {
             let config = StoreConfig {
                 dimension: models.embedder.dimension(),
@@ -100,20 +102,22 @@ mod tests {
         let models = Path::new("/models");
         let embedded = BrokerTarget::Embedded(data.join("broker"));
         let redis = BrokerTarget::Redis("redis://127.0.0.1:6379/0".into());
-        let serve = MemorySettings::choose(false, models, None, None, &embedded, data);
+        let serve = MemorySettings::choose(false, models, None, None, None, &embedded, data);
         assert!(matches!(
             serve.store.map(|s| s.backend),
             Some(StoreBackend::Embedded { .. })
         ));
-        let worker = MemorySettings::choose(false, models, None, None, &redis, data);
+        let worker = MemorySettings::choose(false, models, None, None, None, &redis, data);
         assert_eq!(worker.store, None, "a Redis worker has no embedded store");
-        assert!(worker.models_dir.is_some());
-        let scaled = MemorySettings::choose(false, models, Some("http://q:6334"), None, &redis, data);
+        assert_eq!(worker.models, Some(ModelsConfig::default_in(models)));
+        let scaled =
+            MemorySettings::choose(false, models, None, Some("http://q:6334"), None, &redis, data);
         assert!(matches!(
             scaled.store.map(|s| s.backend),
             Some(StoreBackend::Server { .. })
         ));
-        let off = MemorySettings::choose(true, models, Some("http://q:6334"), None, &embedded, data);
-        assert_eq!((off.models_dir, off.store), (None, None));
+        let off =
+            MemorySettings::choose(true, models, None, Some("http://q:6334"), None, &embedded, data);
+        assert_eq!((off.models, off.store), (None, None));
     }
 }

@@ -24,7 +24,11 @@ pub struct BatchStats {
 impl BatchStats {
     /// Items per batch on average (0 before the first batch).
     pub fn mean_batch_size(&self) -> f64 {
-        if self.batches == 0 { 0.0 } else { self.items as f64 / self.batches as f64 }
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.items as f64 / self.batches as f64
+        }
     }
 }
 
@@ -91,8 +95,12 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         }
                     });
                     thread_counters.batches.fetch_add(1, Ordering::Relaxed);
-                    thread_counters.items.fetch_add(total as u64, Ordering::Relaxed);
-                    thread_counters.requests.fetch_add(replies.len() as u64, Ordering::Relaxed);
+                    thread_counters
+                        .items
+                        .fetch_add(total as u64, Ordering::Relaxed);
+                    thread_counters
+                        .requests
+                        .fetch_add(replies.len() as u64, Ordering::Relaxed);
                     match outcome {
                         Ok(results) => {
                             let mut results = results.into_iter();
@@ -110,10 +118,17 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                 }
             })
             .map_err(|e| ModelError::Runtime(format!("cannot start the thread of {model}: {e}")))?;
-        Ok(Self { model: model.to_string(), requests: sender, counters })
+        Ok(Self {
+            model: model.to_string(),
+            requests: sender,
+            counters,
+        })
     }
 
-    fn submit(&self, items: Vec<T>) -> Result<oneshot::Receiver<Result<Vec<R>, ModelError>>, ModelError> {
+    fn submit(
+        &self,
+        items: Vec<T>,
+    ) -> Result<oneshot::Receiver<Result<Vec<R>, ModelError>>, ModelError> {
         let (reply, receiver) = oneshot::channel();
         self.requests
             .send(Request { items, reply })
@@ -128,7 +143,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(items)?.blocking_recv().map_err(|_| ModelError::Stopped(self.model.clone()))?
+        self.submit(items)?
+            .blocking_recv()
+            .map_err(|_| ModelError::Stopped(self.model.clone()))?
     }
 
     /// Runs `items` in the next batch and waits for the results.
@@ -136,7 +153,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(items)?.await.map_err(|_| ModelError::Stopped(self.model.clone()))?
+        self.submit(items)?
+            .await
+            .map_err(|_| ModelError::Stopped(self.model.clone()))?
     }
 
     /// What the batching thread has done so far.
@@ -191,11 +210,16 @@ mod tests {
     #[test]
     fn concurrent_requests_share_batches_and_get_their_own_results() {
         let batcher: Arc<Batcher<u32, u32>> = Arc::new(
-            Batcher::start("doubler", 64, Duration::from_millis(5), |items: Vec<u32>| {
-                // as slow as a model: the requests arriving meanwhile queue up
-                std::thread::sleep(Duration::from_millis(20));
-                Ok(items.into_iter().map(|x| x * 2).collect())
-            })
+            Batcher::start(
+                "doubler",
+                64,
+                Duration::from_millis(5),
+                |items: Vec<u32>| {
+                    // as slow as a model: the requests arriving meanwhile queue up
+                    std::thread::sleep(Duration::from_millis(20));
+                    Ok(items.into_iter().map(|x| x * 2).collect())
+                },
+            )
             .unwrap(),
         );
         let barrier = Arc::new(Barrier::new(8));
@@ -216,7 +240,10 @@ mod tests {
         let stats = batcher.stats();
         assert_eq!(stats.requests, 8);
         assert_eq!(stats.items, (1..=8).sum::<u64>());
-        assert!(stats.batches < 8, "requests arriving together share batches: {stats:?}");
+        assert!(
+            stats.batches < 8,
+            "requests arriving together share batches: {stats:?}"
+        );
     }
 
     #[test]
@@ -225,7 +252,10 @@ mod tests {
             Err(ModelError::Config("no".into()))
         })
         .unwrap();
-        assert!(matches!(batcher.run_blocking(vec![1]), Err(ModelError::Config(_))));
+        assert!(matches!(
+            batcher.run_blocking(vec![1]),
+            Err(ModelError::Config(_))
+        ));
         assert_eq!(batcher.run_blocking(Vec::new()).unwrap(), Vec::<u32>::new());
         assert_eq!(batcher.stats().batches, 1);
     }
@@ -234,7 +264,13 @@ mod tests {
     fn a_panicked_thread_answers_stopped() {
         let batcher: Batcher<u32, u32> =
             Batcher::start("panicking", 8, Duration::ZERO, |_| panic!("model crashed")).unwrap();
-        assert!(matches!(batcher.run_blocking(vec![1]), Err(ModelError::Stopped(_))));
-        assert!(matches!(batcher.run_blocking(vec![1]), Err(ModelError::Stopped(_))));
+        assert!(matches!(
+            batcher.run_blocking(vec![1]),
+            Err(ModelError::Stopped(_))
+        ));
+        assert!(matches!(
+            batcher.run_blocking(vec![1]),
+            Err(ModelError::Stopped(_))
+        ));
     }
 }

@@ -62,6 +62,13 @@ pub struct SessionConfig {
     /// requests of other tasks that arrive meanwhile share its run; a full
     /// batch does not wait.
     pub batch_max_wait_us: u64,
+    /// Padding one run of the graph may hold, as a fraction of its real
+    /// tokens (default 0.25): a batch is sorted by length and run in chunks
+    /// of similar lengths. A padded position costs as much as a real one: 32
+    /// memory-like texts of 4 to 60 words padded to the longest ran at 60% of
+    /// the speed of one text at a time, while 32 texts of one length ran
+    /// 1.5-2x faster than one at a time (int8 MiniLM, 2 threads, measured).
+    pub batch_max_padding: f64,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +77,7 @@ impl Default for SessionConfig {
             intra_op_threads: std::thread::available_parallelism().map_or(1, usize::from),
             batch_max_size: 32,
             batch_max_wait_us: 2000,
+            batch_max_padding: 0.25,
         }
     }
 }
@@ -239,7 +247,9 @@ mod tests {
     #[test]
     fn a_missing_file_is_named_with_the_command_that_fetches_it() {
         let dir = tempfile::tempdir().unwrap();
-        let error = ModelsConfig::default_in(dir.path()).check_files().unwrap_err();
+        let error = ModelsConfig::default_in(dir.path())
+            .check_files()
+            .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("ONNX Runtime library"), "{message}");
         assert!(message.contains(RUNTIME_LIBRARY), "{message}");

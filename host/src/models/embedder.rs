@@ -2,10 +2,9 @@
 //! by every task and fed by the dynamic batcher.
 
 use super::batcher::{BatchStats, Batcher};
-use super::encode::{TextEncoder, TokenBatch, in_length_order};
-use super::{ModelConfig, ModelError, Pooling, TextKind, session};
+use super::session::Graph;
+use super::{ModelConfig, ModelError, Pooling, TextKind};
 use ort::environment::Environment;
-use ort::session::Session;
 use std::time::Duration;
 
 /// An embedding model loaded and running. Cheap to share (`Arc<Embedder>`):
@@ -21,24 +20,30 @@ pub struct Embedder {
 impl Embedder {
     /// Loads the model of `config`, checks its output with one text and starts
     /// its batching thread.
-    pub(crate) fn load(environment: &Environment, config: &ModelConfig) -> Result<Self, ModelError> {
-        let (session, inputs) = session::open(environment, &config.name, &config.onnx, &config.session)?;
-        let encoder = TextEncoder::load(&config.tokenizer, config.max_length)?;
+    pub(crate) fn load(
+        environment: &Environment,
+        config: &ModelConfig,
+    ) -> Result<Self, ModelError> {
         let mut run = Run {
-            model: config.name.clone(),
-            session,
-            token_type_ids: inputs.token_type_ids,
-            encoder,
+            graph: Graph::open(
+                environment,
+                &config.name,
+                &config.onnx,
+                &config.tokenizer,
+                config.max_length,
+                &config.session,
+            )?,
             pooling: config.pooling,
             normalize: config.normalize,
-            chunk: config.session.batch_max_size,
         };
         // One text through the whole path: the dimension, and a warm session.
         let dimension = run.embed(vec!["hippo".to_string()])?.remove(0).len();
         if let Some(expected) = config.dimension.filter(|&d| d != dimension) {
             return Err(ModelError::Graph {
                 model: config.name.clone(),
-                message: format!("the graph gives {dimension}-dimensional vectors, the configuration says {expected}"),
+                message: format!(
+                    "the graph gives {dimension}-dimensional vectors, the configuration says {expected}"
+                ),
             });
         }
         let batcher = Batcher::start(
@@ -47,19 +52,32 @@ impl Embedder {
             Duration::from_micros(config.session.batch_max_wait_us),
             move |texts| run.embed(texts),
         )?;
-        Ok(Self { name: config.name.clone(), dimension, query_prefix: config.query_prefix.clone(), batcher })
+        Ok(Self {
+            name: config.name.clone(),
+            dimension,
+            query_prefix: config.query_prefix.clone(),
+            batcher,
+        })
     }
 
     /// The vectors of `texts`, in order, from a blocking thread (a task's, or
     /// `spawn_blocking`; on a tokio worker thread use [`Embedder::embed`]).
     /// The texts join the next batch with other callers' texts; each text's
     /// vector does not depend on the batch it ran in.
-    pub fn embed_blocking(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub fn embed_blocking(
+        &self,
+        texts: Vec<String>,
+        kind: TextKind,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         self.batcher.run_blocking(self.prefixed(texts, kind))
     }
 
     /// The vectors of `texts`, in order (see [`Embedder::embed_blocking`]).
-    pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn embed(
+        &self,
+        texts: Vec<String>,
+        kind: TextKind,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         self.batcher.run(self.prefixed(texts, kind)).await
     }
 
@@ -80,45 +98,45 @@ impl Embedder {
 
     fn prefixed(&self, texts: Vec<String>, kind: TextKind) -> Vec<String> {
         match (&self.query_prefix, kind) {
-            (Some(prefix), TextKind::Query) => texts.into_iter().map(|t| format!("{prefix}{t}")).collect(),
+            (Some(prefix), TextKind::Query) => {
+                texts.into_iter().map(|t| format!("{prefix}{t}")).collect()
+            }
             _ => texts,
         }
     }
 }
 
-/// What the batching thread owns: the session and how to pool its output.
+/// What the batching thread owns: the graph and how to pool its output.
 struct Run {
-    model: String,
-    session: Session,
-    token_type_ids: bool,
-    encoder: TextEncoder,
+    graph: Graph,
     pooling: Pooling,
     normalize: bool,
-    chunk: usize,
 }
 
 impl Run {
     fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
-        let encodings = texts.iter().map(|t| self.encoder.encode(t)).collect::<Result<Vec<_>, _>>()?;
-        let pad_id = self.encoder.pad_id();
-        in_length_order(&encodings, self.chunk, |chunk| {
-            let batch = TokenBatch::new(chunk, pad_id);
-            let (rows, width) = (batch.rows, batch.width);
-            let failed = |message: String| ModelError::Graph { model: self.model.clone(), message };
-            let inputs = batch.into_inputs(self.token_type_ids).map_err(|e| failed(e.to_string()))?;
-            let outputs = self.session.run(inputs).map_err(|e| failed(e.to_string()))?;
-            let (shape, states) = outputs[0].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
-            let hidden = match **shape {
+        let encodings = texts
+            .iter()
+            .map(|t| self.graph.encoder.encode(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (pooling, normalized) = (self.pooling, self.normalize);
+        self.graph.run(&encodings, |chunk, shape, states| {
+            let rows = chunk.len();
+            let width = chunk.iter().map(|e| e.len()).max().unwrap_or(0);
+            let hidden = match *shape {
                 [r, w, h] if r as usize == rows && w as usize == width && h > 0 => h as usize,
-                _ => return Err(failed(format!("output {shape:?}, expected [{rows}, {width}, hidden]"))),
+                _ => {
+                    return Err(format!(
+                        "output {shape:?}, expected [{rows}, {width}, hidden]"
+                    ));
+                }
             };
             Ok(chunk
                 .iter()
-                .enumerate()
-                .map(|(row, encoding)| {
-                    let tokens = &states[row * width * hidden..(row + 1) * width * hidden];
-                    let mut vector = pool(tokens, hidden, encoding.get_attention_mask(), self.pooling);
-                    if self.normalize {
+                .zip(states.chunks_exact(width * hidden))
+                .map(|(encoding, tokens)| {
+                    let mut vector = pool(tokens, hidden, encoding.get_attention_mask(), pooling);
+                    if normalized {
                         normalize(&mut vector);
                     }
                     vector
@@ -136,7 +154,11 @@ fn pool(tokens: &[f32], hidden: usize, mask: &[u32], pooling: Pooling) -> Vec<f3
         Pooling::Mean => {
             let mut sum = vec![0f32; hidden];
             let mut count = 0f32;
-            for (state, _) in tokens.chunks_exact(hidden).zip(mask).filter(|(_, m)| **m != 0) {
+            for (state, _) in tokens
+                .chunks_exact(hidden)
+                .zip(mask)
+                .filter(|(_, m)| **m != 0)
+            {
                 for (s, x) in sum.iter_mut().zip(state) {
                     *s += x;
                 }

@@ -2,7 +2,7 @@
 //! replaced, batches padded to their longest text, and the length-sorted
 //! chunking that keeps padding small.
 
-use super::ModelError;
+use super::{ModelError, SessionConfig};
 use ort::session::SessionInputValue;
 use ort::value::Tensor;
 use std::borrow::Cow;
@@ -24,14 +24,19 @@ pub(crate) struct TextEncoder {
 impl TextEncoder {
     /// Loads `path`, truncating to `max_length` tokens (special tokens included).
     pub(crate) fn load(path: &Path, max_length: usize) -> Result<Self, ModelError> {
-        let failed = |message: String| ModelError::Tokenizer { path: path.to_path_buf(), message };
+        let failed = |message: String| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        };
         if max_length < 2 {
             return Err(ModelError::Config(format!(
                 "max_length must leave room for the special tokens, not {max_length}"
             )));
         }
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| failed(e.to_string()))?;
-        let pad_id = tokenizer.get_padding().map_or(0, |p: &PaddingParams| p.pad_id);
+        let pad_id = tokenizer
+            .get_padding()
+            .map_or(0, |p: &PaddingParams| p.pad_id);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -41,22 +46,33 @@ impl TextEncoder {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| failed(e.to_string()))?;
-        Ok(Self { tokenizer, pad_id, path: path.to_path_buf() })
+        Ok(Self {
+            tokenizer,
+            pad_id,
+            path: path.to_path_buf(),
+        })
     }
 
     /// One text, with the model's special tokens.
     pub(crate) fn encode(&self, text: &str) -> Result<Encoding, ModelError> {
-        self.tokenizer.encode(text, true).map_err(|e| self.failed(e.to_string()))
+        self.tokenizer
+            .encode(text, true)
+            .map_err(|e| self.failed(e.to_string()))
     }
 
     /// A (query, passage) pair as one sequence, with the tokenizer's pair
     /// template (`[CLS] query [SEP] passage [SEP]`, type ids 0 then 1 for BERT).
     pub(crate) fn encode_pair(&self, first: &str, second: &str) -> Result<Encoding, ModelError> {
-        self.tokenizer.encode((first, second), true).map_err(|e| self.failed(e.to_string()))
+        self.tokenizer
+            .encode((first, second), true)
+            .map_err(|e| self.failed(e.to_string()))
     }
 
     fn failed(&self, message: String) -> ModelError {
-        ModelError::Tokenizer { path: self.path.clone(), message }
+        ModelError::Tokenizer {
+            path: self.path.clone(),
+            message,
+        }
     }
 
     /// The id padding positions get (masked out, so any id would do; the
@@ -111,37 +127,92 @@ impl TokenBatch {
     ) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, ort::Error> {
         let shape = [self.rows, self.width];
         let mut inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = vec![
-            ("input_ids".into(), Tensor::from_array((shape, self.ids))?.into()),
-            ("attention_mask".into(), Tensor::from_array((shape, self.mask))?.into()),
+            (
+                "input_ids".into(),
+                Tensor::from_array((shape, self.ids))?.into(),
+            ),
+            (
+                "attention_mask".into(),
+                Tensor::from_array((shape, self.mask))?.into(),
+            ),
         ];
         if token_type_ids {
-            inputs.push(("token_type_ids".into(), Tensor::from_array((shape, self.types))?.into()));
+            inputs.push((
+                "token_type_ids".into(),
+                Tensor::from_array((shape, self.types))?.into(),
+            ));
         }
         Ok(inputs)
     }
 }
 
-/// Runs `run` over `encodings` in chunks of at most `chunk` sorted by length,
-/// so each chunk pads to a length close to all of its texts', and returns the
-/// results in the order of `encodings`. `run` returns one result per encoding
-/// of its chunk, in order.
+/// How a batch's texts are grouped into runs of the graph.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chunking {
+    /// Texts per run at most.
+    pub max_texts: usize,
+    /// Padding a run may hold, as a fraction of its real tokens, before the
+    /// next (longer) text starts a new run.
+    pub max_padding: f64,
+}
+
+impl From<&SessionConfig> for Chunking {
+    fn from(config: &SessionConfig) -> Self {
+        Self {
+            max_texts: config.batch_max_size,
+            max_padding: config.batch_max_padding,
+        }
+    }
+}
+
+/// Runs `run` over `encodings` sorted by length, in chunks of texts of
+/// similar lengths (see [`Chunking`]), and returns the results in the order
+/// of `encodings`. `run` returns one result per encoding of its chunk, in
+/// order. Since a text's result does not depend on its batch, how the texts
+/// are grouped changes the speed only.
 pub(crate) fn in_length_order<R>(
     encodings: &[Encoding],
-    chunk: usize,
+    chunking: Chunking,
     mut run: impl FnMut(&[&Encoding]) -> Result<Vec<R>, ModelError>,
 ) -> Result<Vec<R>, ModelError> {
     let mut order: Vec<usize> = (0..encodings.len()).collect();
     order.sort_by_key(|&i| encodings[i].len());
-    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(encodings.len()).collect();
-    for indices in order.chunks(chunk.max(1)) {
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None)
+        .take(encodings.len())
+        .collect();
+    let mut flush = |indices: &mut Vec<usize>| -> Result<(), ModelError> {
         let batch: Vec<&Encoding> = indices.iter().map(|&i| &encodings[i]).collect();
         let outputs = run(&batch)?;
         debug_assert_eq!(outputs.len(), indices.len());
         for (&i, output) in indices.iter().zip(outputs) {
             results[i] = Some(output);
         }
+        indices.clear();
+        Ok(())
+    };
+    let (mut indices, mut tokens) = (Vec::new(), 0usize);
+    for i in order {
+        let len = encodings[i].len();
+        // sorted by length: the new text sets the chunk's padded width
+        let padded = (indices.len() + 1) * len;
+        let real = tokens + len;
+        if !indices.is_empty()
+            && (indices.len() >= chunking.max_texts
+                || (padded - real) as f64 > chunking.max_padding * real as f64)
+        {
+            flush(&mut indices)?;
+            tokens = 0;
+        }
+        indices.push(i);
+        tokens += len;
     }
-    Ok(results.into_iter().map(|r| r.expect("every index is in one chunk")).collect())
+    if !indices.is_empty() {
+        flush(&mut indices)?;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every index is in one chunk"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -162,18 +233,42 @@ mod tests {
         )
     }
 
-    #[test]
-    fn results_come_back_in_input_order_from_length_sorted_chunks() {
-        let encodings: Vec<Encoding> =
-            [5, 1, 9, 3, 7].iter().enumerate().map(|(i, &len)| encoding(len, i as u32)).collect();
+    fn chunks_of(lengths: &[usize], chunk: usize) -> (Vec<u32>, Vec<Vec<usize>>) {
+        let encodings: Vec<Encoding> = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| encoding(len, i as u32))
+            .collect();
         let mut chunks = Vec::new();
-        let results = in_length_order(&encodings, 2, |batch| {
+        let chunking = Chunking {
+            max_texts: chunk,
+            max_padding: 0.25,
+        };
+        let results = in_length_order(&encodings, chunking, |batch| {
             chunks.push(batch.iter().map(|e| e.len()).collect::<Vec<_>>());
             Ok(batch.iter().map(|e| e.get_ids()[0]).collect())
         })
         .unwrap();
-        assert_eq!(results, vec![0, 1, 2, 3, 4]);
-        assert_eq!(chunks, vec![vec![1, 3], vec![5, 7], vec![9]]);
+        (results, chunks)
+    }
+
+    #[test]
+    fn results_come_back_in_input_order_from_length_sorted_chunks() {
+        let (results, chunks) = chunks_of(&[50, 10, 90, 30, 70, 12, 11], 2);
+        assert_eq!(results, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            chunks,
+            vec![vec![10, 11], vec![12], vec![30, 50], vec![70, 90]]
+        );
+    }
+
+    #[test]
+    fn texts_of_similar_lengths_share_a_chunk_up_to_its_size() {
+        let (_, chunks) = chunks_of(&[20; 40], 32);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![32, 8]);
+        // 10 then 100: 90 padded positions for 110 real ones is too many
+        let (_, chunks) = chunks_of(&[100, 10, 11], 32);
+        assert_eq!(chunks, vec![vec![10, 11], vec![100]]);
     }
 
     #[test]

@@ -168,30 +168,50 @@ mod tests {
             [NEW_YEAR + DAY, NEW_YEAR + 2 * DAY, NEW_YEAR + 3 * DAY]
         );
         // "Hourly" written hour-style fires every minute; written fully, hourly.
-        assert_eq!(fires_between(&cron("* * * * *"), NEW_YEAR, NEW_YEAR + HOUR), 60);
-        assert_eq!(fires_between(&cron("0 * * * *"), NEW_YEAR, NEW_YEAR + DAY), 24);
+        assert_eq!(
+            fires_between(&cron("* * * * *"), NEW_YEAR, NEW_YEAR + HOUR),
+            60
+        );
+        assert_eq!(
+            fires_between(&cron("0 * * * *"), NEW_YEAR, NEW_YEAR + DAY),
+            24
+        );
     }
 
     #[test]
     fn seconds_are_optional_and_times_are_utc() {
         let every_second = cron("* * * * * *");
         assert_eq!(every_second.next_after(NEW_YEAR), Some(NEW_YEAR + 1000));
-        assert_eq!(every_second.next_after(NEW_YEAR + 500), Some(NEW_YEAR + 1000));
+        assert_eq!(
+            every_second.next_after(NEW_YEAR + 500),
+            Some(NEW_YEAR + 1000)
+        );
         assert_eq!(every_second.lint(), None);
         let decay = cron("0 2 * * *");
         assert_eq!(decay.next_after(NEW_YEAR), Some(NEW_YEAR + 2 * HOUR));
         assert_eq!(rfc3339(NEW_YEAR + 2 * HOUR), "2025-01-01T02:00:00Z");
         let six_fields = cron("30 0 2 * * *");
-        assert_eq!(six_fields.next_after(NEW_YEAR), Some(NEW_YEAR + 2 * HOUR + 30_000));
+        assert_eq!(
+            six_fields.next_after(NEW_YEAR),
+            Some(NEW_YEAR + 2 * HOUR + 30_000)
+        );
         // Every 5 minutes, from the top of the hour.
         assert_eq!(
             cron("*/5 * * * *").upcoming(NEW_YEAR, 3),
-            [NEW_YEAR + 5 * MINUTE, NEW_YEAR + 10 * MINUTE, NEW_YEAR + 15 * MINUTE]
+            [
+                NEW_YEAR + 5 * MINUTE,
+                NEW_YEAR + 10 * MINUTE,
+                NEW_YEAR + 15 * MINUTE
+            ]
         );
         // Weekly on Sunday: 2025-01-05.
-        assert_eq!(cron("0 0 * * 0").next_after(NEW_YEAR), Some(NEW_YEAR + 4 * DAY));
+        assert_eq!(
+            cron("0 0 * * 0").next_after(NEW_YEAR),
+            Some(NEW_YEAR + 4 * DAY)
+        );
         assert_eq!(cron("@hourly").next_after(NEW_YEAR), Some(NEW_YEAR + HOUR));
-        assert!(cron("0 * 0 * * *").lint().unwrap().contains("every second"));
+        assert!(cron("* 0 * * * *").lint().unwrap().contains("every second"));
+        assert!(cron("0 * 0 * * *").lint().unwrap().contains("every minute"));
     }
 
     #[test]
@@ -203,7 +223,10 @@ mod tests {
             hourly.latest_at_or_before(NEW_YEAR + 5 * HOUR + 10 * MINUTE),
             Some(NEW_YEAR + 5 * HOUR)
         );
-        assert_eq!(hourly.latest_at_or_before(NEW_YEAR - 1), Some(NEW_YEAR - HOUR));
+        assert_eq!(
+            hourly.latest_at_or_before(NEW_YEAR - 1),
+            Some(NEW_YEAR - HOUR)
+        );
     }
 
     #[test]

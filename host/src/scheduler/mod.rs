@@ -18,13 +18,15 @@
 pub mod config;
 pub mod cron;
 pub mod record;
+pub mod sources;
 
 mod beat;
 
 pub use beat::{BeatReport, MAX_SLEEP};
-pub use config::{ScheduleConfigError, ScheduleEntry, ScheduleTable, interval_cron};
+pub use config::{ScheduleConfigError, ScheduleEntry, ScheduleTable};
 pub use cron::{CronError, CronSchedule, rfc3339};
 pub use record::{LastFire, Trigger};
+pub use sources::interval_cron;
 
 use crate::broker::{BrokerError, KvError, SharedBroker, TaskMessage, now_ms};
 use crate::runtime::PluginRegistry;
@@ -140,7 +142,11 @@ impl Scheduler {
 
     /// Submits `entry`'s task: for its fire time `slot` (Unix ms) once
     /// across every scheduler, or by hand (`None`) as a new task each time.
-    async fn fire(&self, entry: &ScheduleEntry, slot: Option<u64>) -> Result<Fired, SchedulerError> {
+    async fn fire(
+        &self,
+        entry: &ScheduleEntry,
+        slot: Option<u64>,
+    ) -> Result<Fired, SchedulerError> {
         if self.registry.resolve(&entry.task).is_none() {
             return Err(SchedulerError::TaskNotRegistered {
                 entry: entry.name.clone(),

@@ -73,7 +73,11 @@ pub(super) async fn last_fire(kv: &dyn KeyValue, name: &str) -> Result<Option<La
 }
 
 /// Records the latest fire of entry `name`.
-pub(super) async fn record_fire(kv: &dyn KeyValue, name: &str, fire: &LastFire) -> Result<(), KvError> {
+pub(super) async fn record_fire(
+    kv: &dyn KeyValue,
+    name: &str,
+    fire: &LastFire,
+) -> Result<(), KvError> {
     let bytes = serde_json::to_vec(fire).expect("a LastFire serializes");
     kv.kv_set(&key(name, "last"), &bytes, None).await
 }

@@ -47,13 +47,19 @@ impl Bm25 {
     /// The document-side weights of a memory's text.
     pub fn document(&self, text: &str) -> Sparse {
         let v = self.model.embed_document(text);
-        Sparse { indices: v.indices, values: v.values }
+        Sparse {
+            indices: v.indices,
+            values: v.values,
+        }
     }
 
     /// The query-side weights: 1 for each distinct term.
     pub fn query(&self, text: &str) -> Sparse {
         let v = self.model.embed_query(text);
-        Sparse { indices: v.indices, values: v.values }
+        Sparse {
+            indices: v.indices,
+            values: v.values,
+        }
     }
 }
 

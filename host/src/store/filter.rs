@@ -60,11 +60,19 @@ impl Filter {
             conds.push(Cond::Keyword(field::USER_ID, vec![user.clone()]));
         }
         if !self.ids.is_empty() {
-            let ids = self.ids.iter().map(|id| parse_id(id)).collect::<Result<_, _>>()?;
+            let ids = self
+                .ids
+                .iter()
+                .map(|id| parse_id(id))
+                .collect::<Result<_, _>>()?;
             conds.push(Cond::HasId(ids));
         }
         if !self.memory_types.is_empty() {
-            let types = self.memory_types.iter().map(|t| t.as_str().to_owned()).collect();
+            let types = self
+                .memory_types
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect();
             conds.push(Cond::Keyword(field::TYPE, types));
         }
         if !self.tags_any.is_empty() {
@@ -73,9 +81,14 @@ impl Filter {
         if let Some(session) = &self.session_id {
             conds.push(Cond::Keyword(field::SESSION_ID, vec![session.clone()]));
         }
-        for bound in [self.min_importance, self.max_importance].into_iter().flatten() {
+        for bound in [self.min_importance, self.max_importance]
+            .into_iter()
+            .flatten()
+        {
             if !bound.is_finite() {
-                return Err(StoreError::Invalid(format!("importance bound {bound} is not finite")));
+                return Err(StoreError::Invalid(format!(
+                    "importance bound {bound} is not finite"
+                )));
             }
         }
         if self.min_importance.is_some() || self.max_importance.is_some() {
@@ -152,9 +165,15 @@ mod tests {
         let conds = Filter::user("u").conditions().unwrap();
         assert_eq!(
             conds,
-            [Cond::Keyword("user_id", vec!["u".into()]), Cond::NotTrue("is_archived")]
+            [
+                Cond::Keyword("user_id", vec!["u".into()]),
+                Cond::NotTrue("is_archived")
+            ]
         );
-        let all = Filter { include_archived: true, ..Filter::default() };
+        let all = Filter {
+            include_archived: true,
+            ..Filter::default()
+        };
         assert!(all.conditions().unwrap().is_empty());
     }
 
@@ -171,23 +190,39 @@ mod tests {
         let conds = f.conditions().unwrap();
         assert!(conds.contains(&Cond::Range {
             key: "importance",
-            range: Range { gte: Some(2.5), ..Range::default() }
+            range: Range {
+                gte: Some(2.5),
+                ..Range::default()
+            }
         }));
         assert!(conds.contains(&Cond::Range {
             key: "created_at",
-            range: Range { gt: Some(10.0), lt: Some(20.0), ..Range::default() }
+            range: Range {
+                gt: Some(10.0),
+                lt: Some(20.0),
+                ..Range::default()
+            }
         }));
         assert!(conds.contains(&Cond::Range {
             key: "expires_at",
-            range: Range { lt: Some(30.0), ..Range::default() }
+            range: Range {
+                lt: Some(30.0),
+                ..Range::default()
+            }
         }));
     }
 
     #[test]
     fn bad_ids_and_bounds_are_invalid() {
-        let f = Filter { ids: vec!["nope".into()], ..Filter::default() };
+        let f = Filter {
+            ids: vec!["nope".into()],
+            ..Filter::default()
+        };
         assert!(matches!(f.conditions(), Err(StoreError::Invalid(_))));
-        let f = Filter { max_importance: Some(f32::NAN), ..Filter::default() };
+        let f = Filter {
+            max_importance: Some(f32::NAN),
+            ..Filter::default()
+        };
         assert!(matches!(f.conditions(), Err(StoreError::Invalid(_))));
     }
 }

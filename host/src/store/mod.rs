@@ -74,7 +74,8 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     fn get(&self, ids: &[String]) -> Result<Vec<Stored>, StoreError>;
     /// The `limit` memories nearest to `vector` by cosine similarity, best
     /// first, over the collections the filter allows.
-    fn search(&self, vector: &[f32], filter: &Filter, limit: usize) -> Result<Vec<Hit>, StoreError>;
+    fn search(&self, vector: &[f32], filter: &Filter, limit: usize)
+    -> Result<Vec<Hit>, StoreError>;
     /// The best `limit` BM25 matches for `query`, best first. A query of
     /// stopwords only matches nothing. Over both collections, scores are
     /// merged as they are, though each collection weighs a term by its own
@@ -88,7 +89,7 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     /// The `candidates` best of [`search`](Self::search) and of
     /// [`keyword_search`](Self::keyword_search), fused by reciprocal rank
     /// (`1 / (60 + rank)`, rank 1 = best; a hit found by one of them only is
-    /// kept), the best `limit`. `candidates` below `limit` count as `limit`.
+    /// kept), the best `limit`.
     fn hybrid_search(
         &self,
         vector: &[f32],
@@ -131,9 +132,15 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
 pub enum StoreBackend {
     /// Qdrant embedded (`qdrant-edge`): collections under `dir`, snapshot
     /// archives under `snapshots_dir`.
-    Embedded { dir: PathBuf, snapshots_dir: PathBuf },
+    Embedded {
+        dir: PathBuf,
+        snapshots_dir: PathBuf,
+    },
     /// A Qdrant server's gRPC endpoint (e.g. `http://127.0.0.1:6334`).
-    Server { url: String, api_key: Option<String> },
+    Server {
+        url: String,
+        api_key: Option<String>,
+    },
 }
 
 /// How to open the store.
@@ -166,7 +173,10 @@ impl StoreConfig {
     /// A Qdrant server at `url` (gRPC).
     pub fn server(url: impl Into<String>, api_key: Option<String>) -> StoreConfig {
         StoreConfig {
-            backend: StoreBackend::Server { url: url.into(), api_key },
+            backend: StoreBackend::Server {
+                url: url.into(),
+                api_key,
+            },
             dimension: Self::DEFAULT_DIMENSION,
             collection_prefix: Self::DEFAULT_PREFIX.into(),
         }

@@ -131,7 +131,8 @@ impl Collection {
 /// One memory, as stored (the WIT's `memory` record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
-    /// A UUID string; it is also the Qdrant point id.
+    /// A UUID string; it is also the Qdrant point id, so it reads back in
+    /// the canonical form (lowercase, hyphenated).
     pub id: String,
     pub text: String,
     pub user_id: String,
@@ -375,7 +376,8 @@ mod tests {
         m.expires_at = Some(1_800_000_000_000);
         m.decayed_at = Some(1_750_000_000_000);
         m.access_count = 12;
-        m.metadata.insert("k".into(), serde_json::json!({"nested": [1, 2]}));
+        m.metadata
+            .insert("k".into(), serde_json::json!({"nested": [1, 2]}));
         m.agent_id = Some("agent".into());
         m.run_id = Some("run".into());
         m.visibility = Some(Visibility::Shared);
@@ -397,9 +399,21 @@ mod tests {
 
     #[test]
     fn unset_options_are_left_out_of_the_payload() {
-        let m = Memory::new("0b7f3c1e-5d0a-4c1e-9a55-2f3d4e5f6a7b", "u", MemoryType::Fact, "x", 1);
+        let m = Memory::new(
+            "0b7f3c1e-5d0a-4c1e-9a55-2f3d4e5f6a7b",
+            "u",
+            MemoryType::Fact,
+            "x",
+            1,
+        );
         let payload = to_payload(&m).unwrap();
-        for key in ["expires_at", "session_id", "decayed_at", "visibility", "agent_id"] {
+        for key in [
+            "expires_at",
+            "session_id",
+            "decayed_at",
+            "visibility",
+            "agent_id",
+        ] {
             assert!(!payload.contains_key(key), "{key} present");
         }
     }
@@ -411,7 +425,10 @@ mod tests {
             .filter(|t| Collection::of(*t) == Collection::Prefs)
             .map(MemoryType::as_str)
             .collect();
-        assert_eq!(prefs, ["preference", "goal", "habit", "procedural", "prospective"]);
+        assert_eq!(
+            prefs,
+            ["preference", "goal", "habit", "procedural", "prospective"]
+        );
         for t in MemoryType::ALL {
             assert_eq!(t.as_str().parse::<MemoryType>().unwrap(), t);
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
@@ -421,9 +438,13 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        let good = Stored { memory: full_memory(), vector: vec![0.0, 1.0] };
+        let good = Stored {
+            memory: full_memory(),
+            vector: vec![0.0, 1.0],
+        };
         assert!(validate(&good, 2).is_ok());
-        let cases: [(fn(&mut Stored), &str); 5] = [
+        type Breaks = fn(&mut Stored);
+        let cases: [(Breaks, &str); 5] = [
             (|s| s.vector.push(1.0), "components"),
             (|s| s.vector = vec![0.0, 0.0], "all zeros"),
             (|s| s.vector[0] = f32::NAN, "non-finite"),

@@ -4,7 +4,7 @@
 
 use super::bm25::{Bm25, Sparse};
 use super::filter::{Cond, Filter};
-use super::fusion::{merge_by_score, rrf};
+use super::fusion::{Candidate, merge_by_score, rrf};
 use super::model::{Collection, Hit, Page, SnapshotInfo, Stored, parse_id, to_payload, validate};
 use super::{StoreError, VectorStore};
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A point as written: id, payload, dense vector and BM25 weights.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Point {
     pub id: Uuid,
     pub payload: Map<String, Value>,
@@ -30,7 +30,11 @@ pub(crate) enum Query<'a> {
     Sparse(&'a Sparse),
     /// Qdrant's own fusion: both as prefetches of `candidates` each, fused
     /// by RRF with `k = QDRANT_RRF_K`.
-    Fused { dense: &'a [f32], sparse: &'a Sparse, candidates: usize },
+    Fused {
+        dense: &'a [f32],
+        sparse: &'a Sparse,
+        candidates: usize,
+    },
 }
 
 /// Single-collection operations of one Qdrant (embedded or server). Filters
@@ -45,6 +49,14 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         filter: &[Cond],
         limit: usize,
     ) -> Result<Vec<Hit>, StoreError>;
+    /// [`query`](Self::query) without payloads and vectors: ids and scores.
+    fn query_ids(
+        &self,
+        c: Collection,
+        query: Query<'_>,
+        filter: &[Cond],
+        limit: usize,
+    ) -> Result<Vec<(Uuid, f32)>, StoreError>;
     /// A page in id order from `offset` (inclusive) and the id the next page starts at.
     fn scroll(
         &self,
@@ -84,7 +96,11 @@ pub(crate) struct Store<B> {
 
 impl<B: Backend> Store<B> {
     pub fn new(backend: B, dimension: usize) -> Store<B> {
-        Store { backend, bm25: Bm25::new(), dimension }
+        Store {
+            backend,
+            bm25: Bm25::new(),
+            dimension,
+        }
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<(), StoreError> {
@@ -96,7 +112,9 @@ impl<B: Backend> Store<B> {
             )));
         }
         if vector.iter().any(|x| !x.is_finite()) {
-            return Err(StoreError::Invalid("query vector has a non-finite component".into()));
+            return Err(StoreError::Invalid(
+                "query vector has a non-finite component".into(),
+            ));
         }
         Ok(())
     }
@@ -106,7 +124,9 @@ impl<B: Backend> Store<B> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let (found, _) = self.backend.scroll_ids(c, &[Cond::HasId(ids.to_vec())], None, ids.len())?;
+        let (found, _) =
+            self.backend
+                .scroll_ids(c, &[Cond::HasId(ids.to_vec())], None, ids.len())?;
         Ok(found)
     }
 
@@ -153,9 +173,17 @@ fn parse_cursor(
     cursor: &str,
     allowed: &[Collection],
 ) -> Result<(Collection, Option<Uuid>), StoreError> {
-    let bad = || StoreError::Invalid(format!("scroll cursor {cursor:?} is not one this filter gave"));
+    let bad = || {
+        StoreError::Invalid(format!(
+            "scroll cursor {cursor:?} is not one this filter gave"
+        ))
+    };
     let (name, offset) = cursor.split_once(':').ok_or_else(bad)?;
-    let c = allowed.iter().copied().find(|c| c.base_name() == name).ok_or_else(bad)?;
+    let c = allowed
+        .iter()
+        .copied()
+        .find(|c| c.base_name() == name)
+        .ok_or_else(bad)?;
     let offset = match offset {
         "" => None,
         id => Some(Uuid::parse_str(id).map_err(|_| bad())?),
@@ -186,17 +214,21 @@ impl<B: Backend> VectorStore for Store<B> {
                 }
             }
         }
-        for c in Collection::ALL {
-            let batch: Vec<Point> =
-                points.iter().filter(|(pc, _)| *pc == c).map(|(_, p)| p.clone()).collect();
+        let (facts, prefs): (Vec<_>, Vec<_>) = points
+            .into_iter()
+            .partition(|(c, _)| *c == Collection::Facts);
+        for (c, batch) in [(Collection::Facts, facts), (Collection::Prefs, prefs)] {
             if batch.is_empty() {
                 continue;
             }
+            let batch: Vec<Point> = batch.into_iter().map(|(_, p)| p).collect();
             let ids: Vec<Uuid> = batch.iter().map(|p| p.id).collect();
             self.backend.upsert(c, batch)?;
             // Written first, then removed from the other collection: a crash
             // in between leaves a duplicate that the next write of the
-            // memory clears, never a loss.
+            // memory clears, never a loss. (Two concurrent writes moving one
+            // memory in opposite directions could both delete; the memory
+            // tasks write a memory from one task at a time.)
             let stale = self.existing(c.other(), &ids)?;
             if !stale.is_empty() {
                 self.backend.delete(c.other(), stale)?;
@@ -216,10 +248,18 @@ impl<B: Backend> VectorStore for Store<B> {
                 found.insert(s.memory.id.clone(), s);
             }
         }
-        Ok(ids.iter().filter_map(|id| found.remove(&id.to_string())).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.remove(&id.to_string()))
+            .collect())
     }
 
-    fn search(&self, vector: &[f32], filter: &Filter, limit: usize) -> Result<Vec<Hit>, StoreError> {
+    fn search(
+        &self,
+        vector: &[f32],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Hit>, StoreError> {
         self.check_vector(vector)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -250,24 +290,74 @@ impl<B: Backend> VectorStore for Store<B> {
         limit: usize,
     ) -> Result<Vec<Hit>, StoreError> {
         self.check_vector(vector)?;
-        if limit == 0 {
+        if limit == 0 || candidates == 0 {
+            filter.conditions()?;
             return Ok(Vec::new());
         }
-        let candidates = candidates.max(limit);
         let sparse = self.bm25.query(query);
         let collections = filter.collections();
         if let ([c], false) = (collections.as_slice(), sparse.is_empty()) {
             let conds = filter.conditions()?;
-            let fused = Query::Fused { dense: vector, sparse: &sparse, candidates };
+            let fused = Query::Fused {
+                dense: vector,
+                sparse: &sparse,
+                candidates,
+            };
             return self.backend.query(*c, fused, &conds, limit);
         }
-        let dense = self.query_all(Query::Dense(vector), filter, candidates)?;
+        // Over both collections: fuse ids and scores, then read only the
+        // memories that made the cut.
+        let conds = filter.conditions()?;
+        let ranked = |query: Query<'_>| -> Result<Vec<Candidate>, StoreError> {
+            let mut lists = Vec::new();
+            for &collection in &collections {
+                let found = self
+                    .backend
+                    .query_ids(collection, query, &conds, candidates)?;
+                lists.push(
+                    found
+                        .into_iter()
+                        .map(|(id, score)| Candidate {
+                            collection,
+                            id,
+                            score,
+                        })
+                        .collect(),
+                );
+            }
+            Ok(merge_by_score(lists, candidates))
+        };
+        let dense = ranked(Query::Dense(vector))?;
         let keyword = if sparse.is_empty() {
             Vec::new()
         } else {
-            self.query_all(Query::Sparse(&sparse), filter, candidates)?
+            ranked(Query::Sparse(&sparse))?
         };
-        Ok(rrf(vec![dense, keyword], limit))
+        let fused = rrf(vec![dense, keyword], limit);
+        let mut found: HashMap<Uuid, Stored> = HashMap::new();
+        for &c in &collections {
+            let ids: Vec<Uuid> = fused
+                .iter()
+                .filter(|f| f.collection == c)
+                .map(|f| f.id)
+                .collect();
+            if !ids.is_empty() {
+                for s in self.backend.retrieve(c, &ids)? {
+                    found.insert(parse_id(&s.memory.id)?, s);
+                }
+            }
+        }
+        // A memory deleted since the query is left out.
+        Ok(fused
+            .into_iter()
+            .filter_map(|f| {
+                found.remove(&f.id).map(|s| Hit {
+                    memory: s.memory,
+                    vector: s.vector,
+                    score: f.score,
+                })
+            })
+            .collect())
     }
 
     fn scroll(
@@ -286,12 +376,21 @@ impl<B: Backend> VectorStore for Store<B> {
             None => (collections[0], None),
         };
         let mut items = Vec::new();
-        let mut rest = collections.iter().copied().skip_while(|c| *c != start).peekable();
+        let mut rest = collections
+            .iter()
+            .copied()
+            .skip_while(|c| *c != start)
+            .peekable();
         while let Some(c) = rest.next() {
-            let (page, next) = self.backend.scroll(c, &conds, offset, limit - items.len())?;
+            let (page, next) = self
+                .backend
+                .scroll(c, &conds, offset, limit - items.len())?;
             items.extend(page);
             if let Some(next) = next {
-                return Ok(Page { items, next: Some(format_cursor(c, Some(next))) });
+                return Ok(Page {
+                    items,
+                    next: Some(format_cursor(c, Some(next))),
+                });
             }
             offset = None;
             if items.len() == limit {
@@ -304,7 +403,11 @@ impl<B: Backend> VectorStore for Store<B> {
 
     fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
         let conds = filter.conditions()?;
-        filter.collections().into_iter().map(|c| self.backend.count(c, &conds)).sum()
+        filter
+            .collections()
+            .into_iter()
+            .map(|c| self.backend.count(c, &conds))
+            .sum()
     }
 
     fn delete(&self, ids: &[String]) -> Result<u64, StoreError> {
@@ -382,7 +485,11 @@ impl<B: Backend> VectorStore for Store<B> {
 }
 
 fn sort_newest_first(snapshots: &mut [SnapshotInfo]) {
-    snapshots.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.name.cmp(&a.name)));
+    snapshots.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.name.cmp(&a.name))
+    });
 }
 
 #[cfg(test)]
@@ -394,9 +501,15 @@ mod tests {
         let id = Uuid::new_v4();
         let both = Collection::ALL;
         let c = format_cursor(Collection::Prefs, Some(id));
-        assert_eq!(parse_cursor(&c, &both).unwrap(), (Collection::Prefs, Some(id)));
+        assert_eq!(
+            parse_cursor(&c, &both).unwrap(),
+            (Collection::Prefs, Some(id))
+        );
         let start = format_cursor(Collection::Facts, None);
-        assert_eq!(parse_cursor(&start, &both).unwrap(), (Collection::Facts, None));
+        assert_eq!(
+            parse_cursor(&start, &both).unwrap(),
+            (Collection::Facts, None)
+        );
         for bad in ["prefs", "other:", "facts:nope"] {
             assert!(parse_cursor(bad, &both).is_err(), "{bad}");
         }

@@ -17,7 +17,9 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The creation time a snapshot's name holds (`<unix-ms>.tar`), or `None`
@@ -33,7 +35,11 @@ fn created_at(name: &str) -> Option<i64> {
 /// Archives the collection directory `source` into `dir` (created when
 /// missing). The archive is written beside its final name and renamed, so
 /// a crash never leaves a partial snapshot that looks whole.
-pub(crate) fn archive(source: &Path, dir: &Path, collection: &str) -> Result<SnapshotInfo, StoreError> {
+pub(crate) fn archive(
+    source: &Path,
+    dir: &Path,
+    collection: &str,
+) -> Result<SnapshotInfo, StoreError> {
     fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let mut ms = now_ms();
     let path = loop {
@@ -46,9 +52,13 @@ pub(crate) fn archive(source: &Path, dir: &Path, collection: &str) -> Result<Sna
     let partial = path.with_extension("tar.partial");
     let file = fs::File::create(&partial).map_err(io("creating", &partial))?;
     let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
-    builder.append_dir_all(".", source).map_err(io("archiving", source))?;
+    builder
+        .append_dir_all(".", source)
+        .map_err(io("archiving", source))?;
     let writer = builder.into_inner().map_err(io("writing", &partial))?;
-    let file = writer.into_inner().map_err(|e| io("writing", &partial)(e.into_error()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| io("writing", &partial)(e.into_error()))?;
     file.sync_all().map_err(io("syncing", &partial))?;
     let size_bytes = file.metadata().map_err(io("reading", &partial))?.len();
     fs::rename(&partial, &path).map_err(io("renaming", &partial))?;
@@ -61,7 +71,9 @@ pub(crate) fn archive(source: &Path, dir: &Path, collection: &str) -> Result<Sna
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The snapshots in `dir` (none when it does not exist).
@@ -75,9 +87,19 @@ pub(crate) fn list(dir: &Path, collection: &str) -> Result<Vec<SnapshotInfo>, St
     for entry in entries {
         let entry = entry.map_err(io("listing", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(created_at) = created_at(&name) else { continue };
-        let size_bytes = entry.metadata().map_err(io("reading", &entry.path()))?.len();
-        out.push(SnapshotInfo { collection: collection.into(), name, created_at, size_bytes });
+        let Some(created_at) = created_at(&name) else {
+            continue;
+        };
+        let size_bytes = entry
+            .metadata()
+            .map_err(io("reading", &entry.path()))?
+            .len();
+        out.push(SnapshotInfo {
+            collection: collection.into(),
+            name,
+            created_at,
+            size_bytes,
+        });
     }
     Ok(out)
 }
@@ -85,7 +107,9 @@ pub(crate) fn list(dir: &Path, collection: &str) -> Result<Vec<SnapshotInfo>, St
 /// Deletes the snapshot `name` from `dir`.
 pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), StoreError> {
     if created_at(name).is_none() {
-        return Err(StoreError::Invalid(format!("{name:?} is not a snapshot name")));
+        return Err(StoreError::Invalid(format!(
+            "{name:?} is not a snapshot name"
+        )));
     }
     let path = dir.join(name);
     fs::remove_file(&path).map_err(io("deleting", &path))

@@ -68,9 +68,7 @@ impl Client {
         struct Answer {
             schedules: Vec<Schedule>,
         }
-        let answer: Answer = self
-            .get_json(&["api", "v1", "tasks", "scheduled"])
-            .await?;
+        let answer: Answer = self.get_json(&["api", "v1", "tasks", "scheduled"]).await?;
         Ok(answer.schedules)
     }
 

@@ -206,8 +206,9 @@ impl Plugin {
         (task.handler)(ctx, input)
     }
 
-    /// What the `describe` export returns.
-    pub(crate) fn info(&self) -> PluginInfo {
+    /// What the `describe` export returns: the plugin's name, version and
+    /// tasks with their default queues and limits.
+    pub fn info(&self) -> PluginInfo {
         PluginInfo {
             name: self.name.clone(),
             version: self.version.clone(),

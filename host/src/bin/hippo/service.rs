@@ -9,8 +9,8 @@ use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
 use hippo::worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::watch;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Where things live and which broker to use; shared by every command that
 /// talks to a broker.
@@ -101,6 +101,11 @@ pub struct MemoryArgs {
     /// Where `scripts/fetch-models` put ONNX Runtime and the models.
     #[arg(long, env = "HIPPO_MODELS_DIR", default_value_os_t = hippo::models::default_models_dir())]
     pub models_dir: PathBuf,
+    /// A TOML file describing the models instead (any Hugging Face encoder
+    /// exported to ONNX: tokenizer, graph, pooling, normalisation, maximum
+    /// length, query prefix; an optional cross-encoder reranker).
+    #[arg(long, env = "HIPPO_MODELS_CONFIG")]
+    pub models_config: Option<PathBuf>,
     /// A Qdrant server's gRPC URL (e.g. http://qdrant:6334) for the memory
     /// store; without it, `hippo serve` on the embedded broker keeps memories
     /// in the embedded store under the data directory.
@@ -188,9 +193,17 @@ async fn open_parts(
         max_concurrent_tasks: args.max_instances,
         ..RuntimeConfig::default()
     };
+    let models = match &args.memory.models_config {
+        Some(path) => Some(
+            toml::from_str(&std::fs::read_to_string(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let memory = MemorySettings::choose(
         args.memory.no_memory,
         &args.memory.models_dir,
+        models,
         args.memory.qdrant_url.as_deref(),
         args.memory.qdrant_api_key.clone(),
         &target,
@@ -272,7 +285,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         keys,
     };
     let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
-    let api = tokio::spawn(hippo::api::serve_router(listener, app, until(stopped.clone())));
+    let api = tokio::spawn(hippo::api::serve_router(
+        listener,
+        app,
+        until(stopped.clone()),
+    ));
     let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
     if args.no_worker {
         until(stopped).await;

@@ -10,10 +10,10 @@ use crate::store::router::{Point, Query};
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
     Condition, FieldCondition, Filter, Fusion, HasIdCondition, JsonPath, Match, NamedQuery,
-    OperationError, Payload, PayloadFieldSchema, PayloadSchemaType, PointId,
-    PointStructPersisted, Prefetch, QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery,
-    SearchParams, SparseVector, ValueVariants, VectorInternal, VectorPersisted,
-    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
+    OperationError, Payload, PayloadFieldSchema, PayloadSchemaType, PointId, PointStructPersisted,
+    Prefetch, QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery, SearchParams,
+    SparseVector, ValueVariants, VectorInternal, VectorPersisted, VectorStructInternal,
+    VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 use uuid::Uuid;
 
@@ -26,7 +26,9 @@ const SEARCH_EF: usize = 128;
 
 /// The JSON path of a payload field (the store's own field names, all plain keys).
 pub(super) fn key_path(field: &str) -> JsonPath {
-    field.parse().expect("payload field names are valid JSON paths")
+    field
+        .parse()
+        .expect("payload field names are valid JSON paths")
 }
 
 pub(super) fn unavailable(e: OperationError) -> StoreError {
@@ -62,15 +64,19 @@ pub(super) fn filter(conds: &[Cond]) -> Option<Filter> {
                     [one] => Match::from(one.clone()),
                     many => Match::from(many.to_vec()),
                 };
-                must.push(Condition::Field(FieldCondition::new_match(key_path(key), matching)));
+                must.push(Condition::Field(FieldCondition::new_match(
+                    key_path(key),
+                    matching,
+                )));
             }
             Cond::HasId(ids) => must.push(Condition::HasId(
-                ids.iter().map(|id| PointId::Uuid(*id)).collect::<HasIdCondition>(),
+                ids.iter()
+                    .map(|id| PointId::Uuid(*id))
+                    .collect::<HasIdCondition>(),
             )),
-            Cond::Range { key, range: r } => must.push(Condition::Field(FieldCondition::new_range(
-                key_path(key),
-                range(*r),
-            ))),
+            Cond::Range { key, range: r } => must.push(Condition::Field(
+                FieldCondition::new_range(key_path(key), range(*r)),
+            )),
             Cond::NotTrue(key) => must_not.push(Condition::Field(FieldCondition::new_match(
                 key_path(key),
                 Match::new_value(ValueVariants::Bool(true)),
@@ -101,7 +107,10 @@ pub(super) fn point(p: Point) -> PointStructPersisted {
 }
 
 fn sparse(s: Sparse) -> SparseVector {
-    SparseVector { indices: s.indices, values: s.values }
+    SparseVector {
+        indices: s.indices,
+        values: s.values,
+    }
 }
 
 pub(super) fn uuid(id: PointId) -> Result<Uuid, StoreError> {
@@ -109,11 +118,6 @@ pub(super) fn uuid(id: PointId) -> Result<Uuid, StoreError> {
         PointId::Uuid(id) => Ok(id),
         PointId::NumId(n) => Err(StoreError::Corrupt(format!("point {n} has a numeric id"))),
     }
-}
-
-/// Payload and the dense vector, nothing else.
-pub(super) fn with_data() -> (WithPayloadInterface, WithVector) {
-    (WithPayloadInterface::Bool(true), WithVector::Selector(vec![DENSE.into()]))
 }
 
 fn dense_of(id: &Uuid, vector: Option<VectorStructInternal>) -> Result<Vec<f32>, StoreError> {
@@ -136,7 +140,10 @@ fn stored(
     let id = uuid(id)?;
     let vector = dense_of(&id, vector)?;
     let payload = payload.map(|p| p.0).unwrap_or_default();
-    Ok(Stored { memory: from_payload(id.to_string(), payload)?, vector })
+    Ok(Stored {
+        memory: from_payload(id.to_string(), payload)?,
+        vector,
+    })
 }
 
 pub(super) fn record(r: Record) -> Result<Stored, StoreError> {
@@ -146,7 +153,11 @@ pub(super) fn record(r: Record) -> Result<Stored, StoreError> {
 pub(super) fn hit(p: ScoredPoint) -> Result<Hit, StoreError> {
     let score = p.score;
     let Stored { memory, vector } = stored(p.id, p.payload, p.vector)?;
-    Ok(Hit { memory, vector, score })
+    Ok(Hit {
+        memory,
+        vector,
+        score,
+    })
 }
 
 fn nearest(query: Query<'_>) -> QueryEnum {
@@ -155,17 +166,45 @@ fn nearest(query: Query<'_>) -> QueryEnum {
         Query::Sparse(s) => (VectorInternal::Sparse(sparse(s.clone())), SPARSE),
         Query::Fused { .. } => unreachable!("fusion is not a nearest query"),
     };
-    QueryEnum::Nearest(NamedQuery { query: vector, using: Some(using.into()) })
+    QueryEnum::Nearest(NamedQuery {
+        query: vector,
+        using: Some(using.into()),
+    })
 }
 
-/// One Qdrant query request for `query`, returning payloads and dense vectors.
-pub(super) fn query_request(query: Query<'_>, conds: &[Cond], limit: usize) -> QueryRequest {
+/// What a request returns besides ids and scores.
+pub(super) fn returning(with_data: bool) -> (WithPayloadInterface, WithVector) {
+    if with_data {
+        (
+            WithPayloadInterface::Bool(true),
+            WithVector::Selector(vec![DENSE.into()]),
+        )
+    } else {
+        (WithPayloadInterface::Bool(false), WithVector::Bool(false))
+    }
+}
+
+/// One Qdrant query request for `query`, returning payloads and dense
+/// vectors when `with_data`.
+pub(super) fn query_request(
+    query: Query<'_>,
+    conds: &[Cond],
+    limit: usize,
+    with_data: bool,
+) -> QueryRequest {
     let filter = filter(conds);
-    let params = Some(SearchParams { hnsw_ef: Some(SEARCH_EF), ..SearchParams::default() });
-    let (with_payload, with_vector) = with_data();
+    let params = Some(SearchParams {
+        hnsw_ef: Some(SEARCH_EF),
+        ..SearchParams::default()
+    });
+    let (with_payload, with_vector) = returning(with_data);
     let (prefetches, scoring) = match query {
         Query::Dense(_) | Query::Sparse(_) => (Vec::new(), ScoringQuery::Vector(nearest(query))),
-        Query::Fused { dense, sparse, candidates } => {
+        Query::Fused {
+            dense,
+            sparse,
+            candidates,
+        } => {
             let prefetch = |q: Query<'_>| Prefetch {
                 prefetches: Vec::new(),
                 query: Some(ScoringQuery::Vector(nearest(q))),
@@ -174,8 +213,17 @@ pub(super) fn query_request(query: Query<'_>, conds: &[Cond], limit: usize) -> Q
                 filter: filter.clone(),
                 score_threshold: None,
             };
-            let rrf = Fusion::Rrf { k: QDRANT_RRF_K, weights: None };
-            (vec![prefetch(Query::Dense(dense)), prefetch(Query::Sparse(sparse))], ScoringQuery::Fusion(rrf))
+            let rrf = Fusion::Rrf {
+                k: QDRANT_RRF_K,
+                weights: None,
+            };
+            (
+                vec![
+                    prefetch(Query::Dense(dense)),
+                    prefetch(Query::Sparse(sparse)),
+                ],
+                ScoringQuery::Fusion(rrf),
+            )
         }
     };
     QueryRequest {

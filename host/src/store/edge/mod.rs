@@ -4,8 +4,8 @@
 //! `qdrant-edge` 0.7 is synchronous and does no background work: it builds
 //! the HNSW index only when asked (`optimize`), searching by brute force
 //! (over the payload index's candidates when filtered) until then. Here a
-//! shard optimizes on a thread of its own once [`AUTO_OPTIMIZE_AFTER`]
-//! points have changed since the last run, so writers never wait for it;
+//! shard optimizes on a thread of its own once enough points have changed
+//! since the last run ([`AUTO_OPTIMIZE_AFTER`]), and writers go on meanwhile;
 //! [`VectorStore::optimize`](crate::store::VectorStore::optimize) runs it
 //! at once. Its `flush` panics when the WAL or the segments are busy, so
 //! flushes (snapshots, drop) hold writers and optimizations back through a
@@ -32,9 +32,12 @@ use std::thread::JoinHandle;
 use uuid::Uuid;
 
 /// Points written or deleted in a shard after which it optimizes in the
-/// background. Below Qdrant's default indexing threshold (~10 MB of
-/// vectors, ~6,500 of 384 dimensions) a segment stays plain anyway.
-pub const AUTO_OPTIMIZE_AFTER: usize = 10_000;
+/// background, once they are also half as many as the shard holds: a bulk
+/// load then rebuilds the index a few times (at 10k, 20k, 30k, 45k, ...
+/// points), not once per 10,000. Below Qdrant's default indexing threshold
+/// (~10 MB of vectors, ~6,500 of 384 dimensions) a segment stays plain
+/// anyway.
+const AUTO_OPTIMIZE_AFTER: usize = 10_000;
 
 /// The embedded store: both collections' shards.
 #[derive(Debug)]
@@ -71,22 +74,37 @@ fn config(dimension: usize) -> EdgeConfig {
         quantization_config: None,
         hnsw_config: None,
     };
-    let sparse = EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() };
+    let sparse = EdgeSparseVectorParams {
+        modifier: Some(Modifier::Idf),
+        ..Default::default()
+    };
     EdgeConfig {
         vectors: [(DENSE.to_owned(), dense)].into(),
         sparse_vectors: [(SPARSE.to_owned(), sparse)].into(),
         // The reference's HNSW parameters.
-        hnsw_config: HnswIndexConfig { m: 48, ef_construct: 256, ..HnswIndexConfig::default() },
+        hnsw_config: HnswIndexConfig {
+            m: 48,
+            ef_construct: 256,
+            ..HnswIndexConfig::default()
+        },
         ..EdgeConfig::default()
     }
 }
 
 impl Shard {
-    fn open(dir: &Path, name: String, snapshots_dir: PathBuf, dimension: usize) -> Result<Shard, StoreError> {
+    fn open(
+        dir: &Path,
+        name: String,
+        snapshots_dir: PathBuf,
+        dimension: usize,
+    ) -> Result<Shard, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         let in_use = |e: qdrant_edge::OperationError| {
-            StoreError::Unavailable(format!("opening collection {name} at {}: {e}", dir.display()))
+            StoreError::Unavailable(format!(
+                "opening collection {name} at {}: {e}",
+                dir.display()
+            ))
         };
         let shard = if dir.join("edge_config.json").exists() {
             let shard = EdgeShard::load(dir, None).map_err(in_use)?;
@@ -120,8 +138,13 @@ impl Shard {
             if present.contains_key(&key) {
                 continue;
             }
-            let create = CreateIndex { field_name: key, field_schema: Some(convert::index_schema(kind)) };
-            self.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)))?;
+            let create = CreateIndex {
+                field_name: key,
+                field_schema: Some(convert::index_schema(kind)),
+            };
+            self.update(UpdateOperation::FieldIndexOperation(
+                FieldIndexOperations::CreateIndex(create),
+            ))?;
         }
         Ok(())
     }
@@ -159,11 +182,21 @@ impl Shard {
 }
 
 impl EdgeBackend {
-    pub fn open(dir: &Path, snapshots_dir: &Path, prefix: &str, dimension: usize) -> Result<EdgeBackend, StoreError> {
+    pub fn open(
+        dir: &Path,
+        snapshots_dir: &Path,
+        prefix: &str,
+        dimension: usize,
+    ) -> Result<EdgeBackend, StoreError> {
         let shard = |c: Collection| -> Result<Arc<Shard>, StoreError> {
             let name = c.name(prefix);
             let snapshots = snapshots_dir.join(&name);
-            Ok(Arc::new(Shard::open(&dir.join(&name), name, snapshots, dimension)?))
+            Ok(Arc::new(Shard::open(
+                &dir.join(&name),
+                name,
+                snapshots,
+                dimension,
+            )?))
         };
         Ok(EdgeBackend {
             shards: [shard(Collection::Facts)?, shard(Collection::Prefs)?],
@@ -176,7 +209,10 @@ impl EdgeBackend {
     fn changed(&self, c: Collection, n: usize) {
         let shard = self.shard(c);
         let total = shard.changed.fetch_add(n, Ordering::Relaxed) + n;
-        if total < AUTO_OPTIMIZE_AFTER || shard.scheduled.swap(true, Ordering::AcqRel) {
+        if total < AUTO_OPTIMIZE_AFTER
+            || total < shard.shard.info().points_count / 2
+            || shard.scheduled.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let worker = Arc::clone(shard);
@@ -210,16 +246,16 @@ impl Backend for EdgeBackend {
         let n = points.len();
         let points = points.into_iter().map(convert::point).collect();
         let shard = self.shard(c);
-        shard.update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-            PointInsertOperations::PointsList(points),
-        )))?;
+        shard.update(UpdateOperation::PointOperation(
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+        ))?;
         self.changed(c, n);
         Ok(())
     }
 
     fn retrieve(&self, c: Collection, ids: &[Uuid]) -> Result<Vec<Stored>, StoreError> {
         let ids: Vec<PointId> = ids.iter().map(|id| PointId::Uuid(*id)).collect();
-        let (with_payload, with_vector) = convert::with_data();
+        let (with_payload, with_vector) = convert::returning(true);
         let records = self
             .shard(c)
             .shard
@@ -228,10 +264,31 @@ impl Backend for EdgeBackend {
         records.into_iter().map(convert::record).collect()
     }
 
-    fn query(&self, c: Collection, query: Query<'_>, filter: &[Cond], limit: usize) -> Result<Vec<Hit>, StoreError> {
-        let request = convert::query_request(query, filter, limit);
+    fn query(
+        &self,
+        c: Collection,
+        query: Query<'_>,
+        filter: &[Cond],
+        limit: usize,
+    ) -> Result<Vec<Hit>, StoreError> {
+        let request = convert::query_request(query, filter, limit, true);
         let points = self.shard(c).shard.query(request).map_err(unavailable)?;
         points.into_iter().map(convert::hit).collect()
+    }
+
+    fn query_ids(
+        &self,
+        c: Collection,
+        query: Query<'_>,
+        filter: &[Cond],
+        limit: usize,
+    ) -> Result<Vec<(Uuid, f32)>, StoreError> {
+        let request = convert::query_request(query, filter, limit, false);
+        let points = self.shard(c).shard.query(request).map_err(unavailable)?;
+        points
+            .into_iter()
+            .map(|p| Ok((convert::uuid(p.id)?, p.score)))
+            .collect()
     }
 
     fn scroll(
@@ -241,8 +298,16 @@ impl Backend for EdgeBackend {
         offset: Option<Uuid>,
         limit: usize,
     ) -> Result<(Vec<Stored>, Option<Uuid>), StoreError> {
-        let (records, next) = self.shard(c).scroll(filter, offset, limit, convert::with_data())?;
-        Ok((records.into_iter().map(convert::record).collect::<Result<_, _>>()?, next))
+        let (records, next) =
+            self.shard(c)
+                .scroll(filter, offset, limit, convert::returning(true))?;
+        Ok((
+            records
+                .into_iter()
+                .map(convert::record)
+                .collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     fn scroll_ids(
@@ -252,13 +317,23 @@ impl Backend for EdgeBackend {
         offset: Option<Uuid>,
         limit: usize,
     ) -> Result<(Vec<Uuid>, Option<Uuid>), StoreError> {
-        let bare = (WithPayloadInterface::Bool(false), WithVector::Bool(false));
-        let (records, next) = self.shard(c).scroll(filter, offset, limit, bare)?;
-        Ok((records.into_iter().map(|r| convert::uuid(r.id)).collect::<Result<_, _>>()?, next))
+        let (records, next) =
+            self.shard(c)
+                .scroll(filter, offset, limit, convert::returning(false))?;
+        Ok((
+            records
+                .into_iter()
+                .map(|r| convert::uuid(r.id))
+                .collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     fn count(&self, c: Collection, filter: &[Cond]) -> Result<u64, StoreError> {
-        let request = CountRequest { filter: convert::filter(filter), exact: true };
+        let request = CountRequest {
+            filter: convert::filter(filter),
+            exact: true,
+        };
         Ok(self.shard(c).shard.count(request).map_err(unavailable)? as u64)
     }
 
@@ -266,7 +341,9 @@ impl Backend for EdgeBackend {
         let n = ids.len();
         let ids = ids.into_iter().map(PointId::Uuid).collect();
         let shard = self.shard(c);
-        shard.update(UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }))?;
+        shard.update(UpdateOperation::PointOperation(
+            PointOperations::DeletePoints { ids },
+        ))?;
         self.changed(c, n);
         Ok(())
     }
@@ -291,7 +368,13 @@ impl Backend for EdgeBackend {
 
     fn probe(&self) -> Result<(), StoreError> {
         for shard in &self.shards {
-            shard.shard.count(CountRequest { filter: None, exact: false }).map_err(unavailable)?;
+            shard
+                .shard
+                .count(CountRequest {
+                    filter: None,
+                    exact: false,
+                })
+                .map_err(unavailable)?;
         }
         Ok(())
     }

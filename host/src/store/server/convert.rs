@@ -52,11 +52,18 @@ pub(super) fn filter(conds: &[Cond]) -> Option<Filter> {
                 many => Condition::matches(*key, many.to_vec()),
             }),
             Cond::HasId(ids) => {
-                filter.must.push(Condition::has_id(ids.iter().map(|id| id.to_string())));
+                filter
+                    .must
+                    .push(Condition::has_id(ids.iter().map(|id| id.to_string())));
             }
             Cond::Range { key, range: r } => filter.must.push(Condition::range(
                 *key,
-                qdrant_client::qdrant::Range { gt: r.gt, gte: r.gte, lt: r.lt, lte: r.lte },
+                qdrant_client::qdrant::Range {
+                    gt: r.gt,
+                    gte: r.gte,
+                    lt: r.lt,
+                    lte: r.lte,
+                },
             )),
             Cond::NotTrue(key) => filter.must_not.push(Condition::matches(*key, true)),
         }
@@ -67,7 +74,10 @@ pub(super) fn filter(conds: &[Cond]) -> Option<Filter> {
 pub(super) fn point(p: Point) -> PointStruct {
     let vectors = NamedVectors::default()
         .add_vector(DENSE, Vector::new_dense(p.dense))
-        .add_vector(SPARSE, Vector::new_sparse(p.sparse.indices, p.sparse.values));
+        .add_vector(
+            SPARSE,
+            Vector::new_sparse(p.sparse.indices, p.sparse.values),
+        );
     PointStruct::new(p.id.to_string(), vectors, Payload::from(p.payload))
 }
 
@@ -75,13 +85,17 @@ pub(super) fn uuid(id: Option<PointId>) -> Result<Uuid, StoreError> {
     match id.and_then(|id| id.point_id_options) {
         Some(PointIdOptions::Uuid(s)) => Uuid::parse_str(&s)
             .map_err(|_| StoreError::Corrupt(format!("point id {s:?} is not a UUID"))),
-        other => Err(StoreError::Corrupt(format!("point id {other:?} is not a UUID"))),
+        other => Err(StoreError::Corrupt(format!(
+            "point id {other:?} is not a UUID"
+        ))),
     }
 }
 
 /// The vectors to return: the dense one only.
 pub(super) fn dense_only() -> VectorsSelector {
-    VectorsSelector { names: vec![DENSE.into()] }
+    VectorsSelector {
+        names: vec![DENSE.into()],
+    }
 }
 
 fn stored(
@@ -92,10 +106,20 @@ fn stored(
     let id = uuid(id)?;
     let vector = match vectors.and_then(|v| v.get_vector_by_name(DENSE)) {
         Some(vector_output::Vector::Dense(d)) => d.data,
-        _ => return Err(StoreError::Corrupt(format!("point {id} has no dense vector"))),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "point {id} has no dense vector"
+            )));
+        }
     };
-    let payload = payload.into_iter().map(|(k, v)| (k, v.into_json())).collect();
-    Ok(Stored { memory: from_payload(id.to_string(), payload)?, vector })
+    let payload = payload
+        .into_iter()
+        .map(|(k, v)| (k, v.into_json()))
+        .collect();
+    Ok(Stored {
+        memory: from_payload(id.to_string(), payload)?,
+        vector,
+    })
 }
 
 pub(super) fn record(p: RetrievedPoint) -> Result<Stored, StoreError> {
@@ -105,40 +129,59 @@ pub(super) fn record(p: RetrievedPoint) -> Result<Stored, StoreError> {
 pub(super) fn hit(p: ScoredPoint) -> Result<Hit, StoreError> {
     let score = p.score;
     let Stored { memory, vector } = stored(p.id, p.payload, p.vectors)?;
-    Ok(Hit { memory, vector, score })
+    Ok(Hit {
+        memory,
+        vector,
+        score,
+    })
 }
 
 fn nearest(query: Query<'_>) -> (VectorInput, &'static str) {
     match query {
         Query::Dense(v) => (VectorInput::new_dense(v.to_vec()), DENSE),
-        Query::Sparse(s) => (VectorInput::new_sparse(s.indices.clone(), s.values.clone()), SPARSE),
+        Query::Sparse(s) => (
+            VectorInput::new_sparse(s.indices.clone(), s.values.clone()),
+            SPARSE,
+        ),
         Query::Fused { .. } => unreachable!("fusion is not a nearest query"),
     }
 }
 
-/// One query request for `query` on `collection`, returning payloads and dense vectors.
+/// One query request for `query` on `collection`, returning payloads and
+/// dense vectors when `with_data`.
 pub(super) fn query_request(
     collection: &str,
     query: Query<'_>,
     conds: &[Cond],
     limit: usize,
+    with_data: bool,
 ) -> QueryPointsBuilder {
     let filter = filter(conds);
     let params = SearchParamsBuilder::default().hnsw_ef(SEARCH_EF);
     let mut request = QueryPointsBuilder::new(collection)
         .limit(limit as u64)
         .params(params.clone())
-        .with_payload(true)
-        .with_vectors(dense_only());
+        .with_payload(with_data);
+    request = if with_data {
+        request.with_vectors(dense_only())
+    } else {
+        request.with_vectors(false)
+    };
     if let Some(f) = &filter {
         request = request.filter(f.clone());
     }
     match query {
         Query::Dense(_) | Query::Sparse(_) => {
             let (input, using) = nearest(query);
-            request.query(qdrant_client::qdrant::Query::new_nearest(input)).using(using)
+            request
+                .query(qdrant_client::qdrant::Query::new_nearest(input))
+                .using(using)
         }
-        Query::Fused { dense, sparse, candidates } => {
+        Query::Fused {
+            dense,
+            sparse,
+            candidates,
+        } => {
             let prefetch = |q: Query<'_>| {
                 let (input, using) = nearest(q);
                 let mut p = PrefetchQueryBuilder::default()
@@ -154,7 +197,9 @@ pub(super) fn query_request(
             request
                 .add_prefetch(prefetch(Query::Dense(dense)))
                 .add_prefetch(prefetch(Query::Sparse(sparse)))
-                .query(qdrant_client::qdrant::Query::new_rrf(RrfBuilder::with_k(QDRANT_RRF_K as u32)))
+                .query(qdrant_client::qdrant::Query::new_rrf(RrfBuilder::with_k(
+                    QDRANT_RRF_K as u32,
+                )))
         }
     }
 }

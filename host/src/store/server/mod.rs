@@ -41,7 +41,10 @@ pub(crate) struct ServerBackend {
 
 impl std::fmt::Debug for ServerBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBackend").field("url", &self.client.config.uri).field("prefix", &self.prefix).finish()
+        f.debug_struct("ServerBackend")
+            .field("url", &self.client.config.uri)
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -54,7 +57,10 @@ impl Drop for ServerBackend {
 }
 
 /// A runtime and a client on it (the client's channels need one to start).
-fn client(url: &str, api_key: Option<&str>) -> Result<(tokio::runtime::Runtime, Qdrant), StoreError> {
+fn client(
+    url: &str,
+    api_key: Option<&str>,
+) -> Result<(tokio::runtime::Runtime, Qdrant), StoreError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("hippo-qdrant")
@@ -82,6 +88,12 @@ pub fn drop_collections(url: &str, api_key: Option<&str>, prefix: &str) -> Resul
         for c in Collection::ALL {
             let name = c.name(prefix);
             if client.collection_exists(&name).await.map_err(error)? {
+                // The server keeps a collection's snapshot files after the collection.
+                let snapshots = client.list_snapshots(name.as_str()).await.map_err(error)?;
+                for s in snapshots.snapshot_descriptions {
+                    let request = DeleteSnapshotRequestBuilder::new(name.as_str(), s.name);
+                    client.delete_snapshot(request).await.map_err(error)?;
+                }
                 client.delete_collection(&name).await.map_err(error)?;
             }
         }
@@ -93,9 +105,18 @@ pub fn drop_collections(url: &str, api_key: Option<&str>, prefix: &str) -> Resul
 
 impl ServerBackend {
     /// Connects and creates the collections and indexes that are missing.
-    pub fn connect(url: &str, api_key: Option<&str>, prefix: &str, dimension: usize) -> Result<ServerBackend, StoreError> {
+    pub fn connect(
+        url: &str,
+        api_key: Option<&str>,
+        prefix: &str,
+        dimension: usize,
+    ) -> Result<ServerBackend, StoreError> {
         let (runtime, client) = client(url, api_key)?;
-        let backend = ServerBackend { client, prefix: prefix.into(), runtime: Some(runtime) };
+        let backend = ServerBackend {
+            client,
+            prefix: prefix.into(),
+            runtime: Some(runtime),
+        };
         for c in Collection::ALL {
             backend.ensure_collection(&c.name(prefix), dimension)?;
         }
@@ -103,7 +124,10 @@ impl ServerBackend {
     }
 
     fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
-        self.runtime.as_ref().expect("the runtime lives until drop").block_on(f)
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .block_on(f)
     }
 
     fn name(&self, c: Collection) -> String {
@@ -168,7 +192,11 @@ impl ServerBackend {
         let mut request = ScrollPointsBuilder::new(self.name(c))
             .limit(u32::try_from(limit).unwrap_or(u32::MAX))
             .with_payload(with_data);
-        request = if with_data { request.with_vectors(convert::dense_only()) } else { request.with_vectors(false) };
+        request = if with_data {
+            request.with_vectors(convert::dense_only())
+        } else {
+            request.with_vectors(false)
+        };
         if let Some(f) = convert::filter(conds) {
             request = request.filter(f);
         }
@@ -176,7 +204,10 @@ impl ServerBackend {
             request = request.offset(offset.to_string());
         }
         let response = self.block_on(self.client.scroll(request)).map_err(error)?;
-        let next = response.next_page_offset.map(|id| convert::uuid(Some(id))).transpose()?;
+        let next = response
+            .next_page_offset
+            .map(|id| convert::uuid(Some(id)))
+            .transpose()?;
         Ok((response.result, next))
     }
 }
@@ -189,7 +220,8 @@ impl Backend for ServerBackend {
     fn upsert(&self, c: Collection, points: Vec<Point>) -> Result<(), StoreError> {
         let points: Vec<_> = points.into_iter().map(convert::point).collect();
         let request = UpsertPointsBuilder::new(self.name(c), points).wait(true);
-        self.block_on(self.client.upsert_points(request)).map_err(error)?;
+        self.block_on(self.client.upsert_points(request))
+            .map_err(error)?;
         Ok(())
     }
 
@@ -197,14 +229,38 @@ impl Backend for ServerBackend {
         let request = GetPointsBuilder::new(self.name(c), point_ids(ids))
             .with_payload(true)
             .with_vectors(convert::dense_only());
-        let response = self.block_on(self.client.get_points(request)).map_err(error)?;
+        let response = self
+            .block_on(self.client.get_points(request))
+            .map_err(error)?;
         response.result.into_iter().map(convert::record).collect()
     }
 
-    fn query(&self, c: Collection, query: Query<'_>, filter: &[Cond], limit: usize) -> Result<Vec<Hit>, StoreError> {
-        let request = convert::query_request(&self.name(c), query, filter, limit);
+    fn query(
+        &self,
+        c: Collection,
+        query: Query<'_>,
+        filter: &[Cond],
+        limit: usize,
+    ) -> Result<Vec<Hit>, StoreError> {
+        let request = convert::query_request(&self.name(c), query, filter, limit, true);
         let response = self.block_on(self.client.query(request)).map_err(error)?;
         response.result.into_iter().map(convert::hit).collect()
+    }
+
+    fn query_ids(
+        &self,
+        c: Collection,
+        query: Query<'_>,
+        filter: &[Cond],
+        limit: usize,
+    ) -> Result<Vec<(Uuid, f32)>, StoreError> {
+        let request = convert::query_request(&self.name(c), query, filter, limit, false);
+        let response = self.block_on(self.client.query(request)).map_err(error)?;
+        response
+            .result
+            .into_iter()
+            .map(|p| Ok((convert::uuid(p.id)?, p.score)))
+            .collect()
     }
 
     fn scroll(
@@ -215,7 +271,13 @@ impl Backend for ServerBackend {
         limit: usize,
     ) -> Result<(Vec<Stored>, Option<Uuid>), StoreError> {
         let (points, next) = self.scroll_points(c, filter, offset, limit, true)?;
-        Ok((points.into_iter().map(convert::record).collect::<Result<_, _>>()?, next))
+        Ok((
+            points
+                .into_iter()
+                .map(convert::record)
+                .collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     fn scroll_ids(
@@ -226,7 +288,13 @@ impl Backend for ServerBackend {
         limit: usize,
     ) -> Result<(Vec<Uuid>, Option<Uuid>), StoreError> {
         let (points, next) = self.scroll_points(c, filter, offset, limit, false)?;
-        Ok((points.into_iter().map(|p| convert::uuid(p.id)).collect::<Result<_, _>>()?, next))
+        Ok((
+            points
+                .into_iter()
+                .map(|p| convert::uuid(p.id))
+                .collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     fn count(&self, c: Collection, filter: &[Cond]) -> Result<u64, StoreError> {
@@ -240,30 +308,42 @@ impl Backend for ServerBackend {
 
     fn delete(&self, c: Collection, ids: Vec<Uuid>) -> Result<(), StoreError> {
         let request = DeletePointsBuilder::new(self.name(c))
-            .points(PointsIdsList { ids: point_ids(&ids) })
+            .points(PointsIdsList {
+                ids: point_ids(&ids),
+            })
             .wait(true);
-        self.block_on(self.client.delete_points(request)).map_err(error)?;
+        self.block_on(self.client.delete_points(request))
+            .map_err(error)?;
         Ok(())
     }
 
     fn snapshot(&self, c: Collection) -> Result<SnapshotInfo, StoreError> {
         let name = self.name(c);
-        let response = self.block_on(self.client.create_snapshot(name.as_str())).map_err(error)?;
-        let description = response
-            .snapshot_description
-            .ok_or_else(|| StoreError::Unavailable(format!("the server described no snapshot of {name}")))?;
+        let response = self
+            .block_on(self.client.create_snapshot(name.as_str()))
+            .map_err(error)?;
+        let description = response.snapshot_description.ok_or_else(|| {
+            StoreError::Unavailable(format!("the server described no snapshot of {name}"))
+        })?;
         Ok(snapshot_info(&name, description))
     }
 
     fn list_snapshots(&self, c: Collection) -> Result<Vec<SnapshotInfo>, StoreError> {
         let name = self.name(c);
-        let response = self.block_on(self.client.list_snapshots(name.as_str())).map_err(error)?;
-        Ok(response.snapshot_descriptions.into_iter().map(|d| snapshot_info(&name, d)).collect())
+        let response = self
+            .block_on(self.client.list_snapshots(name.as_str()))
+            .map_err(error)?;
+        Ok(response
+            .snapshot_descriptions
+            .into_iter()
+            .map(|d| snapshot_info(&name, d))
+            .collect())
     }
 
     fn delete_snapshot(&self, c: Collection, name: &str) -> Result<(), StoreError> {
         let request = DeleteSnapshotRequestBuilder::new(self.name(c), name);
-        self.block_on(self.client.delete_snapshot(request)).map_err(error)?;
+        self.block_on(self.client.delete_snapshot(request))
+            .map_err(error)?;
         Ok(())
     }
 
@@ -284,7 +364,9 @@ impl Backend for ServerBackend {
 }
 
 fn snapshot_info(collection: &str, d: qdrant_client::qdrant::SnapshotDescription) -> SnapshotInfo {
-    let created_at = d.creation_time.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+    let created_at = d
+        .creation_time
+        .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
     SnapshotInfo {
         collection: collection.into(),
         name: d.name,
