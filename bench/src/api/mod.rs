@@ -79,8 +79,8 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
 }
 
 /// How much of each measurement a workload gets: `memory.create` embeds
-/// and stores every memory, so it runs a tenth of the submissions, a
-/// quarter of the sequential and a fifth of the concurrent round trips.
+/// and stores every memory, so it runs a tenth of the submissions,
+/// half of the sequential and a fifth of the concurrent round trips.
 #[derive(Debug, Clone, Copy)]
 struct Counts {
     submits: usize,
@@ -96,7 +96,7 @@ impl Counts {
         };
         Counts {
             submits: scale(options.submits, 10),
-            rtt: scale(options.rtt, 4),
+            rtt: scale(options.rtt, 2),
             rounds: scale(options.rounds, 5),
         }
     }

@@ -18,7 +18,7 @@
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 
 /// A sparse vector: sorted, unique dimensions with their weights.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Sparse {
     pub indices: Vec<u32>,
     pub values: Vec<f32>,

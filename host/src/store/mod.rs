@@ -15,6 +15,8 @@
 //!   plus payload indexes on user, type, tags, session (keyword),
 //!   importance (float), created/updated/expires (integer Unix ms) and the
 //!   archive flag;
+//! - a write is durable when it returns (embedded: a synced journal;
+//!   server: Qdrant's WAL, with `wait`);
 //! - keyword search is BM25: the host computes term weights ([`bm25`]) and
 //!   Qdrant applies the IDF;
 //! - a hybrid search confined to one collection is one Qdrant query (two

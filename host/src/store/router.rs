@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A point as written: id, payload, dense vector and BM25 weights.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Point {
     pub id: Uuid,
     pub payload: Map<String, Value>,

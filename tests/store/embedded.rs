@@ -1,0 +1,299 @@
+//! What only the embedded store has: a directory (reopening it, its lock,
+//! surviving a crash, restoring a snapshot), background optimization, and
+//! the benchmark.
+
+use super::fixtures::*;
+use hippo::store::{
+    Filter, MemoryType, StoreBackend, StoreConfig, StoreError, Stored, open, restore_embedded,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn edge_config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        dimension: DIM,
+        ..StoreConfig::embedded(dir)
+    }
+}
+
+#[test]
+fn data_survives_reopening_and_the_directory_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edge_config(dir.path());
+    let m = memory("u", MemoryType::Goal, "run a marathon");
+    {
+        let store = open(&config).unwrap();
+        store
+            .upsert(vec![stored(m.clone(), Rng(11).unit(DIM))])
+            .unwrap();
+        let second = open(&config);
+        assert!(
+            matches!(second, Err(StoreError::Unavailable(_))),
+            "{second:?}"
+        );
+    }
+    let store = open(&config).unwrap();
+    assert_eq!(store.get(std::slice::from_ref(&m.id)).unwrap()[0].memory, m);
+    assert_eq!(
+        store
+            .keyword_search("marathon", &Filter::user("u"), 5)
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(store);
+    let other_dimension = StoreConfig {
+        dimension: DIM + 1,
+        ..config
+    };
+    assert!(matches!(
+        open(&other_dimension),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Set in the child process of the crash test: the store directory it
+/// writes to before it aborts.
+const CRASH_DIR: &str = "HIPPO_TEST_STORE_CRASH_DIR";
+
+#[test]
+fn acknowledged_writes_survive_a_crash() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        // The child: write, then die without dropping (flushing) the store.
+        let store = open(&edge_config(std::path::Path::new(&dir))).unwrap();
+        let mut rng = Rng(16);
+        for batch in 0..5 {
+            let items: Vec<Stored> = (0..100)
+                .map(|i| {
+                    stored(
+                        memory("u", MemoryType::ALL[i % 9], &format!("crash {batch} {i}")),
+                        rng.unit(DIM),
+                    )
+                })
+                .collect();
+            store.upsert(items).unwrap();
+        }
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "embedded::acknowledged_writes_survive_a_crash",
+            "--nocapture",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child aborts");
+    let store = open(&edge_config(dir.path())).unwrap();
+    assert_eq!(store.count(&Filter::user("u")).unwrap(), 500);
+    assert_eq!(
+        store
+            .keyword_search("crash", &Filter::user("u"), 1000)
+            .unwrap()
+            .len(),
+        500
+    );
+}
+
+#[test]
+fn snapshot_restores_into_a_working_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edge_config(dir.path());
+    let store = open(&config).unwrap();
+    let mut rng = Rng(12);
+    let items: Vec<Stored> = (0..50)
+        .map(|i| {
+            stored(
+                memory("u", MemoryType::ALL[i % 9], &format!("snapshot item {i}")),
+                rng.unit(DIM),
+            )
+        })
+        .collect();
+    store.upsert(items.clone()).unwrap();
+    let snapshots = store.snapshot(1).unwrap();
+    // Written after the snapshot: not in it.
+    store
+        .upsert(vec![stored(
+            memory("u", MemoryType::Fact, "later"),
+            rng.unit(DIM),
+        )])
+        .unwrap();
+    drop(store);
+
+    let restored_data = tempfile::tempdir().unwrap();
+    let StoreBackend::Embedded {
+        dir: store_dir,
+        snapshots_dir,
+    } = edge_config(restored_data.path()).backend
+    else {
+        unreachable!()
+    };
+    let StoreBackend::Embedded {
+        snapshots_dir: taken,
+        ..
+    } = &config.backend
+    else {
+        unreachable!()
+    };
+    for s in &snapshots {
+        restore_embedded(
+            &taken.join(&s.collection).join(&s.name),
+            &store_dir.join(&s.collection),
+        )
+        .unwrap();
+    }
+    assert!(!snapshots_dir.exists());
+    let restored = open(&edge_config(restored_data.path())).unwrap();
+    let all = scroll_all(&*restored, &Filter::default(), 100);
+    assert_eq!(
+        ids_of(all.iter().map(|s| &s.memory)),
+        ids_of(items.iter().map(|s| &s.memory))
+    );
+    let hits = restored
+        .keyword_search("snapshot", &Filter::user("u"), 100)
+        .unwrap();
+    assert_eq!(hits.len(), 50);
+}
+
+#[test]
+fn writes_go_on_while_the_index_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&edge_config(dir.path())).unwrap();
+    let mut rng = Rng(13);
+    let first: Vec<Stored> = (0..12_000)
+        .map(|i| {
+            stored(
+                memory("u", MemoryType::Fact, &format!("a{i}")),
+                rng.unit(DIM),
+            )
+        })
+        .collect();
+    // Past the threshold: a background optimization starts.
+    store.upsert(first.clone()).unwrap();
+    let writer = {
+        let store = Arc::clone(&store);
+        let mut rng = Rng(14);
+        std::thread::spawn(move || {
+            for round in 0..20 {
+                let batch: Vec<Stored> = (0..100)
+                    .map(|i| {
+                        stored(
+                            memory("u", MemoryType::Event, &format!("b{round}-{i}")),
+                            rng.unit(DIM),
+                        )
+                    })
+                    .collect();
+                store.upsert(batch).unwrap();
+            }
+        })
+    };
+    store.optimize().unwrap();
+    writer.join().unwrap();
+    store.optimize().unwrap();
+    let user = Filter::user("u");
+    assert_eq!(store.count(&user).unwrap(), 14_000);
+    let probe = &first[777];
+    let hits = store.search(&probe.vector, &user, 3).unwrap();
+    assert_eq!(hits[0].memory.id, probe.memory.id);
+    assert!(hits[0].score > 0.999);
+}
+
+/// Figures for the report: upsert throughput (10,000 points of 384
+/// dimensions), single-memory upsert latency, and search latency for one
+/// user holding 10,000 of 100,000 memories after `optimize`.
+#[test]
+#[ignore = "a benchmark: cargo test --release --test store performance -- --ignored --nocapture"]
+fn performance() {
+    const BENCH_DIM: usize = 384;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::embedded(dir.path());
+    assert_eq!(config.dimension, BENCH_DIM);
+    let store = open(&config).unwrap();
+    let mut rng = Rng(15);
+    let make = |rng: &mut Rng, user: &str, i: usize| {
+        let t = MemoryType::ALL[i % 9];
+        let text = format!(
+            "memory {i} of {user} about topic {} and detail {}",
+            i % 97,
+            i % 13
+        );
+        stored(memory(user, t, &text), rng.unit(BENCH_DIM))
+    };
+
+    let target: Vec<Stored> = (0..10_000).map(|i| make(&mut rng, "target", i)).collect();
+    let start = Instant::now();
+    for batch in target.chunks(1000) {
+        store.upsert(batch.to_vec()).unwrap();
+    }
+    let upsert = start.elapsed();
+    println!(
+        "upsert: 10,000 points in {:.2?} = {:.0} points/s (batches of 1,000)",
+        upsert,
+        10_000.0 / upsert.as_secs_f64()
+    );
+
+    let mut single = Vec::new();
+    for i in 0..100 {
+        let item = make(&mut rng, "single", i);
+        let start = Instant::now();
+        store.upsert(vec![item]).unwrap();
+        single.push(start.elapsed());
+    }
+    single.sort();
+    println!(
+        "upsert of one memory (journal synced): p50 {:.2?}, p95 {:.2?}",
+        single[50], single[95]
+    );
+
+    for u in 0..9 {
+        let user = format!("user{u}");
+        let others: Vec<Stored> = (0..10_000).map(|i| make(&mut rng, &user, i)).collect();
+        for batch in others.chunks(2000) {
+            store.upsert(batch.to_vec()).unwrap();
+        }
+    }
+    let start = Instant::now();
+    store.optimize().unwrap();
+    println!(
+        "optimize (HNSW m=48 ef_construct=256) of 100,000 points: {:.2?}",
+        start.elapsed()
+    );
+
+    let user = Filter::user("target");
+    let mut timings = Vec::new();
+    let mut keyword = Vec::new();
+    let mut hybrid = Vec::new();
+    for i in 0..200 {
+        let probe = &target[(i * 37) % target.len()];
+        let start = Instant::now();
+        let hits = store.search(&probe.vector, &user, 10).unwrap();
+        timings.push(start.elapsed());
+        assert_eq!(hits[0].memory.id, probe.memory.id);
+        assert!(hits.iter().all(|h| h.memory.user_id == "target"));
+        let start = Instant::now();
+        store
+            .keyword_search(&format!("topic {}", i % 97), &user, 10)
+            .unwrap();
+        keyword.push(start.elapsed());
+        let start = Instant::now();
+        store
+            .hybrid_search(&probe.vector, &format!("topic {}", i % 97), &user, 200, 10)
+            .unwrap();
+        hybrid.push(start.elapsed());
+    }
+    for (name, mut t) in [
+        ("search", timings),
+        ("keyword_search", keyword),
+        ("hybrid_search (200 candidates)", hybrid),
+    ] {
+        t.sort();
+        println!(
+            "{name}, one user of 10 (10,000 of 100,000 points), limit 10: p50 {:.2?}, p95 {:.2?}, max {:.2?}",
+            t[t.len() / 2],
+            t[t.len() * 95 / 100],
+            t[t.len() - 1]
+        );
+    }
+}
