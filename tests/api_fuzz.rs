@@ -12,9 +12,9 @@
 
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
-use hippo::runtime::PluginRegistry;
+use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
-use hippo_integration_tests::{guest, redis_url, runtime};
+use hippo_integration_tests::{copy_memory_plugins, guest, memory_services, redis_url};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -697,8 +697,9 @@ async fn fuzz(kind: &str, default_seed: u64) {
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
-    let registry = Arc::new(PluginRegistry::new(runtime(), plugins.path(), None));
-    registry.scan().unwrap();
+    // The memory plugins with real memory services, so the memory routes
+    // are fuzzed down to the models and the store.
+    copy_memory_plugins(plugins.path());
     let config = BrokerConfig::default();
     let broker: SharedBroker = match kind {
         "embedded" => Arc::new(EmbeddedBroker::open(data.path(), config).await.unwrap()),
@@ -711,6 +712,15 @@ async fn fuzz(kind: &str, default_seed: u64) {
             )
         }
     };
+    let services = tokio::task::spawn_blocking({
+        let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
+        move || memory_services(&broker, &data_dir)
+    })
+    .await
+    .unwrap();
+    let runtime = Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap());
+    let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
+    tokio::task::block_in_place(|| registry.scan()).unwrap();
     let worker = Worker::new(
         broker.clone(),
         registry.clone(),

@@ -21,16 +21,27 @@ use serde_json::{Value, json};
 #[test]
 fn a_paraphrase_updates_the_memory_and_other_facts_are_not_duplicates() {
     let f = Fixture::new();
-    let first = f.create("alice", "I like dark chocolate", json!({"memory_type": "preference", "importance": 8, "tags": ["food"]}));
+    let first = f.create(
+        "alice",
+        "I like dark chocolate",
+        json!({"memory_type": "preference", "importance": 8, "tags": ["food"]}),
+    );
     assert_eq!(first["action"], "created");
     let id = first["memory"]["id"].as_str().unwrap().to_string();
 
-    let paraphrase = f.create("alice", "I prefer dark chocolate", json!({"tags": ["sweets"]}));
+    let paraphrase = f.create(
+        "alice",
+        "I prefer dark chocolate",
+        json!({"tags": ["sweets"]}),
+    );
     assert_eq!(paraphrase["action"], "updated_existing", "{paraphrase}");
     assert_eq!(paraphrase["duplicate_of"], id.as_str());
     let updated = &paraphrase["memory"];
     assert_eq!(text_of(updated), "I prefer dark chocolate");
-    assert_eq!(updated["importance"], 8.0, "a scored importance never lowers a stated one");
+    assert_eq!(
+        updated["importance"], 8.0,
+        "a scored importance never lowers a stated one"
+    );
     assert_eq!(updated["tags"], json!(["food", "sweets"]));
     assert_eq!(updated["type"], "preference");
 
@@ -43,7 +54,10 @@ fn a_paraphrase_updates_the_memory_and_other_facts_are_not_duplicates() {
     assert_eq!(f.memories_of("alice").len(), 2);
 
     // Another user's memory is never a duplicate of alice's.
-    assert_eq!(f.create("bob", "I like dark chocolate", json!({}))["action"], "created");
+    assert_eq!(
+        f.create("bob", "I like dark chocolate", json!({}))["action"],
+        "created"
+    );
     assert_eq!(f.memories_of("alice").len(), 2);
 }
 
@@ -60,17 +74,38 @@ fn a_batch_is_deduplicated_against_the_store_and_itself() {
             {"text": "My sister lives in Berlin", "memory_type": "context", "ttl_days": 30},
         ]}),
     );
-    assert_eq!((out["created"].as_u64(), out["updated"].as_u64(), out["skipped"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (
+            out["created"].as_u64(),
+            out["updated"].as_u64(),
+            out["skipped"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
     let results = out["results"].as_array().unwrap();
-    let actions: Vec<&str> = results.iter().map(|r| r["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["updated_existing", "created", "skipped_duplicate", "created"]);
+    let actions: Vec<&str> = results
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "updated_existing",
+            "created",
+            "skipped_duplicate",
+            "created"
+        ]
+    );
     assert_eq!(results[0]["duplicate_of"], stored["memory"]["id"]);
     assert_eq!(results[2]["duplicate_of"], results[1]["memory"]["id"]);
     assert!(results[3]["memory"]["expires_at"].is_string());
     assert_eq!(f.memories_of("alice").len(), 3);
 
     let err = f
-        .run("memory.batch-create", json!({"user_id": "bob", "memories": [{"text": "x y z w", "user_id": "alice"}]}))
+        .run(
+            "memory.batch-create",
+            json!({"user_id": "bob", "memories": [{"text": "x y z w", "user_id": "alice"}]}),
+        )
         .unwrap_err();
     assert!(matches!(err, TaskFailure::BadInput { .. }), "{err}");
 }
@@ -81,7 +116,10 @@ fn recall_ranks_with_a_score_breakdown() {
     for (text, memory_type) in [
         ("I prefer dark chocolate over milk chocolate", "preference"),
         ("Paris is the capital of France", "fact"),
-        ("My sister lives in Berlin and works as an architect", "context"),
+        (
+            "My sister lives in Berlin and works as an architect",
+            "context",
+        ),
         ("I am allergic to peanuts", "fact"),
         ("I go running every morning before work", "habit"),
     ] {
@@ -96,9 +134,19 @@ fn recall_ranks_with_a_score_breakdown() {
         assert_eq!(out["reranked"], false, "no reranker is configured");
         let results = out["results"].as_array().unwrap();
         assert!(!results.is_empty() && results.len() <= 3, "{mode}: {out}");
-        assert_eq!(text_of(&results[0]["memory"]), "I prefer dark chocolate over milk chocolate", "{mode}");
-        let scores: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{mode}: {scores:?}");
+        assert_eq!(
+            text_of(&results[0]["memory"]),
+            "I prefer dark chocolate over milk chocolate",
+            "{mode}"
+        );
+        let scores: Vec<f64> = results
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "{mode}: {scores:?}"
+        );
         for result in results {
             let b = &result["breakdown"];
             let w = &b["weights"];
@@ -117,7 +165,11 @@ fn recall_ranks_with_a_score_breakdown() {
 #[test]
 fn users_are_isolated_whatever_the_task_asks() {
     let f = Fixture::new();
-    let alice = f.create("alice", "I like dark chocolate", json!({"tags": ["food"], "session_id": "s1"}));
+    let alice = f.create(
+        "alice",
+        "I like dark chocolate",
+        json!({"tags": ["food"], "session_id": "s1"}),
+    );
     let id = alice["memory"]["id"].as_str().unwrap();
     f.create("bob", "I drive a blue bicycle to work", json!({}));
 
@@ -125,24 +177,58 @@ fn users_are_isolated_whatever_the_task_asks() {
         "memory.recall",
         json!({"user_id": "bob", "query": "dark chocolate", "filters": {"tags": ["food"], "session_id": "s1"}}),
     );
-    assert_eq!(recall["results"], json!([]), "bob sees none of alice's memories");
+    assert_eq!(
+        recall["results"],
+        json!([]),
+        "bob sees none of alice's memories"
+    );
     let crafted = f.run(
         "memory.recall",
         json!({"user_id": "bob", "query": "chocolate", "filters": {"user_id": "alice"}}),
     );
-    assert!(matches!(crafted, Err(TaskFailure::BadInput { .. })), "{crafted:?}");
-    let everything = f.ok("memory.recall", json!({"user_id": "bob", "query": "chocolate", "k": 100}));
-    assert!(everything["results"].as_array().unwrap().iter().all(|r| r["memory"]["user_id"] == "bob"));
+    assert!(
+        matches!(crafted, Err(TaskFailure::BadInput { .. })),
+        "{crafted:?}"
+    );
+    let everything = f.ok(
+        "memory.recall",
+        json!({"user_id": "bob", "query": "chocolate", "k": 100}),
+    );
+    assert!(
+        everything["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["memory"]["user_id"] == "bob")
+    );
 
-    assert_eq!(f.ok("memory.get", json!({"user_id": "bob", "memory_id": id}))["found"], false);
-    let update = f.ok("memory.update", json!({"user_id": "bob", "memory_id": id, "updates": {"text": "hacked"}}));
+    assert_eq!(
+        f.ok("memory.get", json!({"user_id": "bob", "memory_id": id}))["found"],
+        false
+    );
+    let update = f.ok(
+        "memory.update",
+        json!({"user_id": "bob", "memory_id": id, "updates": {"text": "hacked"}}),
+    );
     assert_eq!(update["found"], false);
-    assert_eq!(f.ok("memory.delete", json!({"user_id": "bob", "memory_id": id}))["deleted"], false);
+    assert_eq!(
+        f.ok("memory.delete", json!({"user_id": "bob", "memory_id": id}))["deleted"],
+        false
+    );
 
     let kept = f.ok("memory.get", json!({"user_id": "alice", "memory_id": id}));
     assert_eq!(text_of(&kept["memory"]), "I like dark chocolate");
-    assert_eq!(f.ok("memory.delete", json!({"user_id": "alice", "memory_id": id}))["deleted"], true);
-    assert_eq!(f.ok("memory.get", json!({"user_id": "alice", "memory_id": id}))["found"], false);
+    assert_eq!(
+        f.ok(
+            "memory.delete",
+            json!({"user_id": "alice", "memory_id": id})
+        )["deleted"],
+        true
+    );
+    assert_eq!(
+        f.ok("memory.get", json!({"user_id": "alice", "memory_id": id}))["found"],
+        false
+    );
 }
 
 #[test]
@@ -156,12 +242,21 @@ fn an_update_embeds_again_only_when_the_text_changes() {
         "memory.update",
         json!({"user_id": "alice", "memory_id": id, "updates": {"importance": 9, "tags": ["home"], "metadata": {"k": 1}}}),
     );
-    assert_eq!((out["found"].as_bool(), out["reembedded"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (out["found"].as_bool(), out["reembedded"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(out["memory"]["importance"], 9.0);
-    assert!(out["memory"]["decayed_at"].is_string(), "a new importance restarts decay");
+    assert!(
+        out["memory"]["decayed_at"].is_string(),
+        "a new importance restarts decay"
+    );
     assert_eq!(f.stored(id).vector, before, "same text, same vector");
 
-    let same_text = f.ok("memory.update", json!({"user_id": "alice", "memory_id": id, "updates": {"text": "I live in Lyon"}}));
+    let same_text = f.ok(
+        "memory.update",
+        json!({"user_id": "alice", "memory_id": id, "updates": {"text": "I live in Lyon"}}),
+    );
     assert_eq!(same_text["reembedded"], false);
 
     let moved = f.ok("memory.update", json!({"user_id": "alice", "memory_id": id, "updates": {"text": "I moved to Nantes last spring"}}));
@@ -170,8 +265,14 @@ fn an_update_embeds_again_only_when_the_text_changes() {
     assert_ne!(after.vector, before);
     let expected = f.vector("I moved to Nantes last spring");
     let similarity: f32 = after.vector.iter().zip(&expected).map(|(a, b)| a * b).sum();
-    assert!(similarity > 0.999, "the stored vector is the new text's ({similarity})");
+    assert!(
+        similarity > 0.999,
+        "the stored vector is the new text's ({similarity})"
+    );
     assert_eq!(after.memory.metadata["k"], 1);
-    let found = f.ok("memory.recall", json!({"user_id": "alice", "query": "where did I move?", "k": 1}));
+    let found = f.ok(
+        "memory.recall",
+        json!({"user_id": "alice", "query": "where did I move?", "k": 1}),
+    );
     assert_eq!(found["results"][0]["memory"]["id"], id);
 }

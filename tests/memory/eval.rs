@@ -30,7 +30,10 @@ fn recall_finds_the_paraphrased_memory() {
     // One batch per user, without deduplication: every memory stays itself.
     let mut by_user: HashMap<&str, Vec<&Value>> = HashMap::new();
     for memory in memories {
-        by_user.entry(memory["user_id"].as_str().unwrap()).or_default().push(memory);
+        by_user
+            .entry(memory["user_id"].as_str().unwrap())
+            .or_default()
+            .push(memory);
     }
     let mut ids: HashMap<String, String> = HashMap::new();
     for (user, memories) in &by_user {
@@ -61,12 +64,18 @@ fn recall_finds_the_paraphrased_memory() {
             let results = out["results"].as_array().unwrap();
             assert!(results.iter().all(|r| r["memory"]["user_id"] == user));
             let expected = &ids[query["expected"].as_str().unwrap()];
-            if let Some(rank) = results.iter().position(|r| r["memory"]["id"] == expected.as_str()) {
+            if let Some(rank) = results
+                .iter()
+                .position(|r| r["memory"]["id"] == expected.as_str())
+            {
                 scores.at_1 += f64::from(rank == 0);
                 scores.at_k += 1.0;
                 scores.reciprocal_rank += 1.0 / (rank + 1) as f64;
             } else if mode == "hybrid" {
-                eprintln!("hybrid missed {:?} (expected {})", query["query"], query["expected"]);
+                eprintln!(
+                    "hybrid missed {:?} (expected {})",
+                    query["query"], query["expected"]
+                );
             }
         }
         let n = queries.len() as f64;
@@ -82,9 +91,12 @@ fn recall_finds_the_paraphrased_memory() {
         report.push((mode, scores));
     }
     let floor = |mode: &str| -> &Scores { &report.iter().find(|r| r.0 == mode).unwrap().1 };
-    assert!(floor("hybrid").at_k >= 0.90, "{report:?}");
-    assert!(floor("vector").at_k >= 0.85, "{report:?}");
+    assert!(floor("hybrid").at_k >= 0.92, "{report:?}");
+    assert!(floor("vector").at_k >= 0.92, "{report:?}");
     // Paraphrases share few words with their memory: BM25 alone is weakest.
-    assert!(floor("keyword").at_k >= 0.40, "{report:?}");
-    assert!(floor("hybrid").reciprocal_rank >= floor("keyword").reciprocal_rank, "{report:?}");
+    assert!(floor("keyword").at_k >= 0.50, "{report:?}");
+    assert!(
+        floor("hybrid").reciprocal_rank >= floor("keyword").reciprocal_rank,
+        "{report:?}"
+    );
 }

@@ -3,7 +3,9 @@
 
 use hippo::broker::{BrokerConfig, EmbeddedBroker, SharedBroker};
 use hippo::models::{Embedder, TextKind};
-use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig, TaskFailure, TaskOutcome, TaskRequest};
+use hippo::runtime::{
+    PluginRegistry, Runtime, RuntimeConfig, TaskFailure, TaskOutcome, TaskRequest,
+};
 use hippo::store::{Stored, VectorStore};
 use hippo_integration_tests::{copy_memory_plugins, memory_services, output};
 use serde_json::{Value, json};
@@ -33,20 +35,33 @@ impl Fixture {
         let plugins = tempfile::tempdir().unwrap();
         let broker: SharedBroker = Arc::new(
             tokio
-                .block_on(EmbeddedBroker::open(&data.path().join("broker"), BrokerConfig::default()))
+                .block_on(EmbeddedBroker::open(
+                    &data.path().join("broker"),
+                    BrokerConfig::default(),
+                ))
                 .unwrap(),
         );
         let services = {
             let _inside = tokio.enter();
             memory_services(&broker, data.path())
         };
-        let store = services.store.clone().expect("the test process has a store");
-        let embedder = services.embeddings.clone().expect("the test process has models");
+        let store = services
+            .store
+            .clone()
+            .expect("the test process has a store");
+        let embedder = services
+            .embeddings
+            .clone()
+            .expect("the test process has models");
         let runtime = Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap());
         copy_memory_plugins(plugins.path());
         let registry = PluginRegistry::new(runtime.clone(), plugins.path(), None);
         registry.scan().unwrap();
-        assert!(registry.rejections().is_empty(), "{:?}", registry.rejections());
+        assert!(
+            registry.rejections().is_empty(),
+            "{:?}",
+            registry.rejections()
+        );
         Fixture {
             runtime,
             registry,
@@ -68,7 +83,9 @@ impl Fixture {
     /// Runs `task` and returns its failure, if it failed.
     pub fn run(&self, task: &str, input: Value) -> Result<Value, TaskFailure> {
         let outcome = self.execute(TaskRequest::new(task, input.to_string()));
-        outcome.result.map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        outcome
+            .result
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap())
     }
 
     /// Runs `task`, which must succeed.
@@ -86,7 +103,10 @@ impl Fixture {
 
     pub fn create(&self, user: &str, text: &str, extra: Value) -> Value {
         let mut input = json!({ "user_id": user, "text": text });
-        input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         self.ok("memory.create", input)
     }
 
@@ -105,7 +125,11 @@ impl Fixture {
     }
 
     pub fn stored(&self, id: &str) -> Stored {
-        self.store.get(&[id.to_string()]).unwrap().pop().expect("the memory is stored")
+        self.store
+            .get(&[id.to_string()])
+            .unwrap()
+            .pop()
+            .expect("the memory is stored")
     }
 }
 
@@ -135,4 +159,3 @@ pub fn seeded_vector(seed: u64, dimension: usize) -> Vec<f32> {
 pub fn text_of(memory: &Value) -> &str {
     memory["text"].as_str().unwrap()
 }
-

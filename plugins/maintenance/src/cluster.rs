@@ -103,7 +103,13 @@ mod tests {
         vec![similarity, (1.0 - similarity * similarity).sqrt()]
     }
 
-    fn item<'a>(id: &'a str, key: &'a str, vector: &'a [f32], importance: f32, updated_at: i64) -> Item<'a, &'a str> {
+    fn item<'a>(
+        id: &'a str,
+        key: &'a str,
+        vector: &'a [f32],
+        importance: f32,
+        updated_at: i64,
+    ) -> Item<'a, &'a str> {
         Item {
             id,
             key,
@@ -117,7 +123,10 @@ mod tests {
     fn a_memory_is_never_its_own_duplicate() {
         let v = at(1.0);
         // The seed and the seed again, as a neighbour search returns it.
-        let items = [item("m1", "alice", &v, 5.0, 0), item("m1", "alice", &v, 5.0, 0)];
+        let items = [
+            item("m1", "alice", &v, 5.0, 0),
+            item("m1", "alice", &v, 5.0, 0),
+        ];
         assert!(greedy_groups(&items, Threshold::Above(0.88)).is_empty());
         assert!(greedy_groups(&items, Threshold::AtLeast(0.0)).is_empty());
         // With a real duplicate, the repeated memory still counts once.
@@ -127,7 +136,13 @@ mod tests {
             item("m1", "alice", &v, 5.0, 0),
         ];
         let groups = greedy_groups(&items, Threshold::Above(0.88));
-        assert_eq!(groups, [Group { leader: 0, members: vec![(1, 1.0)] }]);
+        assert_eq!(
+            groups,
+            [Group {
+                leader: 0,
+                members: vec![(1, 1.0)]
+            }]
+        );
     }
 
     #[test]
@@ -165,7 +180,10 @@ mod tests {
     #[test]
     fn different_keys_never_group() {
         let v = at(1.0);
-        let items = [item("m1", "alice", &v, 5.0, 0), item("m2", "bob", &v, 5.0, 0)];
+        let items = [
+            item("m1", "alice", &v, 5.0, 0),
+            item("m2", "bob", &v, 5.0, 0),
+        ];
         assert!(greedy_groups(&items, Threshold::AtLeast(0.5)).is_empty());
     }
 
@@ -179,7 +197,13 @@ mod tests {
 
     #[test]
     fn dissimilar_memories_stay_apart_and_several_groups_form() {
-        let (x, x2, y, y2, z) = (vec![1.0, 0.0, 0.0], vec![0.99, 0.1, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.98, 0.1], vec![0.0, 0.0, 1.0]);
+        let (x, x2, y, y2, z) = (
+            vec![1.0, 0.0, 0.0],
+            vec![0.99, 0.1, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.98, 0.1],
+            vec![0.0, 0.0, 1.0],
+        );
         let items = [
             item("x", "u", &x, 5.0, 0),
             item("y", "u", &y, 6.0, 0),
@@ -188,7 +212,8 @@ mod tests {
             item("y2", "u", &y2, 3.0, 0),
         ];
         let groups = greedy_groups(&items, Threshold::Above(0.88));
-        let pairs: Vec<(usize, usize)> = groups.iter().map(|g| (g.leader, g.members[0].0)).collect();
+        let pairs: Vec<(usize, usize)> =
+            groups.iter().map(|g| (g.leader, g.members[0].0)).collect();
         assert_eq!(pairs, [(1, 4), (0, 3)]);
     }
 }

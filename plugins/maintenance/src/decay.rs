@@ -29,7 +29,12 @@ pub fn decayed(importance: f32, since: i64, now: i64, half_life_days: f64) -> f3
 /// The importance `memory` has decayed to at `now`, written or not.
 pub fn current_importance(memory: &Memory, now: i64) -> f32 {
     let since = memory.decayed_at.unwrap_or(memory.created_at);
-    decayed(memory.importance, since, now, memory.memory_type.half_life_days())
+    decayed(
+        memory.importance,
+        since,
+        now,
+        memory.memory_type.half_life_days(),
+    )
 }
 
 /// Decays `memory` at `now`: when the importance has dropped by more than
@@ -68,8 +73,13 @@ pub fn decay(ctx: &Context, input: Option<PassInput>) -> Result<Value, TaskError
             break;
         }
     }
-    ctx.info(format!("decay: {decayed} memories decayed, {unchanged} unchanged"));
-    Ok(report(pass.finish(), json!({ "decayed": decayed, "unchanged": unchanged })))
+    ctx.info(format!(
+        "decay: {decayed} memories decayed, {unchanged} unchanged"
+    ));
+    Ok(report(
+        pass.finish(),
+        json!({ "decayed": decayed, "unchanged": unchanged }),
+    ))
 }
 
 #[cfg(test)]
@@ -118,7 +128,11 @@ mod tests {
         let once = run(memory(10.0, MemoryType::Event), 30, 30);
         let daily = run(memory(10.0, MemoryType::Event), 30, 1);
         let expected = 10.0 * 0.5f32.powf(30.0 / 14.0);
-        assert!((once.importance - expected).abs() < 1e-4, "{}", once.importance);
+        assert!(
+            (once.importance - expected).abs() < 1e-4,
+            "{}",
+            once.importance
+        );
         assert!(
             (daily.importance - once.importance).abs() < 1e-4,
             "{} vs {}",
@@ -136,7 +150,11 @@ mod tests {
         let once = run(memory(2.0, MemoryType::Preference), 90, 90);
         let now = 90 * DAY_MS;
         assert!((once.importance - 1.0).abs() < 1e-4);
-        assert!(daily.importance < 2.0, "decay stalled at {}", daily.importance);
+        assert!(
+            daily.importance < 2.0,
+            "decay stalled at {}",
+            daily.importance
+        );
         // What is stored lags by less than one write's worth, and the value
         // decayed to now is the same whatever the schedule.
         assert!(daily.importance - once.importance <= MIN_CHANGE + 1e-4);
@@ -144,7 +162,10 @@ mod tests {
         // Steps that divide 90 days, so every schedule ends on day 90.
         for step in [2, 3, 9, 10, 45] {
             let other = run(memory(2.0, MemoryType::Preference), 90, step);
-            assert!((current_importance(&other, now) - 1.0).abs() < 1e-4, "step {step}");
+            assert!(
+                (current_importance(&other, now) - 1.0).abs() < 1e-4,
+                "step {step}"
+            );
         }
     }
 

@@ -76,11 +76,17 @@ pub fn expire(ctx: &Context, input: Option<ExpireInput>) -> Result<Value, TaskEr
             )));
         }
         deleted += gone;
-        ctx.progress(deleted, expired.max(deleted), Some("deleting expired memories"));
+        ctx.progress(
+            deleted,
+            expired.max(deleted),
+            Some("deleting expired memories"),
+        );
         if ctx.soft_limit_passed() {
             break false;
         }
     };
-    ctx.info(format!("expire: {deleted} expired memories deleted (complete: {complete})"));
+    ctx.info(format!(
+        "expire: {deleted} expired memories deleted (complete: {complete})"
+    ));
     Ok(json!({ "deleted": deleted, "expired_at_start": expired, "complete": complete }))
 }

@@ -117,7 +117,11 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_before_any_host_call() {
-        for task in ["maintenance.dedup", "maintenance.consolidate", "maintenance.decay"] {
+        for task in [
+            "maintenance.dedup",
+            "maintenance.consolidate",
+            "maintenance.decay",
+        ] {
             let err = run(task, r#"{"page_size": 0}"#).unwrap_err();
             assert!(err.message().contains("field `page_size`"), "{task}: {err}");
             let err = run(task, r#"{"user": "alice"}"#).unwrap_err();

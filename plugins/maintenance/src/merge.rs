@@ -167,7 +167,11 @@ fn fold(
     counts: &mut Counts,
 ) -> Result<Vec<String>, TaskError> {
     let leader = &candidates[group.leader];
-    let members: Vec<&Memory> = group.members.iter().map(|&(m, _)| &candidates[m].memory).collect();
+    let members: Vec<&Memory> = group
+        .members
+        .iter()
+        .map(|&(m, _)| &candidates[m].memory)
+        .collect();
     let now = now_ms();
     let kept = match kind {
         Kind::Dedup => {
@@ -225,7 +229,9 @@ fn consolidated(leader: &Memory, members: &[&Memory], now: i64) -> Memory {
     for member in members {
         let earlier = object(&member.metadata);
         let absorbed = earlier.get(CONSOLIDATED_FROM).and_then(Value::as_array);
-        for id in std::iter::once(&Value::from(member.id.as_str())).chain(absorbed.into_iter().flatten()) {
+        for id in
+            std::iter::once(&Value::from(member.id.as_str())).chain(absorbed.into_iter().flatten())
+        {
             if !from.contains(id) {
                 from.push(id.clone());
             }
@@ -276,7 +282,10 @@ mod tests {
     #[test]
     fn dedup_keeps_the_leader_with_every_tag() {
         let mut leader = memory("a", 8.0, &["food"]);
-        let (b, c) = (memory("b", 5.0, &["sweets", "food"]), memory("c", 4.0, &["cocoa"]));
+        let (b, c) = (
+            memory("b", 5.0, &["sweets", "food"]),
+            memory("c", 4.0, &["cocoa"]),
+        );
         assert!(merge_tags(&mut leader, &[&b, &c], 99));
         assert_eq!(leader.tags, ["food", "sweets", "cocoa"]);
         assert_eq!((leader.id.as_str(), leader.updated_at), ("a", 99));

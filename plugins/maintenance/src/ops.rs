@@ -98,8 +98,15 @@ pub fn health(ctx: &Context, _input: Option<Value>) -> Result<Value, TaskError> 
         })
         .collect();
     if status != Status::Healthy {
-        let failed: Vec<&str> = probes.iter().filter(|p| !p.ok).map(|p| p.component.as_str()).collect();
-        ctx.warn(format!("health: {status:?}; failing: {}", failed.join(", ")));
+        let failed: Vec<&str> = probes
+            .iter()
+            .filter(|p| !p.ok)
+            .map(|p| p.component.as_str())
+            .collect();
+        ctx.warn(format!(
+            "health: {status:?}; failing: {}",
+            failed.join(", ")
+        ));
     }
     Ok(json!({ "status": status, "checked_at": to_rfc3339(now_ms()), "components": components }))
 }
@@ -120,11 +127,24 @@ mod tests {
     #[test]
     fn status_from_probes() {
         assert_eq!(status(&[]), Status::Unhealthy);
-        let all = [probe("store", true), probe("broker", true), probe("embedder", true), probe("reranker", true)];
+        let all = [
+            probe("store", true),
+            probe("broker", true),
+            probe("embedder", true),
+            probe("reranker", true),
+        ];
         assert_eq!(status(&all), Status::Healthy);
-        let no_reranker = [probe("store", true), probe("embedder", true), probe("reranker", false)];
+        let no_reranker = [
+            probe("store", true),
+            probe("embedder", true),
+            probe("reranker", false),
+        ];
         assert_eq!(status(&no_reranker), Status::Degraded);
-        let no_store = [probe("store", false), probe("embedder", true), probe("reranker", true)];
+        let no_store = [
+            probe("store", false),
+            probe("embedder", true),
+            probe("reranker", true),
+        ];
         assert_eq!(status(&no_store), Status::Unhealthy);
     }
 

@@ -95,7 +95,11 @@ impl<'a> Pass<'a> {
         let page_size = input.page_size()?;
         let scope = input.user_id.as_deref().unwrap_or("*");
         let key = format!("{task}/cursor/{scope}");
-        let cursor = if input.restart { None } else { saved_cursor(ctx, &key) };
+        let cursor = if input.restart {
+            None
+        } else {
+            saved_cursor(ctx, &key)
+        };
         let total = memory::count(&filter)?;
         Ok(Pass {
             ctx,
@@ -160,8 +164,10 @@ impl<'a> Pass<'a> {
             _ => kv::delete(&self.key).map(|_| false),
         };
         if let Err(err) = &saved {
-            self.ctx
-                .warn(format!("{}: could not save where the pass stopped: {err}", self.task));
+            self.ctx.warn(format!(
+                "{}: could not save where the pass stopped: {err}",
+                self.task
+            ));
         }
         if !complete {
             self.ctx.info(format!(
@@ -213,9 +219,21 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let input: PassInput = serde_json::from_str(r#"{"page_size": 0}"#).unwrap();
-        assert!(input.page_size().unwrap_err().message().contains("`page_size`"));
+        assert!(
+            input
+                .page_size()
+                .unwrap_err()
+                .message()
+                .contains("`page_size`")
+        );
         let input: PassInput = serde_json::from_str(r#"{"user_id": ""}"#).unwrap();
-        assert!(input.filter(true).unwrap_err().message().contains("`user_id`"));
+        assert!(
+            input
+                .filter(true)
+                .unwrap_err()
+                .message()
+                .contains("`user_id`")
+        );
         assert!(serde_json::from_str::<PassInput>(r#"{"users": ["a"]}"#).is_err());
     }
 

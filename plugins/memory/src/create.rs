@@ -58,8 +58,15 @@ pub fn create(ctx: &Context, input: NewMemory) -> Result<Value, TaskError> {
         match decide(&vector, hits.iter().map(|h| h.vector.as_slice())) {
             Decision::Store => {}
             Decision::Skip { index, similarity } => {
-                ctx.info(format!("duplicate of {} ({similarity:.3}): skipped", hits[index].memory.id));
-                return Ok(outcome(&hits[index].memory, Action::SkippedDuplicate, Some(similarity)));
+                ctx.info(format!(
+                    "duplicate of {} ({similarity:.3}): skipped",
+                    hits[index].memory.id
+                ));
+                return Ok(outcome(
+                    &hits[index].memory,
+                    Action::SkippedDuplicate,
+                    Some(similarity),
+                ));
             }
             Decision::Update { index, similarity } => {
                 let mut existing = hits[index].memory.clone();
@@ -68,8 +75,15 @@ pub fn create(ctx: &Context, input: NewMemory) -> Result<Value, TaskError> {
                     memory: existing.clone(),
                     vector,
                 }])?;
-                ctx.info(format!("paraphrase of {} ({similarity:.3}): updated it", existing.id));
-                return Ok(outcome(&existing, Action::UpdatedExisting, Some(similarity)));
+                ctx.info(format!(
+                    "paraphrase of {} ({similarity:.3}): updated it",
+                    existing.id
+                ));
+                return Ok(outcome(
+                    &existing,
+                    Action::UpdatedExisting,
+                    Some(similarity),
+                ));
             }
         }
     }
@@ -112,7 +126,10 @@ pub fn batch_create(ctx: &Context, input: BatchInput) -> Result<Value, TaskError
     let user = input.user_id;
     check_id("user_id", &user)?;
     if input.memories.is_empty() || input.memories.len() > MAX_BATCH {
-        return Err(bad("memories", format!("must hold 1 to {MAX_BATCH} memories")));
+        return Err(bad(
+            "memories",
+            format!("must hold 1 to {MAX_BATCH} memories"),
+        ));
     }
     let drafts = check_batch(&user, input.memories)?;
     let texts: Vec<String> = drafts.iter().map(|d| d.text.clone()).collect();
@@ -149,11 +166,17 @@ pub fn batch_create(ctx: &Context, input: BatchInput) -> Result<Value, TaskError
                     candidates.push(at);
                 }
             }
-            let vectors = candidates.iter().map(|&c| entries[c].stored.vector.as_slice());
+            let vectors = candidates
+                .iter()
+                .map(|&c| entries[c].stored.vector.as_slice());
             match decide(&vector, vectors) {
                 Decision::Store => {}
                 Decision::Skip { index, similarity } => {
-                    results.push((candidates[index], Action::SkippedDuplicate, Some(similarity)));
+                    results.push((
+                        candidates[index],
+                        Action::SkippedDuplicate,
+                        Some(similarity),
+                    ));
                     continue;
                 }
                 Decision::Update { index, similarity } => {
@@ -224,7 +247,10 @@ mod tests {
         )
         .unwrap();
         let err = check_batch("alice", memories).unwrap_err();
-        assert!(err.message().starts_with("field `memories[2].user_id`"), "{err}");
+        assert!(
+            err.message().starts_with("field `memories[2].user_id`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -232,15 +258,22 @@ mod tests {
         let memories: Vec<NewMemory> =
             serde_json::from_str(r#"[{"text": "fine"}, {"text": "  "}]"#).unwrap();
         let err = check_batch("alice", memories).unwrap_err();
-        assert_eq!(err, TaskError::bad_input("field `memories[1].text`: must not be blank"));
+        assert_eq!(
+            err,
+            TaskError::bad_input("field `memories[1].text`: must not be blank")
+        );
     }
 
     #[test]
     fn actions_serialize_as_the_reference_names_them() {
-        let names: Vec<Value> = [Action::Created, Action::SkippedDuplicate, Action::UpdatedExisting]
-            .iter()
-            .map(|a| serde_json::to_value(a).unwrap())
-            .collect();
+        let names: Vec<Value> = [
+            Action::Created,
+            Action::SkippedDuplicate,
+            Action::UpdatedExisting,
+        ]
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect();
         assert_eq!(names, ["created", "skipped_duplicate", "updated_existing"]);
     }
 }

@@ -214,7 +214,14 @@ pub fn query(_ctx: &Context, input: QueryInput) -> Result<Value, TaskError> {
         return Err(bad("limit", format!("must be between 1 and {MAX_PAGE}")));
     }
     let filter = input.filters.unwrap_or_default().to_filter()?;
-    let page = memory::scroll(&filter, input.cursor.as_deref(), limit)?;
+    // The cursor comes from the caller: one the store refuses is their
+    // mistake (a bad input), not a failure of the task.
+    let page = memory::scroll(&filter, input.cursor.as_deref(), limit).map_err(|e| match e {
+        hippo_sdk::ServiceError::Invalid { message, .. } if input.cursor.is_some() => {
+            bad("cursor", message)
+        }
+        other => other.into(),
+    })?;
     let memories: Vec<Value> = page.items.iter().map(|s| memory_json(&s.memory)).collect();
     Ok(json!({ "memories": memories, "next": page.next }))
 }
@@ -245,11 +252,18 @@ mod tests {
     #[test]
     fn only_a_new_text_needs_a_new_vector() {
         let mut memory = stored_memory();
-        let changed = apply(r#"{"importance": 9, "tags": ["city"], "metadata": {"b": 2}}"#, &mut memory, 2_000);
+        let changed = apply(
+            r#"{"importance": 9, "tags": ["city"], "metadata": {"b": 2}}"#,
+            &mut memory,
+            2_000,
+        );
         assert!(!changed);
         assert_eq!((memory.importance, memory.decayed_at), (9.0, Some(2_000)));
         assert_eq!(memory.tags, ["city"]);
-        assert_eq!(metadata_of(&memory), serde_json::from_str::<Map<_, _>>(r#"{"a":1,"b":2}"#).unwrap());
+        assert_eq!(
+            metadata_of(&memory),
+            serde_json::from_str::<Map<_, _>>(r#"{"a":1,"b":2}"#).unwrap()
+        );
         assert_eq!((memory.created_at, memory.updated_at), (1_000, 2_000));
 
         // The same text again is no change.
@@ -277,7 +291,10 @@ mod tests {
     #[test]
     fn bad_updates_name_their_field() {
         let err = change("{}").unwrap_err();
-        assert_eq!(err, TaskError::bad_input("field `updates`: names no change"));
+        assert_eq!(
+            err,
+            TaskError::bad_input("field `updates`: names no change")
+        );
         let err = change(r#"{"importance": -1}"#).unwrap_err();
         assert!(err.message().starts_with("field `updates.importance`"));
         let err = change(r#"{"expires_at": "soon"}"#).unwrap_err();

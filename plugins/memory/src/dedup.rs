@@ -38,7 +38,9 @@ pub fn decide<'a>(vector: &[f32], candidates: impl IntoIterator<Item = &'a [f32]
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match best {
         None => Decision::Store,
-        Some((index, similarity)) if similarity > SAME_ABOVE => Decision::Skip { index, similarity },
+        Some((index, similarity)) if similarity > SAME_ABOVE => {
+            Decision::Skip { index, similarity }
+        }
         Some((index, similarity)) => Decision::Update { index, similarity },
     }
 }
@@ -91,7 +93,10 @@ mod tests {
     }
 
     fn draft(json: &str) -> Draft {
-        serde_json::from_str::<NewMemory>(json).unwrap().check("").unwrap()
+        serde_json::from_str::<NewMemory>(json)
+            .unwrap()
+            .check("")
+            .unwrap()
     }
 
     #[test]
@@ -99,7 +104,10 @@ mod tests {
         let new = [1.0, 0.0];
         let none: [&[f32]; 0] = [];
         assert_eq!(decide(&new, none), Decision::Store);
-        assert_eq!(decide(&new, [at(0.80).as_slice(), &at(0.88)]), Decision::Store);
+        assert_eq!(
+            decide(&new, [at(0.80).as_slice(), &at(0.88)]),
+            Decision::Store
+        );
         assert!(matches!(
             decide(&new, [at(0.80).as_slice(), &at(0.90)]),
             Decision::Update { index: 1, .. }
@@ -117,8 +125,9 @@ mod tests {
 
     #[test]
     fn a_paraphrase_updates_text_and_keeps_the_higher_importance() {
-        let mut existing = draft(r#"{"text": "I like dark chocolate", "importance": 8, "tags": ["food"]}"#)
-            .into_memory("m1".into(), "alice", 1_000);
+        let mut existing =
+            draft(r#"{"text": "I like dark chocolate", "importance": 8, "tags": ["food"]}"#)
+                .into_memory("m1".into(), "alice", 1_000);
         let paraphrase = draft(
             r#"{"text": "I prefer dark chocolate", "tags": ["sweets", "food"], "metadata": {"via": "chat"}}"#,
         );
@@ -135,9 +144,16 @@ mod tests {
 
     #[test]
     fn a_stated_importance_replaces_the_old_one() {
-        let mut existing = draft(r#"{"text": "I like tea", "importance": 8}"#)
-            .into_memory("m1".into(), "alice", 0);
-        merge_duplicate(&mut existing, &draft(r#"{"text": "I like tea a lot", "importance": 3}"#), 1);
+        let mut existing = draft(r#"{"text": "I like tea", "importance": 8}"#).into_memory(
+            "m1".into(),
+            "alice",
+            0,
+        );
+        merge_duplicate(
+            &mut existing,
+            &draft(r#"{"text": "I like tea a lot", "importance": 3}"#),
+            1,
+        );
         assert_eq!(existing.importance, 3.0);
     }
 
@@ -146,6 +162,9 @@ mod tests {
         let mut metadata = serde_json::from_str(r#"{"a": 1, "b": {"x": 1}}"#).unwrap();
         let changes = serde_json::from_str(r#"{"b": 2, "c": null}"#).unwrap();
         merge_metadata(&mut metadata, &changes);
-        assert_eq!(Value::Object(metadata), serde_json::json!({"a": 1, "b": 2, "c": null}));
+        assert_eq!(
+            Value::Object(metadata),
+            serde_json::json!({"a": 1, "b": 2, "c": null})
+        );
     }
 }

@@ -135,14 +135,20 @@ mod tests {
 
     #[test]
     fn a_plain_fact_scores_the_baseline() {
-        assert_eq!(score("Paris is the capital of France", MemoryType::Fact), 5.0);
+        assert_eq!(
+            score("Paris is the capital of France", MemoryType::Fact),
+            5.0
+        );
     }
 
     #[test]
     fn stated_preferences_score_higher() {
         // +1 "prefer", +1 preference type.
         assert_eq!(
-            score("I prefer dark chocolate over milk chocolate", MemoryType::Preference),
+            score(
+                "I prefer dark chocolate over milk chocolate",
+                MemoryType::Preference
+            ),
             7.0
         );
         // +2 "love" wins over the mild "like"; context +0.5.
@@ -156,7 +162,10 @@ mod tests {
     fn emphasis_counts_once() {
         // +2 "never", +1 for NEVER and "!" together.
         assert_eq!(
-            score("I will NEVER eat shellfish, I am allergic!", MemoryType::Fact),
+            score(
+                "I will NEVER eat shellfish, I am allergic!",
+                MemoryType::Fact
+            ),
             8.0
         );
         // Two-letter capitals (I, UK) are not shouting.
@@ -174,13 +183,19 @@ mod tests {
     fn words_match_whole() {
         // "likely" is not "like", "glove" is not "love".
         assert_eq!(score("It will likely rain tomorrow", MemoryType::Fact), 5.0);
-        assert_eq!(score("She lost a glove at the station", MemoryType::Fact), 5.0);
+        assert_eq!(
+            score("She lost a glove at the station", MemoryType::Fact),
+            5.0
+        );
         assert_eq!(score("She loves jazz records", MemoryType::Fact), 7.0);
     }
 
     #[test]
     fn long_goals_add_up_and_stay_in_range() {
-        let text = format!("My goal is to run a marathon before I turn forty, {}", "x".repeat(60));
+        let text = format!(
+            "My goal is to run a marathon before I turn forty, {}",
+            "x".repeat(60)
+        );
         // 5 + 2 (goal) + 0.5 (long) + 1 (goal type).
         assert_eq!(score(&text, MemoryType::Goal), 8.5);
         for t in MemoryType::ALL {

@@ -96,20 +96,26 @@ pub fn tags(field: &str, tags: Vec<String>) -> Result<Vec<String>, TaskError> {
 pub fn memory_type(field: &str, name: &str) -> Result<MemoryType, TaskError> {
     MemoryType::from_name(name).ok_or_else(|| {
         let known: Vec<&str> = MemoryType::ALL.iter().map(|t| t.name()).collect();
-        bad(field, format!("unknown type {name:?}; one of {}", known.join(", ")))
+        bad(
+            field,
+            format!("unknown type {name:?}; one of {}", known.join(", ")),
+        )
     })
 }
 
 /// The visibility named `name`.
 pub fn visibility(field: &str, name: &str) -> Result<Visibility, TaskError> {
-    Visibility::from_name(name)
-        .ok_or_else(|| bad(field, "must be one of private, shared, public"))
+    Visibility::from_name(name).ok_or_else(|| bad(field, "must be one of private, shared, public"))
 }
 
 /// An RFC 3339 time, in milliseconds since the Unix epoch.
 pub fn time(field: &str, text: &str) -> Result<i64, TaskError> {
-    parse_rfc3339(text)
-        .ok_or_else(|| bad(field, "must be an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+    parse_rfc3339(text).ok_or_else(|| {
+        bad(
+            field,
+            "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+        )
+    })
 }
 
 /// Conditions on recalled or listed memories, all of which must hold. There
@@ -194,11 +200,11 @@ mod tests {
 
     #[test]
     fn filters_name_the_bad_field() {
-        let filters: Filters =
-            serde_json::from_str(r#"{"created_after": "last week"}"#).unwrap();
+        let filters: Filters = serde_json::from_str(r#"{"created_after": "last week"}"#).unwrap();
         let err = message(filters.to_filter().unwrap_err());
         assert!(err.starts_with("field `filters.created_after`"), "{err}");
-        let filters: Filters = serde_json::from_str(r#"{"memory_types": ["fact", "mood"]}"#).unwrap();
+        let filters: Filters =
+            serde_json::from_str(r#"{"memory_types": ["fact", "mood"]}"#).unwrap();
         let err = message(filters.to_filter().unwrap_err());
         assert!(err.contains("unknown type \"mood\""), "{err}");
         let filters: Filters = serde_json::from_str(r#"{"min_importance": 11}"#).unwrap();
@@ -208,7 +214,12 @@ mod tests {
     #[test]
     fn filters_cannot_name_a_user() {
         let crafted = serde_json::from_str::<Filters>(r#"{"user_id": "alice"}"#);
-        assert!(crafted.unwrap_err().to_string().contains("unknown field `user_id`"));
+        assert!(
+            crafted
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `user_id`")
+        );
     }
 
     #[test]

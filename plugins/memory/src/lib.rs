@@ -146,14 +146,27 @@ mod tests {
         // Natively a host call would panic, so these prove that input is
         // checked first.
         let err = run("memory.create", r#"{"text": "I like tea"}"#).unwrap_err();
-        assert_eq!(err, TaskError::bad_input("field `user_id`: missing: the memory's owner"));
-        let err = run("memory.recall", r#"{"query": "tea", "user_id": "a", "k": 0}"#).unwrap_err();
+        assert_eq!(
+            err,
+            TaskError::bad_input("field `user_id`: missing: the memory's owner")
+        );
+        let err = run(
+            "memory.recall",
+            r#"{"query": "tea", "user_id": "a", "k": 0}"#,
+        )
+        .unwrap_err();
         assert!(err.message().contains("field `k`"), "{err}");
-        let err = run("memory.recall", r#"{"query": "tea", "user_id": "a", "filters": {"user_id": "b"}}"#)
-            .unwrap_err();
+        let err = run(
+            "memory.recall",
+            r#"{"query": "tea", "user_id": "a", "filters": {"user_id": "b"}}"#,
+        )
+        .unwrap_err();
         assert!(err.message().contains("unknown field `user_id`"), "{err}");
         let err = run("memory.delete", r#"{"memory_id": "mem_1", "user_id": "a"}"#).unwrap_err();
-        assert_eq!(err, TaskError::bad_input("field `memory_id`: must be a UUID"));
+        assert_eq!(
+            err,
+            TaskError::bad_input("field `memory_id`: must be a UUID")
+        );
         let err = run("memory.batch-create", r#"{"user_id": "a", "memories": []}"#).unwrap_err();
         assert!(err.message().starts_with("field `memories`"), "{err}");
         let err = run("memory.query", r#"{"user_id": "a", "limit": 5000}"#).unwrap_err();

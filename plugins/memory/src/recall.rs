@@ -81,9 +81,7 @@ pub fn recall(ctx: &Context, input: RecallInput) -> Result<Value, TaskError> {
     let vector = models::embed_one(query, TextKind::Query)?;
     let pool = pool_size(input.k);
     let hits = match input.mode {
-        Mode::Hybrid => {
-            memory::hybrid_search(&vector, query, &filter, FUSION_CANDIDATES, pool)?
-        }
+        Mode::Hybrid => memory::hybrid_search(&vector, query, &filter, FUSION_CANDIDATES, pool)?,
         Mode::Vector => memory::search(&vector, &filter, pool)?,
         Mode::Keyword => memory::keyword_search(query, &filter, pool)?,
     };
@@ -173,8 +171,16 @@ mod tests {
             r#"{"query": "tea?", "user_id": "alice", "mode": "keyword", "rerank": false, "k": 3}"#,
         )
         .unwrap();
-        assert_eq!((input.k, input.mode, input.rerank), (3, Mode::Keyword, Some(false)));
-        assert!(serde_json::from_str::<RecallInput>(r#"{"query": "q", "user_id": "a", "mode": "fuzzy"}"#).is_err());
+        assert_eq!(
+            (input.k, input.mode, input.rerank),
+            (3, Mode::Keyword, Some(false))
+        );
+        assert!(
+            serde_json::from_str::<RecallInput>(
+                r#"{"query": "q", "user_id": "a", "mode": "fuzzy"}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(json["decayed_at"], Value::Null);
         assert_eq!(json["metadata"]["source"], "chat");
         assert_eq!(json["visibility"], "private");
-        assert_eq!((json["text_length"].as_u64(), json["token_count"].as_u64()), (Some(12), Some(3)));
+        assert_eq!(
+            (json["text_length"].as_u64(), json["token_count"].as_u64()),
+            (Some(12), Some(3))
+        );
         assert_eq!(metadata_of(&memory)["source"], "chat");
     }
 }

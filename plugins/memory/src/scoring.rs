@@ -174,7 +174,10 @@ mod tests {
         assert!((recency_part(now - 30 * DAY_MS, now, MemoryType::Fact) - 0.5).abs() < 1e-3);
         assert!((recency_part(now - 14 * DAY_MS, now, MemoryType::Event) - 0.5).abs() < 1e-3);
         assert!((recency_part(now - 90 * DAY_MS, now, MemoryType::Preference) - 0.5).abs() < 1e-3);
-        assert!(close(recency_part(now + DAY_MS, now, MemoryType::Fact), 1.0));
+        assert!(close(
+            recency_part(now + DAY_MS, now, MemoryType::Fact),
+            1.0
+        ));
     }
 
     #[test]
@@ -186,15 +189,29 @@ mod tests {
             importance: 0.7,
         };
         let with = Weights::for_query("what car does he drive", true);
-        assert!(close(parts.score(&with), 0.55 * 0.8 + 0.20 * 0.6 + 0.15 * 0.5 + 0.10 * 0.7));
-        let unranked = Parts { rerank: None, ..parts };
+        assert!(close(
+            parts.score(&with),
+            0.55 * 0.8 + 0.20 * 0.6 + 0.15 * 0.5 + 0.10 * 0.7
+        ));
+        let unranked = Parts {
+            rerank: None,
+            ..parts
+        };
         let without = Weights::for_query("what car does he drive", false);
         assert!(close(
             unranked.score(&without),
             (0.55 * 0.8 + 0.15 * 0.5 + 0.10 * 0.7) / 0.80
         ));
         // All parts 1 score 1, whatever the weights.
-        let full = Parts { similarity: 1.0, rerank: Some(1.0), recency: 1.0, importance: 1.0 };
-        assert!(close(full.score(&Weights::for_query("latest favorite", true)), 1.0));
+        let full = Parts {
+            similarity: 1.0,
+            rerank: Some(1.0),
+            recency: 1.0,
+            importance: 1.0,
+        };
+        assert!(close(
+            full.score(&Weights::for_query("latest favorite", true)),
+            1.0
+        ));
     }
 }

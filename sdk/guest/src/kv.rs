@@ -17,7 +17,8 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>, ServiceError> {
 /// Sets `key` to `value`; with `ttl` it expires after that long (rounded up
 /// to whole milliseconds).
 pub fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), ServiceError> {
-    kv::set(key, value, ttl.map(crate::time::ceil_ms)).map_err(|message| ServiceError::unavailable(SERVICE, message))
+    kv::set(key, value, ttl.map(crate::time::ceil_ms))
+        .map_err(|message| ServiceError::unavailable(SERVICE, message))
 }
 
 /// Adds `delta` to the integer at `key` (0 when missing); returns the new value.

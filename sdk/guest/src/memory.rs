@@ -46,7 +46,9 @@ pub fn get(ids: &[String]) -> Result<Vec<Stored>, ServiceError> {
 
 /// The memory with this id, if it exists and the task may see it.
 pub fn get_one(id: &str) -> Result<Option<Stored>, ServiceError> {
-    Ok(get(&[id.to_owned()])?.into_iter().find(|s| s.memory.id == id))
+    Ok(get(&[id.to_owned()])?
+        .into_iter()
+        .find(|s| s.memory.id == id))
 }
 
 /// The `limit` memories nearest to `vector` by cosine similarity, best
