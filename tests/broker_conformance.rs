@@ -1239,9 +1239,15 @@ async fn kv_set_get_delete_and_ttl(backend: Backend) {
     let b = open(backend).await;
     assert_eq!(b.kv_get("missing").await.unwrap(), None);
     b.kv_set("plain", b"value", None).await.unwrap();
-    assert_eq!(b.kv_get("plain").await.unwrap().as_deref(), Some(&b"value"[..]));
+    assert_eq!(
+        b.kv_get("plain").await.unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
     b.kv_set("plain", b"second", None).await.unwrap();
-    assert_eq!(b.kv_get("plain").await.unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(
+        b.kv_get("plain").await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
 
     b.kv_set("short", b"gone soon", Some(Duration::from_millis(150)))
         .await
@@ -1249,7 +1255,10 @@ async fn kv_set_get_delete_and_ttl(backend: Backend) {
     assert!(b.kv_get("short").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.kv_get("short").await.unwrap(), None, "the TTL passed");
-    assert!(!b.kv_delete("short").await.unwrap(), "an expired key is gone");
+    assert!(
+        !b.kv_delete("short").await.unwrap(),
+        "an expired key is gone"
+    );
 
     // A set without a TTL clears an earlier one.
     b.kv_set("kept", b"1", Some(Duration::from_millis(100)))

@@ -197,9 +197,9 @@ pub fn memory_services(
         // Each test gets collections of its own, also on a shared server.
         store.collection_prefix = format!("test_{}_", uuid::Uuid::new_v4().simple());
     }
-    settings
-        .open(broker)
-        .unwrap_or_else(|e| panic!("memory services (run scripts/test, which fetches the models): {e}"))
+    settings.open(broker).unwrap_or_else(|e| {
+        panic!("memory services (run scripts/test, which fetches the models): {e}")
+    })
 }
 
 /// Copies the memory and maintenance plugins (and their manifests) that
@@ -212,8 +212,7 @@ pub fn copy_memory_plugins(dir: &std::path::Path) {
         "maintenance.wasm",
         "maintenance.toml",
     ] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap_or_else(|e| {
-            panic!("{file} (run scripts/build-guests first): {e}")
-        });
+        std::fs::copy(source.join(file), dir.join(file))
+            .unwrap_or_else(|e| panic!("{file} (run scripts/build-guests first): {e}"));
     }
 }

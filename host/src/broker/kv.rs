@@ -36,8 +36,7 @@ pub trait KeyValue: Send + Sync + std::fmt::Debug {
     /// The value at `key`, unless missing or expired.
     async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     /// Sets `key`, expiring after `ttl` when given.
-    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>)
-    -> Result<(), KvError>;
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError>;
     /// Adds `delta` to the integer at `key` (0 when missing), keeping its TTL.
     async fn kv_incr(&self, key: &str, delta: i64) -> Result<i64, KvError>;
     /// Deletes `key`; true when it existed (and had not expired).

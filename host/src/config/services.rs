@@ -110,14 +110,28 @@ mod tests {
         let worker = MemorySettings::choose(false, models, None, None, None, &redis, data);
         assert_eq!(worker.store, None, "a Redis worker has no embedded store");
         assert_eq!(worker.models, Some(ModelsConfig::default_in(models)));
-        let scaled =
-            MemorySettings::choose(false, models, None, Some("http://q:6334"), None, &redis, data);
+        let scaled = MemorySettings::choose(
+            false,
+            models,
+            None,
+            Some("http://q:6334"),
+            None,
+            &redis,
+            data,
+        );
         assert!(matches!(
             scaled.store.map(|s| s.backend),
             Some(StoreBackend::Server { .. })
         ));
-        let off =
-            MemorySettings::choose(true, models, None, Some("http://q:6334"), None, &embedded, data);
+        let off = MemorySettings::choose(
+            true,
+            models,
+            None,
+            Some("http://q:6334"),
+            None,
+            &embedded,
+            data,
+        );
         assert_eq!((off.models, off.store), (None, None));
     }
 }

@@ -105,16 +105,30 @@ impl wit::Host for TaskState {
             .collect())
     }
 
-    fn search(&mut self, vector: Vec<f32>, filter: wit::Filter, limit: u32) -> WitResult<Vec<wit::Hit>> {
+    fn search(
+        &mut self,
+        vector: Vec<f32>,
+        filter: wit::Filter,
+        limit: u32,
+    ) -> WitResult<Vec<wit::Hit>> {
         let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
         Ok(hits(store.search(&vector, &filter, limit as usize)?))
     }
 
-    fn keyword_search(&mut self, query: String, filter: wit::Filter, limit: u32) -> WitResult<Vec<wit::Hit>> {
+    fn keyword_search(
+        &mut self,
+        query: String,
+        filter: wit::Filter,
+        limit: u32,
+    ) -> WitResult<Vec<wit::Hit>> {
         let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
-        Ok(hits(store.keyword_search(&query, &filter, limit as usize)?))
+        Ok(hits(store.keyword_search(
+            &query,
+            &filter,
+            limit as usize,
+        )?))
     }
 
     fn hybrid_search(
@@ -136,7 +150,12 @@ impl wit::Host for TaskState {
         )?))
     }
 
-    fn scroll(&mut self, filter: wit::Filter, cursor: Option<String>, limit: u32) -> WitResult<wit::Page> {
+    fn scroll(
+        &mut self,
+        filter: wit::Filter,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> WitResult<wit::Page> {
         let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
         let page = store.scroll(&filter, cursor.as_deref(), limit as usize)?;
@@ -326,7 +345,11 @@ fn filter_from_wit(f: wit::Filter) -> WitResult<store::Filter> {
     Ok(store::Filter {
         user_id: f.user_id,
         ids: f.ids,
-        memory_types: f.memory_types.into_iter().map(memory_type_from_wit).collect(),
+        memory_types: f
+            .memory_types
+            .into_iter()
+            .map(memory_type_from_wit)
+            .collect(),
         tags_any: f.tags_any,
         min_importance: f.min_importance,
         max_importance: f.max_importance,

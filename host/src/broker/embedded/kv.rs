@@ -106,12 +106,7 @@ impl KeyValue for EmbeddedBroker {
         Ok(read_entry(&table, key, now_ms())?.map(|entry| entry.value))
     }
 
-    async fn kv_set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<(), KvError> {
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
         check(key, Some(value))?;
         let key = key.to_string();
         let entry = KvEntry {

@@ -32,12 +32,7 @@ impl KeyValue for RedisBroker {
             .map_err(storage)
     }
 
-    async fn kv_set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<(), KvError> {
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
         check(key, Some(value))?;
         let mut conn = self.conn.clone();
         match ttl {
