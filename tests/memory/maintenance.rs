@@ -249,8 +249,13 @@ fn consolidation_merges_similar_memories_of_one_type() {
 fn snapshots_keep_the_newest() {
     let f = Fixture::new();
     f.create("alice", "I like dark chocolate", json!({}));
+    // A Qdrant server names snapshots to the second: two in one second are
+    // one file. The schedule takes one an hour; the test waits a second.
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1100));
     let first = f.ok("maintenance.snapshot", json!({"keep": 2}));
+    pause();
     f.ok("maintenance.snapshot", json!({"keep": 2}));
+    pause();
     let third = f.ok("maintenance.snapshot", json!({"keep": 2}));
     let names = |out: &Value| -> Vec<String> {
         out["snapshots"]
