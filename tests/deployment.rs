@@ -61,7 +61,18 @@ fn every_hippo_service_runs_a_command_the_binary_accepts() {
             Some("service_healthy"),
             "{name}"
         );
+        // Every process shares one memory store: the Qdrant server.
+        assert_eq!(
+            service["environment"]["HIPPO_QDRANT_URL"].as_str(),
+            Some("http://qdrant:6334"),
+            "{name}"
+        );
     }
+    assert!(
+        compose["services"]["qdrant"]["image"]
+            .as_str()
+            .is_some_and(|image| image.starts_with("qdrant/qdrant:"))
+    );
     let redis: Vec<&str> = compose["services"]["redis"]["command"]
         .as_sequence()
         .unwrap()
