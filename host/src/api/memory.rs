@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::tasks::{SubmitRequest, WaitQuery, enqueue, validate, wait_duration};
 use super::{AppState, ValidJson, ValidPath, ValidQuery};
 use crate::runtime::{TaskFailure, TaskRequest};
+use crate::store::{MemoryType, Visibility};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,30 +30,6 @@ const MAX_TAG_CHARS: usize = 100;
 /// Most results one recall or query returns.
 const MAX_K: u32 = 100;
 const MAX_QUERY_LIMIT: u32 = 1_000;
-
-/// The kinds of memory (the reference's list).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MemoryType {
-    Preference,
-    Fact,
-    Goal,
-    Habit,
-    Event,
-    Context,
-    Summary,
-    Procedural,
-    Prospective,
-}
-
-/// Who may see a memory.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Visibility {
-    Private,
-    Shared,
-    Public,
-}
 
 /// A memory to create.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -67,8 +67,8 @@ pub struct AppState {
         schedule::ScheduleList, schedule::ScheduleInfo,
         error::ErrorBody, error::ErrorDetail, Health,
         memory::NewMemory, memory::BatchCreate, memory::Recall, memory::RecallMode, memory::MemoryFilters,
-        memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, memory::MemoryType,
-        memory::Visibility,
+        memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, crate::store::MemoryType,
+        crate::store::Visibility,
     )),
     modifiers(&BearerAuth),
 )]

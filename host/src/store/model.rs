@@ -9,7 +9,20 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What kind of memory a record is; it decides the record's [`Collection`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The API takes the same names (hence its schema).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryType {
     Preference,
@@ -71,7 +84,7 @@ impl FromStr for MemoryType {
 }
 
 /// Who may see a memory besides its owner (the reference's `visibility`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     Private,
