@@ -3,14 +3,19 @@
 //! scenario runs on the embedded broker and on Redis.
 //!
 //! The worker consumes every queue but `background`, so tasks sent there
-//! stay ready (for the queue purge).
+//! stay ready (for the queue purge). Every answer is checked against the
+//! OpenAPI document's schema for its route and status (`api/schema.rs`);
+//! `api/memory.rs` drives the memory routes on real memory services.
+
+#[path = "api/schema.rs"]
+mod schema;
 
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
-use hippo::runtime::PluginRegistry;
+use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
 use hippo_integration_tests::{RunningWorker, test_worker_config};
-use hippo_integration_tests::{guest, redis_url, runtime};
+use hippo_integration_tests::{copy_memory_plugins, guest, memory_services, redis_url, runtime};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -156,6 +161,8 @@ struct Api {
     broker: SharedBroker,
     registry: Arc<PluginRegistry>,
     worker_name: String,
+    /// The OpenAPI document every answer is checked against.
+    document: Value,
     stop_server: Arc<tokio::sync::Notify>,
     worker: RunningWorker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -180,13 +187,28 @@ async fn broker(kind: &str, dir: &std::path::Path) -> SharedBroker {
     }
 }
 
-async fn start(kind: &str) -> Api {
+/// Starts the server, a worker and `kind` of broker; with `memory`, also the
+/// memory plugins on real memory services (the models, the embedded store).
+async fn start_with(kind: &str, memory: bool) -> Api {
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
-    let registry = Arc::new(PluginRegistry::new(runtime(), plugins.path(), None));
-    registry.scan().unwrap();
     let broker = broker(kind, data.path()).await;
+    let runtime = if memory {
+        copy_memory_plugins(plugins.path());
+        let services = tokio::task::spawn_blocking({
+            let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
+            move || memory_services(&broker, &data_dir)
+        })
+        .await
+        .unwrap();
+        Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap())
+    } else {
+        runtime()
+    };
+    let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
+    // Compiling the plugins blocks (for seconds, for the memory plugins).
+    tokio::task::block_in_place(|| registry.scan()).unwrap();
     let worker_name = format!("api-test-worker-{kind}");
     let config = WorkerConfig {
         queues: ["memory_ops", "default", "scheduled"]
@@ -217,6 +239,7 @@ async fn start(kind: &str) -> Api {
         broker,
         registry,
         worker_name,
+        document: serde_json::to_value(hippo::api::openapi()).unwrap(),
         stop_server,
         worker,
         server,
@@ -258,6 +281,17 @@ impl Api {
                 "{method} {path}: a {status} without error.code: {body}"
             );
         }
+        let departures = schema::departures(
+            &self.document,
+            method.as_str(),
+            path,
+            status.as_u16(),
+            &body,
+        );
+        assert!(
+            departures.is_empty(),
+            "{method} {path} answered {status} otherwise than documented: {departures:#?}\n{body}"
+        );
         Answer {
             status,
             headers,
@@ -360,24 +394,32 @@ fn assert_task_status(status: &Value) {
     );
 }
 
+/// Each scenario as two tests, one per broker (`memory_services: true`
+/// also loads the memory plugins on real memory services).
 macro_rules! on_both_brokers {
-    ($($name:ident($api:ident) $body:block)*) => {
+    (memory_services: $memory:expr; $($name:ident($api:ident) $body:block)*) => {
         mod embedded {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { let api = start("embedded").await; super::scenarios::$name(&api).await; api.shutdown().await })*
+            async fn $name() { let api = start_with("embedded", $memory).await; super::scenarios::$name(&api).await; api.shutdown().await })*
         }
         mod redis {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { let api = start("redis").await; super::scenarios::$name(&api).await; api.shutdown().await })*
+            async fn $name() { let api = start_with("redis", $memory).await; super::scenarios::$name(&api).await; api.shutdown().await })*
         }
         mod scenarios {
             use super::*;
             $(pub async fn $name($api: &Api) $body)*
         }
     };
+    ($($name:ident($api:ident) $body:block)*) => {
+        on_both_brokers!(memory_services: false; $($name($api) $body)*);
+    };
 }
+
+#[path = "api/memory.rs"]
+mod memory;
 
 on_both_brokers! {
     submit_and_status_have_the_documented_shapes(api) {
@@ -1109,7 +1151,7 @@ mod regressions {
     /// checked for trailing characters.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn trailing_characters_after_the_json_body_were_accepted() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         for body in [
             &b"{\"task\": \"test.noop\"} trailing"[..],
             b"{\"task\": \"test.noop\"}{}",
@@ -1144,7 +1186,7 @@ mod regressions {
     /// fields as an array), and `42` was answered with the field "42".
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_json_array_was_taken_as_a_submission_and_values_named_as_fields() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         for body in [
             json!(["test.noop"]),
             json!(["test.noop", null, "default", 5]),
@@ -1173,7 +1215,7 @@ mod regressions {
     /// an error code or the field.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_query_and_path_parameters_were_answered_in_plain_text() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         api.post(
             "/api/v1/tasks/submit?wait=soon",
             Some(ADMIN),
@@ -1202,7 +1244,7 @@ mod regressions {
     /// A 405 carried the code `not_found`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn method_not_allowed_had_the_code_not_found() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         let answer = api.get("/api/v1/tasks/submit", Some(ADMIN)).await;
         answer.error(405, "method_not_allowed", None);
         assert_eq!(answer.headers["allow"], "POST");
@@ -1213,7 +1255,7 @@ mod regressions {
     /// the field at fault, unlike every other bad input (and the 413).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_body_that_is_not_json_named_no_field() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         for body in [&b"{"[..], b"", b"{\"task\": \"\xff\"}"] {
             let answer = api
                 .send(
@@ -1234,7 +1276,7 @@ mod regressions {
     /// that pooled connection failed now and then (IncompleteMessage).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_body_broke_the_next_request_on_the_connection() {
-        let api = start("embedded").await;
+        let api = start_with("embedded", false).await;
         let upload = vec![7u8; 100_000];
         let refused = api
             .put(

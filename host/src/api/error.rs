@@ -99,6 +99,12 @@ impl ApiError {
         }
     }
 
+    /// 502: a task run for this request failed, or answered what the route
+    /// does not document.
+    pub fn task_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "task_failed", message)
+    }
+
     /// 503: a dependency (the broker) is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

@@ -28,7 +28,7 @@ pub struct SubmitRequest {
     pub task: String,
     /// JSON input (default `null`).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
     /// Queue; default: the plugin's queue for the task.
     pub queue: Option<String>,
@@ -89,13 +89,13 @@ pub struct TaskStatus {
     /// PENDING, RECEIVED, STARTED, PROGRESS, RETRY, SUCCESS, FAILURE or REVOKED.
     pub status: String,
     /// Output, once SUCCESS.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// Why it failed (`kind`, `message`, ...), once FAILURE, or while RETRY.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub error: Option<Value>,
     /// Latest progress report (`done`, `total`, `message`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub progress: Option<Value>,
     /// Current attempt (1 for the first run).
     pub attempt: u32,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::dedup::{Decision, NEIGHBOURS, decide, merge_duplicate};
 use crate::input::{bad, check_id};
-use crate::record::{Draft, NewMemory, memory_json, new_id};
+use crate::record::{Draft, NewMemory, decimal, memory_json, new_id};
 
 /// Most memories one batch may hold: the whole batch is one embedding call,
 /// and the host takes at most 1,024 texts per call.
@@ -37,7 +37,7 @@ fn outcome(memory: &memory::Memory, action: Action, similarity: Option<f32>) -> 
     let mut out = json!({ "memory": memory_json(memory), "action": action });
     if let Some(similarity) = similarity {
         out["duplicate_of"] = json!(memory.id);
-        out["similarity"] = json!(similarity);
+        out["similarity"] = json!(decimal(similarity));
     }
     out
 }

@@ -28,8 +28,8 @@ pub fn memory_json(memory: &Memory) -> Value {
         "user_id": memory.user_id,
         "session_id": memory.session_id,
         "type": memory.memory_type.name(),
-        "importance": memory.importance,
-        "confidence": memory.confidence,
+        "importance": decimal(memory.importance),
+        "confidence": decimal(memory.confidence),
         "tags": memory.tags,
         "created_at": to_rfc3339(memory.created_at),
         "updated_at": to_rfc3339(memory.updated_at),
@@ -45,6 +45,12 @@ pub fn memory_json(memory: &Memory) -> Value {
         "is_archived": memory.is_archived,
         "promotion_count": memory.promotion_count,
     })
+}
+
+/// `value` as the decimal it was written as: a confidence of 0.9 is 0.9 in
+/// the JSON, not 0.8999999761581421 (the f32's exact value as an f64).
+pub fn decimal(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 /// The metadata object of a stored memory (empty when it is not an object).
@@ -255,5 +261,12 @@ mod tests {
             (Some(12), Some(3))
         );
         assert_eq!(metadata_of(&memory)["source"], "chat");
+    }
+
+    #[test]
+    fn decimals_keep_the_digits_they_were_written_with() {
+        assert_eq!(decimal(0.9), 0.9);
+        assert_eq!(decimal(7.3), 7.3);
+        assert_eq!(serde_json::to_string(&decimal(0.1)).unwrap(), "0.1");
     }
 }

@@ -56,7 +56,10 @@ mod schedules;
 mod types;
 
 pub use error::ClientError;
-pub use memory::{NewMemory, RecallRequest};
+pub use memory::{
+    BatchCreated, CreateAction, Created, Memory, MemoryPage, NewMemory, RecallHit, RecallRequest,
+    Recalled, ScoreBreakdown, ScoreWeights, Updated,
+};
 pub use schedules::Schedule;
 pub use types::{
     ActiveTasks, CancelOutcome, CancelResponse, Health, Limits, PluginInfo, PluginTask, Plugins,
@@ -152,6 +155,19 @@ impl TaskHandle {
                 state,
             }),
         }
+    }
+
+    /// [`get`](TaskHandle::get), read as `T`: the memory helpers' results
+    /// read as [`Created`], [`BatchCreated`], [`Recalled`], [`Updated`].
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let output = self.get(timeout).await?;
+        serde_json::from_value(output).map_err(|e| ClientError::Decode {
+            status: 200,
+            reason: format!("the result of task {}: {e}", self.id),
+        })
     }
 
     /// Cancels the task: a queued one never runs, a running one is

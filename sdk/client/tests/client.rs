@@ -7,11 +7,16 @@
 //! stay ready (for the queue purge and the queue counts).
 
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
-use hippo::broker::{BrokerConfig, EmbeddedBroker};
+use hippo::broker::{BrokerConfig, EmbeddedBroker, SharedBroker};
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
-use hippo_client::{CancelOutcome, Client, ClientError, Limits, SubmitOptions, TaskState};
-use hippo_integration_tests::{RunningWorker, test_worker_config};
+use hippo_client::{
+    BatchCreated, CancelOutcome, Client, ClientError, CreateAction, Created, Limits, NewMemory,
+    RecallRequest, SubmitOptions, TaskState, Updated,
+};
+use hippo_integration_tests::{
+    RunningWorker, copy_memory_plugins, memory_services, test_worker_config,
+};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,17 +55,35 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(false).await
+    }
+
+    /// With `memory`, also the memory plugins on real memory services (the
+    /// models and the embedded store).
+    async fn start_with(memory: bool) -> Server {
         let plugins = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
         std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
-        let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime builds"));
-        let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
-        registry.scan().unwrap();
-        let broker = Arc::new(
+        let broker: SharedBroker = Arc::new(
             EmbeddedBroker::open(data.path(), BrokerConfig::default())
                 .await
                 .unwrap(),
         );
+        let runtime = if memory {
+            copy_memory_plugins(plugins.path());
+            let services = tokio::task::spawn_blocking({
+                let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
+                move || memory_services(&broker, &data_dir)
+            })
+            .await
+            .unwrap();
+            Runtime::with_services(RuntimeConfig::default(), services)
+        } else {
+            Runtime::new(RuntimeConfig::default())
+        };
+        let runtime = Arc::new(runtime.expect("runtime builds"));
+        let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
+        tokio::task::block_in_place(|| registry.scan()).unwrap();
         let config = WorkerConfig {
             queues: ["memory_ops", "default", "scheduled"]
                 .map(String::from)
@@ -690,6 +713,117 @@ async fn deploy_and_remove_plugins() {
             .plugins
             .iter()
             .all(|p| !p.tasks.iter().any(|t| t.name == "example.fib"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_helpers_answer_typed_memories() {
+    let server = Server::start_with(true).await;
+    let client = server.client();
+    let wait = Duration::from_secs(30);
+
+    // Queued, the reference's delay() / get(timeout) flow, read typed.
+    let chocolate = NewMemory::new("alice", "I like dark chocolate")
+        .memory_type("preference")
+        .importance(8.0)
+        .tags(["food"]);
+    let task = client.create_memory(&chocolate).await.unwrap();
+    let created: Created = task.get_as(wait).await.unwrap();
+    assert_eq!(created.action, CreateAction::Created);
+    let memory = &created.memory;
+    assert_eq!(
+        (
+            memory.text.as_str(),
+            memory.user_id.as_str(),
+            memory.memory_type.as_str()
+        ),
+        ("I like dark chocolate", "alice", "preference")
+    );
+    assert_eq!((memory.importance, memory.confidence), (8.0, 0.9));
+    assert_eq!(memory.tags, ["food"]);
+    let batch = [
+        NewMemory::new("alice", "I prefer dark chocolate"),
+        NewMemory::new("alice", "My sister lives in Berlin").ttl_days(30.0),
+    ];
+    let task = client.batch_create_memories(&batch, true).await.unwrap();
+    let batch: BatchCreated = task.get_as(wait).await.unwrap();
+    assert_eq!((batch.created, batch.updated, batch.skipped), (1, 1, 0));
+    assert_eq!(batch.results[0].action, CreateAction::UpdatedExisting);
+    assert_eq!(
+        batch.results[0].duplicate_of.as_deref(),
+        Some(memory.id.as_str())
+    );
+    assert!(batch.results[1].memory.expires_at.is_some());
+    let task = client
+        .update_memory("alice", &memory.id, &json!({"tags": ["sweets"]}))
+        .await
+        .unwrap();
+    let updated: Updated = task.get_as(wait).await.unwrap();
+    assert_eq!(
+        (updated.reembedded, updated.memory.tags.clone()),
+        (false, vec!["sweets".to_string()])
+    );
+
+    // Inline.
+    let recalled = client
+        .recall_now(&RecallRequest::new("alice", "which sweets does she like?").k(1))
+        .await
+        .unwrap();
+    assert_eq!(recalled.results.len(), 1);
+    assert_eq!(recalled.results[0].memory.id, memory.id);
+    assert_eq!(
+        (recalled.mode.as_str(), recalled.reranked),
+        ("hybrid", false)
+    );
+    let weights = recalled.results[0].breakdown.weights;
+    assert!(
+        (weights.similarity + weights.rerank + weights.recency + weights.importance - 1.0).abs()
+            < 1e-9
+    );
+    let tea = client
+        .create_memory_now(&NewMemory::new("alice", "My favourite tea is oolong"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_memory("alice", &tea.memory.id).await.unwrap(),
+        tea.memory
+    );
+    let renamed = client
+        .update_memory_now(
+            "alice",
+            &tea.memory.id,
+            &json!({"text": "My favourite tea is green tea"}),
+        )
+        .await
+        .unwrap();
+    assert!(renamed.reembedded);
+    let page = client
+        .query_memories("alice", None, Some(2), None)
+        .await
+        .unwrap();
+    assert_eq!(page.memories.len(), 2);
+    let cursor = page.next.expect("a second page");
+    let rest = client
+        .query_memories("alice", None, Some(2), Some(&cursor))
+        .await
+        .unwrap();
+    assert_eq!((rest.memories.len(), rest.next), (1, None));
+    client
+        .delete_memory_now("alice", &tea.memory.id)
+        .await
+        .unwrap();
+    match client.get_memory("alice", &tea.memory.id).await {
+        Err(ClientError::Api {
+            status: 404, code, ..
+        }) => assert_eq!(code, "not_found"),
+        other => panic!("a deleted memory is a 404: {other:?}"),
+    }
+    // bob cannot delete alice's memory: it does not exist for him.
+    let task = client.delete_memory("bob", &memory.id).await.unwrap();
+    assert_eq!(
+        task.get(wait).await.unwrap(),
+        json!({"deleted": false, "memory_id": memory.id})
     );
     server.shutdown().await;
 }

@@ -200,7 +200,14 @@ impl Shard {
     /// exclusively (or is alone, when opening).
     fn flush(&self) -> Result<(), StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        self.shard.flush();
+        // qdrant-edge 0.7 panics when it cannot write a segment (its directory
+        // is gone, the disk is full). That is an error here, not a dead flusher
+        // thread or an abort; the journal keeps the writes for the next open.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(
+            |_| {
+                StoreError::Unavailable(format!("{}: the segments could not be flushed", self.name))
+            },
+        )?;
         journal.truncate(0)
     }
 
@@ -260,6 +267,11 @@ fn operation(entry: Entry) -> UpdateOperation {
 
 impl Drop for Shard {
     fn drop(&mut self) {
+        // Unwinding already: a second panic here would abort the process, and
+        // the journal replays the unflushed writes at the next open anyway.
+        if std::thread::panicking() {
+            return;
+        }
         if let Err(e) = self.flush() {
             tracing::warn!(collection = %self.name, error = %e, "final flush failed");
         }

@@ -11,15 +11,22 @@
 //! let task = client
 //!     .create_memory(&NewMemory::new("alice", "I prefer dark chocolate").memory_type("preference"))
 //!     .await?;
-//! let created = task.get(Duration::from_secs(10)).await?;
-//! println!("stored {}", created["memory"]["id"]);
+//! let created: hippo_client::Created = task.get_as(Duration::from_secs(10)).await?;
+//! println!("stored {}", created.memory.id);
 //!
 //! let found = client.recall_now(&RecallRequest::new("alice", "what sweets does she like?")).await?;
-//! for hit in found["results"].as_array().into_iter().flatten() {
-//!     println!("{:.3} {}", hit["score"], hit["memory"]["text"]);
+//! for hit in &found.results {
+//!     println!("{:.3} {}", hit.score, hit.memory.text);
 //! }
 //! # Ok(()) }
 //! ```
+
+mod answers;
+
+pub use answers::{
+    BatchCreated, CreateAction, Created, Memory, MemoryPage, RecallHit, Recalled, ScoreBreakdown,
+    ScoreWeights, Updated,
+};
 
 use super::{Body, Client, ClientError, TaskHandle, json};
 use crate::types::SubmitResponse;
@@ -221,8 +228,8 @@ impl Client {
             .await
     }
 
-    /// Creates a memory now; answers the task's output (`memory`, `action`).
-    pub async fn create_memory_now(&self, memory: &NewMemory) -> Result<Value, ClientError> {
+    /// Creates a memory now.
+    pub async fn create_memory_now(&self, memory: &NewMemory) -> Result<Created, ClientError> {
         self.call(
             Method::POST,
             &["api", "v1", "memories"],
@@ -233,8 +240,8 @@ impl Client {
         .await
     }
 
-    /// Recalls now; answers `{results: [{memory, score, breakdown}]}`.
-    pub async fn recall_now(&self, recall: &RecallRequest) -> Result<Value, ClientError> {
+    /// Recalls now: the best memories with their score breakdown.
+    pub async fn recall_now(&self, recall: &RecallRequest) -> Result<Recalled, ClientError> {
         self.call(
             Method::POST,
             &["api", "v1", "memories", "recall"],
@@ -246,15 +253,17 @@ impl Client {
     }
 
     /// One memory (404 [`ClientError::Api`] when `user_id` has no such memory).
-    pub async fn get_memory(&self, user_id: &str, memory_id: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            &["api", "v1", "memories", memory_id],
-            &[("user_id", user_id)],
-            Body::None,
-            self.timeout,
-        )
-        .await
+    pub async fn get_memory(&self, user_id: &str, memory_id: &str) -> Result<Memory, ClientError> {
+        let found: answers::Found = self
+            .call(
+                Method::GET,
+                &["api", "v1", "memories", memory_id],
+                &[("user_id", user_id)],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(found.memory)
     }
 
     /// Changes a memory now.
@@ -263,7 +272,7 @@ impl Client {
         user_id: &str,
         memory_id: &str,
         updates: &Value,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Updated, ClientError> {
         self.call(
             Method::PATCH,
             &["api", "v1", "memories", memory_id],
@@ -274,20 +283,23 @@ impl Client {
         .await
     }
 
-    /// Deletes a memory now.
+    /// Deletes a memory now (404 [`ClientError::Api`] when `user_id` has no
+    /// such memory).
     pub async fn delete_memory_now(
         &self,
         user_id: &str,
         memory_id: &str,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            &["api", "v1", "memories", memory_id],
-            &[("user_id", user_id)],
-            Body::None,
-            self.timeout,
-        )
-        .await
+    ) -> Result<(), ClientError> {
+        let _deleted: Value = self
+            .call(
+                Method::DELETE,
+                &["api", "v1", "memories", memory_id],
+                &[("user_id", user_id)],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(())
     }
 
     /// A page of `user_id`'s memories matching `filters`; pass the answer's
@@ -298,7 +310,7 @@ impl Client {
         filters: Option<&Value>,
         limit: Option<u32>,
         cursor: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<MemoryPage, ClientError> {
         let mut body = serde_json::json!({ "user_id": user_id });
         if let Some(filters) = filters {
             body["filters"] = filters.clone();
