@@ -14,7 +14,7 @@ use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
-use hippo_integration_tests::{RunningWorker, test_worker_config};
+use hippo_integration_tests::{RunningWorker, TestDirs, test_worker_config};
 use hippo_integration_tests::{copy_memory_plugins, guest, memory_services, redis_url, runtime};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -166,7 +166,7 @@ struct Api {
     stop_server: Arc<tokio::sync::Notify>,
     worker: RunningWorker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dirs: Vec<tempfile::TempDir>,
+    _dirs: TestDirs,
 }
 
 async fn broker(kind: &str, dir: &std::path::Path) -> SharedBroker {
@@ -243,7 +243,7 @@ async fn start_with(kind: &str, memory: bool) -> Api {
         stop_server,
         worker,
         server,
-        _dirs: vec![plugins, data],
+        _dirs: TestDirs(vec![plugins, data]),
     }
 }
 
@@ -676,7 +676,6 @@ on_both_brokers! {
             (b"".to_vec(), "application/json"),
             (b"{\"task\": \"test.\xff\xfe\"}".to_vec(), "application/json"),
             (b"\xef\xbb\xbf{\"task\": \"test.noop\"}".to_vec(), "application/json"),
-            (b"{\"task\": \"test.noop\", \"countdown\": 1e400}".to_vec(), "application/json"),
             ([b"[".repeat(10_000), b"]".repeat(10_000)].concat(), "application/json"),
             ([b"{\"task\": \"test.echo\", \"input\": ".to_vec(), b"[".repeat(10_000), b"]".repeat(10_000), b"}".to_vec()].concat(), "application/json"),
             // Not an object: a struct's fields are not taken as an array.
@@ -692,6 +691,10 @@ on_both_brokers! {
             assert_eq!(answer.body["error"]["field"], "body", "{shown:?}: {answer:?}");
             assert_eq!(answer.body["error"]["code"], "invalid_body", "{shown:?}: {answer:?}");
         }
+        // A number beyond f64 is valid JSON: the field is at fault.
+        let huge = b"{\"task\": \"test.noop\", \"countdown\": 1e400}".to_vec();
+        let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(huge, "application/json")).await;
+        answer.error(400, "invalid_input", Some("countdown"));
         // Deep nesting of a field's value: that field.
         let deep = [b"{\"task\": ".to_vec(), b"[".repeat(100), b"]".repeat(100), b"}".to_vec()].concat();
         let answer = api.send(Method::POST, "/api/v1/tasks/submit", Some(ADMIN), Body::Raw(deep, "application/json")).await;
@@ -1248,6 +1251,43 @@ mod regressions {
         let answer = api.get("/api/v1/tasks/submit", Some(ADMIN)).await;
         answer.error(405, "method_not_allowed", None);
         assert_eq!(answer.headers["allow"], "POST");
+        api.shutdown().await;
+    }
+
+    /// `{"memory_type": 3}` was "the body is not valid JSON": serde_json
+    /// reports a value an enum cannot start with as a syntax error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_number_for_a_type_name_was_blamed_on_the_body() {
+        let api = start_with("embedded", false).await;
+        let body = json!({"text": "I like tea", "user_id": "alice", "memory_type": 3});
+        let answer = api
+            .post("/api/v1/tasks/memory/create", Some(ADMIN), body)
+            .await;
+        answer.error(400, "invalid_input", Some("memory_type"));
+        api.shutdown().await;
+    }
+
+    /// A missing query parameter (`?user_id=` of a memory) was named
+    /// `query`, not the parameter.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_query_parameter_was_named_query() {
+        let api = start_with("embedded", false).await;
+        let answer = api.get("/api/v1/memories/m-1", Some(ADMIN)).await;
+        answer.error(400, "invalid_input", Some("user_id"));
+        api.shutdown().await;
+    }
+
+    /// A missing field of a nested object (`memories[1].text`) was named
+    /// by the object (`memories[1]`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_nested_field_was_named_by_its_object() {
+        let api = start_with("embedded", false).await;
+        let body =
+            json!({"memories": [{"text": "I like tea", "user_id": "alice"}, {"user_id": "alice"}]});
+        let answer = api
+            .post("/api/v1/tasks/memory/batch-create", Some(ADMIN), body)
+            .await;
+        answer.error(400, "invalid_input", Some("memories[1].text"));
         api.shutdown().await;
     }
 

@@ -216,3 +216,21 @@ pub fn copy_memory_plugins(dir: &std::path::Path) {
             .unwrap_or_else(|e| panic!("{file} (run scripts/build-guests first): {e}"));
     }
 }
+
+/// A test's temporary directories, removed when it passes and kept (named on
+/// stderr) when it fails: a failing test's runtime shuts down after the test
+/// body unwinds, and a store still flushing into a removed directory aborts
+/// the whole test binary (qdrant-edge 0.7 panics while unwinding); kept, the
+/// directories can also be inspected.
+#[derive(Debug)]
+pub struct TestDirs(pub Vec<tempfile::TempDir>);
+
+impl Drop for TestDirs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for dir in self.0.drain(..) {
+                eprintln!("kept the failed test's directory {}", dir.keep().display());
+            }
+        }
+    }
+}

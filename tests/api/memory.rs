@@ -271,4 +271,135 @@ on_both_brokers! {
         api.post("/api/v1/memories/query", Some(READER), json!({"user_id": "alice"})).await.expect(200);
         api.post("/api/v1/memories", Some(READER), json!({"text": "x", "user_id": "alice"})).await.error(403, "forbidden", None);
     }
+
+    memory_bodies_name_the_field_at_fault(api) {
+        let long = |n: usize| "x".repeat(n);
+        let memory = |extra: Value| {
+            let mut body = json!({"text": "I like tea", "user_id": "alice"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        };
+        let many_tags: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+        let batch_of = |n: usize| json!({"memories": vec![json!({"text": "I like tea", "user_id": "alice"}); n]});
+        // (route, body, field): each route's fields, wrong type, missing, too long, out of range.
+        let creates: Vec<(Value, &str)> = vec![
+            (json!({"user_id": "alice"}), "text"),
+            (memory(json!({"text": 5})), "text"),
+            (memory(json!({"text": "   "})), "text"),
+            (memory(json!({"text": long(20_001)})), "text"),
+            (json!({"text": "I like tea"}), "user_id"),
+            (memory(json!({"user_id": long(129)})), "user_id"),
+            (memory(json!({"user_id": "al\u{7}ice"})), "user_id"),
+            (memory(json!({"memory_type": "opinion"})), "memory_type"),
+            (memory(json!({"importance": 11})), "importance"),
+            (memory(json!({"importance": -0.5})), "importance"),
+            (memory(json!({"importance": "high"})), "importance"),
+            (memory(json!({"confidence": 1.5})), "confidence"),
+            (memory(json!({"tags": many_tags})), "tags"),
+            (memory(json!({"tags": [" "]})), "tags"),
+            (memory(json!({"tags": [long(101)]})), "tags"),
+            (memory(json!({"tags": "food"})), "tags"),
+            (memory(json!({"metadata": "not an object"})), "metadata"),
+            (memory(json!({"session_id": long(129)})), "session_id"),
+            (memory(json!({"agent_id": ""})), "agent_id"),
+            (memory(json!({"run_id": 7})), "run_id"),
+            (memory(json!({"visibility": "secret"})), "visibility"),
+            (memory(json!({"ttl_days": 0})), "ttl_days"),
+            (memory(json!({"ttl_days": 36_501})), "ttl_days"),
+            (memory(json!({"check_duplicates": "yes"})), "check_duplicates"),
+            (memory(json!({"colour": "blue"})), "colour"),
+        ];
+        let mut cases: Vec<(&str, Value, String)> = Vec::new();
+        for (body, field) in &creates {
+            for route in ["/api/v1/tasks/memory/create", "/api/v1/memories"] {
+                cases.push((route, body.clone(), field.to_string()));
+            }
+            let mut item = body.clone();
+            item["user_id"] = json!("alice");
+            if *field != "user_id" {
+                cases.push(("/api/v1/tasks/memory/batch-create", json!({"memories": [memory(json!({})), item]}), format!("memories[1].{field}")));
+            }
+        }
+        let recall = |extra: Value| {
+            let mut body = json!({"query": "tea", "user_id": "alice"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        };
+        let query = |extra: Value| {
+            let mut body = json!({"user_id": "alice"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        };
+        let update = |updates: Value| json!({"memory_id": "m-1", "user_id": "alice", "updates": updates});
+        let others: Vec<(&str, Value, &str)> = vec![
+            ("/api/v1/tasks/memory/batch-create", json!({"memories": []}), "memories"),
+            ("/api/v1/tasks/memory/batch-create", batch_of(1_001), "memories"),
+            ("/api/v1/tasks/memory/batch-create", json!({"memories": [memory(json!({})), memory(json!({"user_id": "bob"}))]}), "memories[1].user_id"),
+            ("/api/v1/tasks/memory/batch-create", json!({"memories": [memory(json!({}))], "check_duplicates": 1}), "check_duplicates"),
+            ("/api/v1/tasks/memory/batch-create", json!({}), "memories"),
+            ("/api/v1/tasks/memory/recall", json!({"user_id": "alice"}), "query"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"k": 0})), "k"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"k": 101})), "k"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"k": "five"})), "k"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"mode": "fuzzy"})), "mode"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"rerank": "please"})), "rerank"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"min_importance": 11}})), "filters.min_importance"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"created_after": "yesterday"}})), "filters.created_after"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"memory_types": ["opinion"]}})), "filters.memory_types[0]"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"tags": [""]}})), "filters.tags"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"session_id": long(200)}})), "filters.session_id"),
+            ("/api/v1/tasks/memory/recall", recall(json!({"filters": {"owner": "bob"}})), "filters.owner"),
+            ("/api/v1/memories/recall", recall(json!({"query": long(20_001)})), "query"),
+            ("/api/v1/tasks/memory/update", update(json!({"text": " "})), "updates.text"),
+            ("/api/v1/tasks/memory/update", update(json!({"importance": 10.5})), "updates.importance"),
+            ("/api/v1/tasks/memory/update", update(json!({"expires_at": "next week"})), "updates.expires_at"),
+            ("/api/v1/tasks/memory/update", update(json!({"memory_type": 3})), "updates.memory_type"),
+            ("/api/v1/tasks/memory/update", json!({"memory_id": "m-1", "user_id": "alice"}), "updates"),
+            ("/api/v1/tasks/memory/update", json!({"memory_id": long(129), "user_id": "alice", "updates": {}}), "memory_id"),
+            ("/api/v1/tasks/memory/delete", json!({"user_id": "alice"}), "memory_id"),
+            ("/api/v1/tasks/memory/delete", json!({"memory_id": "m-1", "user_id": ""}), "user_id"),
+            ("/api/v1/memories/query", query(json!({"limit": 0})), "limit"),
+            ("/api/v1/memories/query", query(json!({"limit": 1_001})), "limit"),
+            ("/api/v1/memories/query", query(json!({"cursor": 5})), "cursor"),
+            ("/api/v1/memories/query", json!({}), "user_id"),
+        ];
+        cases.extend(others.into_iter().map(|(route, body, field)| (route, body, field.to_string())));
+        for (route, body, field) in &cases {
+            let answer = api.post(route, Some(ADMIN), body.clone()).await;
+            let shown = shorten(body);
+            assert_eq!(answer.body["error"]["field"], field.as_str(), "{route} {shown}: {answer:?}");
+            answer.error(400, "invalid_input", Some(field));
+        }
+        // The inline routes that name a memory: path, query and body.
+        let path = "/api/v1/memories/m-1";
+        // (Unknown query parameters are ignored, as is usual for queries.)
+        for (query, field) in [("", "user_id"), ("?user_id=", "user_id"), ("?user_id=%07", "user_id")] {
+            api.get(&format!("{path}{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some(field));
+            api.delete(&format!("{path}{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some(field));
+        }
+        let too_long = format!("/api/v1/memories/{}?user_id=alice", long(129));
+        api.get(&too_long, Some(ADMIN)).await.error(400, "invalid_input", Some("memory_id"));
+        for (body, field) in [(json!({"importance": 12}), "importance"), (json!({"text": ""}), "text"), (json!({"tags": 1}), "tags"), (json!({"id": "x"}), "id")] {
+            let answer = api.send(Method::PATCH, &format!("{path}?user_id=alice"), Some(ADMIN), Body::Json(body.clone())).await;
+            // A PATCH names the field as sent, though the task sees it under `updates`.
+            let named = answer.body["error"]["field"].as_str().unwrap_or_default().trim_start_matches("updates.").to_string();
+            assert_eq!((answer.status.as_u16(), named.as_str()), (400, field), "{body}: {answer:?}");
+        }
+        // Not JSON, not UTF-8, oversized: the body.
+        for route in ["/api/v1/tasks/memory/create", "/api/v1/memories", "/api/v1/memories/recall"] {
+            let answer = api.send(Method::POST, route, Some(ADMIN), Body::Raw(b"{\"text\": \"tea\xff\", \"user_id\": \"alice\"}".to_vec(), "application/json")).await;
+            answer.error(400, "invalid_body", Some("body"));
+            let mut huge = br#"{"user_id": "alice", "text": ""#.to_vec();
+            huge.resize(hippo::api::MAX_JSON_BYTES + 10, b'a');
+            huge.extend_from_slice(br#""}"#);
+            let answer = api.send(Method::POST, route, Some(ADMIN), Body::Raw(huge, "application/json")).await;
+            answer.error(413, "payload_too_large", Some("body"));
+        }
+    }
+}
+
+/// A body, shortened for a failure message.
+fn shorten(body: &Value) -> String {
+    let text = body.to_string();
+    text.chars().take(120).collect()
 }

@@ -317,22 +317,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
         let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
             let path = error.path().to_string();
             let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
+            // serde_json also reports a value an enum cannot start with (`3`
+            // for a type name) as a syntax error: the body is to blame only
+            // when it is not JSON at all.
+            // Nesting beyond serde_json's limit is the body's fault too.
+            let malformed = inner.is_eof()
+                || (inner.is_syntax()
+                    && (inner.to_string().starts_with("recursion limit exceeded")
+                        || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()));
+            if malformed {
                 ApiError::bad_body(format!("the body is not valid JSON: {inner}"))
-            } else if path == "." {
-                // A missing field or an unknown one at the top level: name it
-                // (other messages quote values, not fields: `integer `42``).
-                let message = inner.to_string();
-                let named = message.starts_with("missing field `")
-                    || message.starts_with("unknown field `");
-                let field = if named {
-                    message.split('`').nth(1).unwrap_or("body")
-                } else {
-                    "body"
-                };
-                ApiError::invalid(field.to_string(), message)
+            } else if inner.is_syntax() {
+                ApiError::invalid(
+                    path.clone(),
+                    format!("{path}: not a value it takes ({inner})"),
+                )
             } else {
-                ApiError::invalid(path, inner.to_string())
+                // A missing or unknown field is reported at the object that
+                // should (not) hold it: name the field itself (other messages
+                // quote values, not fields: `integer `42``).
+                let message = inner.to_string();
+                let named = (message.starts_with("missing field `")
+                    || message.starts_with("unknown field `"))
+                .then(|| message.split('`').nth(1))
+                .flatten();
+                let field = match (named, path.as_str()) {
+                    (None, ".") => "body".to_string(),
+                    (None, _) => path,
+                    (Some(name), ".") => name.to_string(),
+                    (Some(name), _) if path.ends_with(name) => path,
+                    (Some(name), _) => format!("{path}.{name}"),
+                };
+                ApiError::invalid(field, message)
             }
         })?;
         // Only whitespace may follow the value.
@@ -360,9 +376,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> 
                 let detail = text
                     .strip_prefix("Failed to deserialize query string: ")
                     .unwrap_or(&text);
-                let field = detail
-                    .split_once(": ")
-                    .map(|(name, _)| name)
+                // "missing field `user_id`" names the parameter too.
+                let missing = detail
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next());
+                let field = missing
+                    .or_else(|| detail.split_once(": ").map(|(name, _)| name))
                     .filter(|name| {
                         !name.is_empty()
                             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -15,7 +15,7 @@ use hippo_client::{
     RecallRequest, SubmitOptions, TaskState, Updated,
 };
 use hippo_integration_tests::{
-    RunningWorker, copy_memory_plugins, memory_services, test_worker_config,
+    RunningWorker, TestDirs, copy_memory_plugins, memory_services, test_worker_config,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ struct Server {
     stop_server: Arc<tokio::sync::Notify>,
     worker: RunningWorker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dirs: Vec<tempfile::TempDir>,
+    _dirs: TestDirs,
 }
 
 impl Server {
@@ -116,7 +116,7 @@ impl Server {
             stop_server,
             worker,
             server,
-            _dirs: vec![plugins, data],
+            _dirs: TestDirs(vec![plugins, data]),
         }
     }
 

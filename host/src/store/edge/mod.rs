@@ -200,9 +200,18 @@ impl Shard {
     /// exclusively (or is alone, when opening).
     fn flush(&self) -> Result<(), StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        // qdrant-edge 0.7 panics when it cannot write a segment (its directory
-        // is gone, the disk is full). That is an error here, not a dead flusher
-        // thread or an abort; the journal keeps the writes for the next open.
+        // qdrant-edge 0.7 panics when it cannot write a segment, and when its
+        // directory was removed under it, it panics again while unwinding,
+        // which aborts the process: check for the directory first, and catch
+        // what panics cleanly. Either is an error here; the journal keeps the
+        // writes for the next open.
+        if !self.shard.path().exists() {
+            return Err(StoreError::Unavailable(format!(
+                "{}: the store's directory {} is gone",
+                self.name,
+                self.shard.path().display()
+            )));
+        }
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(
             |_| {
                 StoreError::Unavailable(format!("{}: the segments could not be flushed", self.name))
