@@ -184,10 +184,19 @@ pub fn memory_services(
     broker: &hippo::broker::SharedBroker,
     data_dir: &std::path::Path,
 ) -> hippo::runtime::HostServices {
+    memory_services_with(broker, data_dir, None)
+}
+
+/// [`memory_services`] with the models of `models` (`None`: the defaults).
+pub fn memory_services_with(
+    broker: &hippo::broker::SharedBroker,
+    data_dir: &std::path::Path,
+    models: Option<hippo::models::ModelsConfig>,
+) -> hippo::runtime::HostServices {
     let mut settings = hippo::config::MemorySettings::choose(
         false,
         &hippo::models::default_models_dir(),
-        None,
+        models,
         std::env::var("HIPPO_QDRANT_URL").ok().as_deref(),
         None,
         &hippo::config::BrokerTarget::Embedded(data_dir.join("broker")),

@@ -62,6 +62,46 @@ fn a_paraphrase_updates_the_memory_and_other_facts_are_not_duplicates() {
 }
 
 #[test]
+fn the_model_s_thresholds_decide_what_is_a_duplicate() {
+    // The default MiniLM's: "9pm" (cosine 0.98 to "9am") is not dropped as
+    // a repeat, as the reference's 0.95 would have it; it updates the memory.
+    let f = Fixture::new();
+    let first = f.create("alice", "My flight leaves at 9am", json!({}));
+    let later = f.create("alice", "My flight leaves at 9pm", json!({}));
+    assert_eq!(later["action"], "updated_existing", "{later}");
+    assert_eq!(later["duplicate_of"], first["memory"]["id"]);
+    assert_eq!(text_of(&later["memory"]), "My flight leaves at 9pm");
+
+    // Thresholds configured with the model reach both plugins: above 0.97
+    // only, the paraphrase (0.942) is a memory of its own, for create and for
+    // the maintenance pass.
+    let mut models = hippo::models::ModelsConfig::default_in(&hippo::models::default_models_dir());
+    models.embedder.duplicate_above = 0.97;
+    models.embedder.same_above = 0.995;
+    let strict = Fixture::with_models(Some(models));
+    strict.create("alice", "I like dark chocolate", json!({}));
+    let paraphrase = strict.create("alice", "I prefer dark chocolate", json!({}));
+    assert_eq!(paraphrase["action"], "created", "{paraphrase}");
+    let dedup = strict.ok("maintenance.dedup", json!({}));
+    assert_eq!(dedup["removed"], 0, "{dedup}");
+    assert_eq!(strict.memories_of("alice").len(), 2);
+    // With the defaults, the same pass merges them.
+    let f = Fixture::new();
+    f.create(
+        "alice",
+        "I like dark chocolate",
+        json!({"check_duplicates": false}),
+    );
+    f.create(
+        "alice",
+        "I prefer dark chocolate",
+        json!({"check_duplicates": false}),
+    );
+    let dedup = f.ok("maintenance.dedup", json!({}));
+    assert_eq!(dedup["removed"], 1, "{dedup}");
+}
+
+#[test]
 fn a_batch_is_deduplicated_against_the_store_and_itself() {
     let f = Fixture::new();
     let stored = f.create("alice", "I like dark chocolate", json!({}));

@@ -415,3 +415,34 @@ fn missing_files_and_a_second_runtime_library_are_refused_with_clear_errors() {
         other => panic!("expected a refused second library, got {other:?}"),
     }
 }
+
+#[test]
+fn duplicate_thresholds_come_from_the_configuration() {
+    // Absent from a configuration: the reference's, made for BGE.
+    let config: ModelsConfig = toml::from_str(
+        r#"
+        runtime_library = "/models/libonnxruntime.so.1.32.0"
+        [embedder]
+        name = "bge-small-en-v1.5"
+        tokenizer = "/models/bge/tokenizer.json"
+        onnx = "/models/bge/model.onnx"
+        pooling = "cls"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        (config.embedder.duplicate_above, config.embedder.same_above),
+        (0.88, 0.95)
+    );
+    // The default MiniLM's, and what its embedder reports.
+    assert_eq!(default_models().embedder.thresholds(), (0.90, 0.99));
+    // Thresholds out of order are refused at load.
+    let mut embedder = ModelsConfig::default_in(&models_dir()).embedder;
+    embedder.same_above = 0.85;
+    let mut config = ModelsConfig::default_in(&models_dir());
+    config.embedder = embedder;
+    match Models::load(&config) {
+        Err(ModelError::Config(message)) => assert!(message.contains("same_above"), "{message}"),
+        other => panic!("expected refused thresholds, got {:?}", other.map(|_| ())),
+    }
+}

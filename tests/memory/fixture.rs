@@ -2,12 +2,13 @@
 //! plugins, loaded from `plugins/` as a registry scan finds them.
 
 use hippo::broker::{BrokerConfig, EmbeddedBroker, SharedBroker};
+use hippo::models::ModelsConfig;
 use hippo::models::{Embedder, TextKind};
 use hippo::runtime::{
     PluginRegistry, Runtime, RuntimeConfig, TaskFailure, TaskOutcome, TaskRequest,
 };
 use hippo::store::{Stored, VectorStore};
-use hippo_integration_tests::{copy_memory_plugins, memory_services, output};
+use hippo_integration_tests::{copy_memory_plugins, memory_services_with, output};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -26,6 +27,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        Fixture::with_models(None)
+    }
+
+    /// With the models of `models` (`None`: the defaults).
+    pub fn with_models(models: Option<ModelsConfig>) -> Fixture {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -43,7 +49,7 @@ impl Fixture {
         );
         let services = {
             let _inside = tokio.enter();
-            memory_services(&broker, data.path())
+            memory_services_with(&broker, data.path(), models)
         };
         let store = services
             .store

@@ -113,6 +113,14 @@ pub struct ModelConfig {
     /// The dimension the vectors must have; `None` takes it from the graph.
     #[serde(default)]
     pub dimension: Option<usize>,
+    /// Cosine similarity above which two texts state the same fact (memory
+    /// deduplication). Default 0.88, the reference's, made for BGE.
+    #[serde(default = "default_duplicate_above")]
+    pub duplicate_above: f32,
+    /// Cosine similarity above which two texts say the same thing the same
+    /// way (a new memory is then skipped, not merged). Default 0.95.
+    #[serde(default = "default_same_above")]
+    pub same_above: f32,
     /// Threads and batching.
     #[serde(default)]
     pub session: SessionConfig,
@@ -133,6 +141,14 @@ impl ModelConfig {
             max_length: default_max_length(),
             query_prefix: None,
             dimension: Some(384),
+            // MiniLM spreads similarities wider than BGE: paraphrases of one
+            // fact score 0.81-0.98 here, different facts 0.76-0.98 ("my
+            // flight leaves at 9am" / "at 9pm": 0.98). Above 0.90 a new
+            // memory updates the old one, so its newer wording wins; only
+            // above 0.99 is it dropped as a repeat (at the reference's 0.95,
+            // "9pm" would be lost as a repeat of "9am"). README: "Models".
+            duplicate_above: 0.90,
+            same_above: 0.99,
             session: SessionConfig::default(),
         }
     }
@@ -238,6 +254,14 @@ fn yes() -> bool {
 
 fn default_max_length() -> usize {
     256
+}
+
+fn default_duplicate_above() -> f32 {
+    0.88
+}
+
+fn default_same_above() -> f32 {
+    0.95
 }
 
 #[cfg(test)]

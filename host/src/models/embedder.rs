@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Embedder {
     name: String,
     dimension: usize,
+    /// (duplicate, same): see [`ModelConfig::duplicate_above`].
+    thresholds: (f32, f32),
     query_prefix: Option<String>,
     batcher: Batcher<String, Vec<f32>>,
 }
@@ -46,6 +48,13 @@ impl Embedder {
                 ),
             });
         }
+        let thresholds = (config.duplicate_above, config.same_above);
+        if !(0.0 < thresholds.0 && thresholds.0 <= thresholds.1 && thresholds.1 <= 1.0) {
+            return Err(ModelError::Config(format!(
+                "{}: duplicate_above ({}) and same_above ({}) must satisfy 0 < duplicate_above <= same_above <= 1",
+                config.name, thresholds.0, thresholds.1
+            )));
+        }
         let batcher = Batcher::start(
             &config.name,
             config.session.batch_max_size,
@@ -55,6 +64,7 @@ impl Embedder {
         Ok(Self {
             name: config.name.clone(),
             dimension,
+            thresholds,
             query_prefix: config.query_prefix.clone(),
             batcher,
         })
@@ -84,6 +94,12 @@ impl Embedder {
     /// The dimension of the vectors.
     pub fn dimension(&self) -> usize {
         self.dimension
+    }
+
+    /// Cosine similarities above which two texts state the same fact, and
+    /// say it the same way (this model's calibration).
+    pub fn thresholds(&self) -> (f32, f32) {
+        self.thresholds
     }
 
     /// The configured name of the model.

@@ -41,6 +41,16 @@ impl embeddings::Host for TaskState {
             .as_ref()
             .map_or(0, |e| e.dimension() as u32)
     }
+
+    fn thresholds(&mut self) -> embeddings::SimilarityThresholds {
+        let (duplicate, same) = self
+            .scope
+            .services
+            .embeddings
+            .as_ref()
+            .map_or((0.88, 0.95), |e| e.thresholds());
+        embeddings::SimilarityThresholds { duplicate, same }
+    }
 }
 
 impl rerank::Host for TaskState {

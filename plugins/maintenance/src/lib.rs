@@ -47,7 +47,7 @@ fn plugin() -> Plugin {
     Plugin::new("maintenance", env!("CARGO_PKG_VERSION"))
         .task(pass(Task::new(
             "maintenance.dedup",
-            "Removes duplicate memories of every user (cosine > 0.88), keeping the most important",
+            "Removes duplicate memories of every user (cosine above the model's duplicate threshold), keeping the most important",
             merge::dedup,
         )))
         .task(pass(Task::new(

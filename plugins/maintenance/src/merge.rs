@@ -3,8 +3,9 @@
 //! consolidation also the same type), group them greedily (see
 //! [`crate::cluster`]) and fold each group into its leader.
 //!
-//! - Deduplication groups at cosine above 0.88 (above 0.95 counts as an
-//!   exact duplicate, the rest as near). The leader, the most important then
+//! - Deduplication groups at cosine above the host model's duplicate
+//!   threshold (the reference's 0.88 for BGE; above its `same` threshold,
+//!   0.95 there, counts as an exact duplicate, the rest as near). The leader, the most important then
 //!   newest memory, is kept and takes the members' tags; the members are
 //!   deleted.
 //! - Consolidation groups at cosine 0.85 or more. The leader keeps its id,
@@ -19,6 +20,7 @@
 use std::collections::HashSet;
 
 use hippo_sdk::memory::{self, Filter, Memory, MemoryType, Stored};
+use hippo_sdk::models::{self, DuplicateThresholds};
 use hippo_sdk::time::now_ms;
 use hippo_sdk::{Context, TaskError};
 use serde_json::{Map, Value, json};
@@ -26,10 +28,6 @@ use serde_json::{Map, Value, json};
 use crate::cluster::{Group, Item, Threshold, greedy_groups};
 use crate::scan::{Pass, PassInput, report};
 
-/// Deduplication: above this cosine similarity two memories are duplicates…
-const DUPLICATE_ABOVE: f32 = 0.88;
-/// …and above this, exact duplicates.
-const EXACT_ABOVE: f32 = 0.95;
 /// Consolidation: at this cosine similarity or more memories merge.
 const CONSOLIDATE_AT_LEAST: f32 = 0.85;
 /// The metadata key listing the ids a consolidated memory absorbed.
@@ -50,9 +48,9 @@ impl Kind {
         }
     }
 
-    fn threshold(self) -> Threshold {
+    fn threshold(self, duplicates: DuplicateThresholds) -> Threshold {
         match self {
-            Kind::Dedup => Threshold::Above(DUPLICATE_ABOVE),
+            Kind::Dedup => Threshold::Above(duplicates.duplicate),
             Kind::Consolidate => Threshold::AtLeast(CONSOLIDATE_AT_LEAST),
         }
     }
@@ -110,6 +108,7 @@ fn run(ctx: &Context, input: PassInput, kind: Kind) -> Result<Value, TaskError> 
     let mut pass = Pass::start(ctx, kind.task(), &input, filter)?;
     let mut removed: HashSet<String> = HashSet::new();
     let mut counts = Counts::default();
+    let duplicates = models::duplicate_thresholds();
     while let Some(page) = pass.next_page()? {
         for seed in page {
             if removed.contains(&seed.memory.id) {
@@ -136,8 +135,8 @@ fn run(ctx: &Context, input: PassInput, kind: Kind) -> Result<Value, TaskError> 
                     updated_at: c.memory.updated_at,
                 })
                 .collect();
-            for group in greedy_groups(&items, kind.threshold()) {
-                let doomed = fold(kind, &candidates, &group, &mut counts)?;
+            for group in greedy_groups(&items, kind.threshold(duplicates)) {
+                let doomed = fold(kind, duplicates, &candidates, &group, &mut counts)?;
                 removed.extend(doomed);
             }
         }
@@ -162,6 +161,7 @@ fn run(ctx: &Context, input: PassInput, kind: Kind) -> Result<Value, TaskError> 
 /// deletes the members and returns their ids.
 fn fold(
     kind: Kind,
+    duplicates: DuplicateThresholds,
     candidates: &[Stored],
     group: &Group,
     counts: &mut Counts,
@@ -176,7 +176,11 @@ fn fold(
     let kept = match kind {
         Kind::Dedup => {
             let mut kept = leader.memory.clone();
-            let exact = group.members.iter().filter(|m| m.1 > EXACT_ABOVE).count() as u64;
+            let exact = group
+                .members
+                .iter()
+                .filter(|m| m.1 > duplicates.same)
+                .count() as u64;
             counts.exact += exact;
             counts.near += members.len() as u64 - exact;
             merge_tags(&mut kept, &members, now).then_some(kept)

@@ -55,7 +55,12 @@ pub fn create(ctx: &Context, input: NewMemory) -> Result<Value, TaskError> {
     let now = now_ms();
     if draft.check_duplicates {
         let hits = memory::search(&vector, &Filter::default(), NEIGHBOURS)?;
-        match decide(&vector, hits.iter().map(|h| h.vector.as_slice())) {
+        let thresholds = models::duplicate_thresholds();
+        match decide(
+            &vector,
+            hits.iter().map(|h| h.vector.as_slice()),
+            thresholds,
+        ) {
             Decision::Store => {}
             Decision::Skip { index, similarity } => {
                 ctx.info(format!(
@@ -134,6 +139,7 @@ pub fn batch_create(ctx: &Context, input: BatchInput) -> Result<Value, TaskError
     let drafts = check_batch(&user, input.memories)?;
     let texts: Vec<String> = drafts.iter().map(|d| d.text.clone()).collect();
     let vectors = models::embed(&texts, TextKind::Document)?;
+    let thresholds = models::duplicate_thresholds();
     let total = drafts.len();
     let now = now_ms();
 
@@ -169,7 +175,7 @@ pub fn batch_create(ctx: &Context, input: BatchInput) -> Result<Value, TaskError
             let vectors = candidates
                 .iter()
                 .map(|&c| entries[c].stored.vector.as_slice());
-            match decide(&vector, vectors) {
+            match decide(&vector, vectors, thresholds) {
                 Decision::Store => {}
                 Decision::Skip { index, similarity } => {
                     results.push((

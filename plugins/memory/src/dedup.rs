@@ -3,16 +3,15 @@
 //! duplicate is above 0.95 the new memory says the same thing: it is skipped
 //! and the existing one returned. A duplicate between 0.88 and 0.95 says it
 //! differently: the existing memory takes the new text, importance and tags.
+//! The two thresholds are the host model's ([`DuplicateThresholds`]): 0.88
+//! and 0.95 are the reference's, for BGE.
 
 use hippo_sdk::memory::{Memory, cosine};
+use hippo_sdk::models::DuplicateThresholds;
 use serde_json::{Map, Value};
 
 use crate::record::{Draft, metadata_of};
 
-/// Above this cosine similarity two memories are duplicates.
-pub const DUPLICATE_ABOVE: f32 = 0.88;
-/// Above this they say the same thing.
-pub const SAME_ABOVE: f32 = 0.95;
 /// How many of the user's nearest memories a new one is compared with.
 pub const NEIGHBOURS: u32 = 10;
 
@@ -29,16 +28,20 @@ pub enum Decision {
 
 /// Compares a new memory's `vector` with the `candidates`' vectors (the
 /// user's nearest memories) and decides.
-pub fn decide<'a>(vector: &[f32], candidates: impl IntoIterator<Item = &'a [f32]>) -> Decision {
+pub fn decide<'a>(
+    vector: &[f32],
+    candidates: impl IntoIterator<Item = &'a [f32]>,
+    thresholds: DuplicateThresholds,
+) -> Decision {
     let best = candidates
         .into_iter()
         .map(|candidate| cosine(vector, candidate))
         .enumerate()
-        .filter(|&(_, similarity)| similarity > DUPLICATE_ABOVE)
+        .filter(|&(_, similarity)| similarity > thresholds.duplicate)
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match best {
         None => Decision::Store,
-        Some((index, similarity)) if similarity > SAME_ABOVE => {
+        Some((index, similarity)) if similarity > thresholds.same => {
             Decision::Skip { index, similarity }
         }
         Some((index, similarity)) => Decision::Update { index, similarity },
@@ -99,26 +102,28 @@ mod tests {
             .unwrap()
     }
 
+    const REFERENCE: DuplicateThresholds = DuplicateThresholds::REFERENCE;
+
     #[test]
     fn thresholds() {
         let new = [1.0, 0.0];
         let none: [&[f32]; 0] = [];
-        assert_eq!(decide(&new, none), Decision::Store);
+        assert_eq!(decide(&new, none, REFERENCE), Decision::Store);
         assert_eq!(
-            decide(&new, [at(0.80).as_slice(), &at(0.88)]),
+            decide(&new, [at(0.80).as_slice(), &at(0.88)], REFERENCE),
             Decision::Store
         );
         assert!(matches!(
-            decide(&new, [at(0.80).as_slice(), &at(0.90)]),
+            decide(&new, [at(0.80).as_slice(), &at(0.90)], REFERENCE),
             Decision::Update { index: 1, .. }
         ));
         assert!(matches!(
-            decide(&new, [at(0.90).as_slice(), &at(0.97), &at(0.93)]),
+            decide(&new, [at(0.90).as_slice(), &at(0.97), &at(0.93)], REFERENCE),
             Decision::Skip { index: 1, .. }
         ));
         // The closest duplicate decides, whatever its position.
         assert!(matches!(
-            decide(&new, [at(0.94).as_slice(), &at(0.89)]),
+            decide(&new, [at(0.94).as_slice(), &at(0.89)], REFERENCE),
             Decision::Update { index: 0, .. }
         ));
     }

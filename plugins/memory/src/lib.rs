@@ -16,9 +16,11 @@
 //! | `memory.delete` | `{memory_id, user_id}` | `{deleted, memory_id}` |
 //!
 //! `action` is `created`, `skipped_duplicate` (a stored memory says the same
-//! thing, cosine above 0.95: it is returned, nothing is written) or
-//! `updated_existing` (a stored memory says it differently, cosine above
-//! 0.88: it takes the new text, importance and tags). `filters` holds
+//! thing, cosine above the model's `same_above`: it is returned, nothing is
+//! written) or `updated_existing` (a stored memory says it differently,
+//! cosine above the model's `duplicate_above`: it takes the new text,
+//! importance and tags). The reference's thresholds are 0.95 and 0.88, for
+//! BGE; the default MiniLM's are 0.99 and 0.90 (see the README). `filters` holds
 //! `memory_types`, `tags` (any of), `min_importance`, `max_importance`,
 //! `created_after`, `created_before` (RFC 3339) and `session_id`. `mode` is
 //! `hybrid` (vector and BM25 fused by reciprocal rank), `vector` or

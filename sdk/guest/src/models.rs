@@ -36,6 +36,33 @@ pub fn dimension() -> u32 {
     embeddings::dimension()
 }
 
+/// Cosine similarities calibrated for the host's model (each model spreads
+/// similarities its own way).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DuplicateThresholds {
+    /// Above this two texts state the same fact, perhaps in other words.
+    pub duplicate: f32,
+    /// Above this they say it the same way.
+    pub same: f32,
+}
+
+impl DuplicateThresholds {
+    /// The reference's, made for BGE: 0.88 and 0.95.
+    pub const REFERENCE: DuplicateThresholds = DuplicateThresholds {
+        duplicate: 0.88,
+        same: 0.95,
+    };
+}
+
+/// The host model's [`DuplicateThresholds`] (configured with the model).
+pub fn duplicate_thresholds() -> DuplicateThresholds {
+    let thresholds = embeddings::thresholds();
+    DuplicateThresholds {
+        duplicate: thresholds.duplicate,
+        same: thresholds.same,
+    }
+}
+
 /// Whether the host has a reranker; without one, [`rerank`] fails and
 /// callers should rank by their own scores.
 pub fn rerank_available() -> bool {
