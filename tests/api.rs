@@ -12,10 +12,10 @@ mod schema;
 
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
-use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
+use hippo::runtime::PluginRegistry;
 use hippo::worker::{Worker, WorkerConfig};
 use hippo_integration_tests::{RunningWorker, TestDirs, test_worker_config};
-use hippo_integration_tests::{copy_memory_plugins, guest, memory_services, redis_url, runtime};
+use hippo_integration_tests::{copy_memory_plugins, guest, memory_runtime, redis_url, runtime};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -196,13 +196,7 @@ async fn start_with(kind: &str, memory: bool) -> Api {
     let broker = broker(kind, data.path()).await;
     let runtime = if memory {
         copy_memory_plugins(plugins.path());
-        let services = tokio::task::spawn_blocking({
-            let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
-            move || memory_services(&broker, &data_dir)
-        })
-        .await
-        .unwrap();
-        Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap())
+        memory_runtime(&broker, data.path()).await
     } else {
         runtime()
     };

@@ -12,9 +12,9 @@
 
 use hippo::api::{AppState, KeyConfig, KeyStore, Scope, hash_key};
 use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage};
-use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
+use hippo::runtime::PluginRegistry;
 use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
-use hippo_integration_tests::{copy_memory_plugins, guest, memory_services, redis_url};
+use hippo_integration_tests::{copy_memory_plugins, guest, memory_runtime, redis_url};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -712,13 +712,7 @@ async fn fuzz(kind: &str, default_seed: u64) {
             )
         }
     };
-    let services = tokio::task::spawn_blocking({
-        let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
-        move || memory_services(&broker, &data_dir)
-    })
-    .await
-    .unwrap();
-    let runtime = Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap());
+    let runtime = memory_runtime(&broker, data.path()).await;
     let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
     tokio::task::block_in_place(|| registry.scan()).unwrap();
     let worker = Worker::new(

@@ -187,6 +187,21 @@ pub fn memory_services(
     memory_services_with(broker, data_dir, None)
 }
 
+/// A runtime with [`memory_services`] (from an async test: the services
+/// load on a blocking thread).
+pub async fn memory_runtime(
+    broker: &hippo::broker::SharedBroker,
+    data_dir: &std::path::Path,
+) -> Arc<Runtime> {
+    let services = tokio::task::spawn_blocking({
+        let (broker, data_dir) = (broker.clone(), data_dir.to_path_buf());
+        move || memory_services(&broker, &data_dir)
+    })
+    .await
+    .expect("the memory services load");
+    Arc::new(Runtime::with_services(RuntimeConfig::default(), services).expect("runtime builds"))
+}
+
 /// [`memory_services`] with the models of `models` (`None`: the defaults).
 pub fn memory_services_with(
     broker: &hippo::broker::SharedBroker,

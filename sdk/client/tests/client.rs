@@ -15,7 +15,7 @@ use hippo_client::{
     RecallRequest, SubmitOptions, TaskState, Updated,
 };
 use hippo_integration_tests::{
-    RunningWorker, TestDirs, copy_memory_plugins, memory_services, test_worker_config,
+    RunningWorker, TestDirs, copy_memory_plugins, memory_runtime, test_worker_config,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -71,17 +71,10 @@ impl Server {
         );
         let runtime = if memory {
             copy_memory_plugins(plugins.path());
-            let services = tokio::task::spawn_blocking({
-                let (broker, data_dir) = (broker.clone(), data.path().to_path_buf());
-                move || memory_services(&broker, &data_dir)
-            })
-            .await
-            .unwrap();
-            Runtime::with_services(RuntimeConfig::default(), services)
+            memory_runtime(&broker, data.path()).await
         } else {
-            Runtime::new(RuntimeConfig::default())
+            Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime builds"))
         };
-        let runtime = Arc::new(runtime.expect("runtime builds"));
         let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
         tokio::task::block_in_place(|| registry.scan()).unwrap();
         let config = WorkerConfig {
