@@ -2,8 +2,7 @@
 //! which builds the guests and the release binaries first), prints
 //! human-readable lines and ends with one JSON object holding every figure.
 //!
-//! Each benchmark is a module with a `run(args) -> Result<Report>`; add the
-//! next ones (`memory`, ...) the same way.
+//! Each benchmark is a module with a `run(args) -> Result<Report>`.
 
 mod api;
 mod memory;
@@ -37,7 +36,12 @@ benchmarks:
             [--concurrency N] [--memory] [--memory-plugin PATH]
   embed     embedding throughput at batch 1, 8 and 32: hippo's embedder against
             Python onnxruntime on the same graph (scripts/fetch-models provides both)
-            [--threads N] [--batches 1,8,32] [--seconds S] [--graph PATH] [--python PATH]";
+            [--threads N] [--batches 1,8,32] [--seconds S] [--graph PATH] [--python PATH]
+  memory    the memory engine as `hippo serve` runs it: embedding at batch 32
+            against Python, memory.batch-create of 1,000, memory.recall p50/p99
+            with 10,000 memories of one user among 100,000, the worker's RSS
+            [--user-memories N] [--total N] [--queries N] [--threads N]
+            [--embed-seconds S] [--memory-plugin PATH]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("runtime") => runtime::run(&rest),
         Some("queues") => queues::run(&rest),
         Some("embed") => memory::embed::run(&rest),
+        Some("memory") => memory::engine::run(&rest),
         Some("api") => api::run(&rest),
         _ => {
             eprintln!("{USAGE}");

@@ -7,7 +7,6 @@ use hippo::store::{
     Filter, MemoryType, StoreBackend, StoreConfig, StoreError, Stored, open, restore_embedded,
 };
 use std::sync::Arc;
-use std::time::Instant;
 
 fn edge_config(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {
@@ -198,102 +197,4 @@ fn writes_go_on_while_the_index_builds() {
     let hits = store.search(&probe.vector, &user, 3).unwrap();
     assert_eq!(hits[0].memory.id, probe.memory.id);
     assert!(hits[0].score > 0.999);
-}
-
-/// Figures for the report: upsert throughput (10,000 points of 384
-/// dimensions), single-memory upsert latency, and search latency for one
-/// user holding 10,000 of 100,000 memories after `optimize`.
-#[test]
-#[ignore = "a benchmark: cargo test --release --test store performance -- --ignored --nocapture"]
-fn performance() {
-    const BENCH_DIM: usize = 384;
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::embedded(dir.path());
-    assert_eq!(config.dimension, BENCH_DIM);
-    let store = open(&config).unwrap();
-    let mut rng = Rng(15);
-    let make = |rng: &mut Rng, user: &str, i: usize| {
-        let t = MemoryType::ALL[i % 9];
-        let text = format!(
-            "memory {i} of {user} about topic {} and detail {}",
-            i % 97,
-            i % 13
-        );
-        stored(memory(user, t, &text), rng.unit(BENCH_DIM))
-    };
-
-    let target: Vec<Stored> = (0..10_000).map(|i| make(&mut rng, "target", i)).collect();
-    let start = Instant::now();
-    for batch in target.chunks(1000) {
-        store.upsert(batch.to_vec()).unwrap();
-    }
-    let upsert = start.elapsed();
-    println!(
-        "upsert: 10,000 points in {:.2?} = {:.0} points/s (batches of 1,000)",
-        upsert,
-        10_000.0 / upsert.as_secs_f64()
-    );
-
-    let mut single = Vec::new();
-    for i in 0..100 {
-        let item = make(&mut rng, "single", i);
-        let start = Instant::now();
-        store.upsert(vec![item]).unwrap();
-        single.push(start.elapsed());
-    }
-    single.sort();
-    println!(
-        "upsert of one memory (journal synced): p50 {:.2?}, p95 {:.2?}",
-        single[50], single[95]
-    );
-
-    for u in 0..9 {
-        let user = format!("user{u}");
-        let others: Vec<Stored> = (0..10_000).map(|i| make(&mut rng, &user, i)).collect();
-        for batch in others.chunks(2000) {
-            store.upsert(batch.to_vec()).unwrap();
-        }
-    }
-    let start = Instant::now();
-    store.optimize().unwrap();
-    println!(
-        "optimize (HNSW m=48 ef_construct=256) of 100,000 points: {:.2?}",
-        start.elapsed()
-    );
-
-    let user = Filter::user("target");
-    let mut timings = Vec::new();
-    let mut keyword = Vec::new();
-    let mut hybrid = Vec::new();
-    for i in 0..200 {
-        let probe = &target[(i * 37) % target.len()];
-        let start = Instant::now();
-        let hits = store.search(&probe.vector, &user, 10).unwrap();
-        timings.push(start.elapsed());
-        assert_eq!(hits[0].memory.id, probe.memory.id);
-        assert!(hits.iter().all(|h| h.memory.user_id == "target"));
-        let start = Instant::now();
-        store
-            .keyword_search(&format!("topic {}", i % 97), &user, 10)
-            .unwrap();
-        keyword.push(start.elapsed());
-        let start = Instant::now();
-        store
-            .hybrid_search(&probe.vector, &format!("topic {}", i % 97), &user, 200, 10)
-            .unwrap();
-        hybrid.push(start.elapsed());
-    }
-    for (name, mut t) in [
-        ("search", timings),
-        ("keyword_search", keyword),
-        ("hybrid_search (200 candidates)", hybrid),
-    ] {
-        t.sort();
-        println!(
-            "{name}, one user of 10 (10,000 of 100,000 points), limit 10: p50 {:.2?}, p95 {:.2?}, max {:.2?}",
-            t[t.len() / 2],
-            t[t.len() * 95 / 100],
-            t[t.len() - 1]
-        );
-    }
 }

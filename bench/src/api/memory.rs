@@ -121,19 +121,29 @@ fn mix(n: u64) -> u64 {
 /// that most new memories are not near-duplicates of a stored one (the
 /// benchmark reports how many were created).
 pub fn new_memory(n: usize) -> Value {
-    let bits = mix(n as u64);
-    let pick = |list: &[&'static str; 16], shift: u32| list[((bits >> shift) & 15) as usize];
     json!({
-        "text": format!(
-            "{} {} {} {} {}.",
-            pick(&SUBJECTS, 0),
-            pick(&ACTIVITIES, 4),
-            pick(&PLACES, 8),
-            pick(&TIMES, 12),
-            pick(&DETAILS, 16)
-        ),
+        "text": memory_text(n),
         "user_id": format!("bench-user-{}", n % USERS),
     })
+}
+
+/// The five parts of memory `n`'s sentence: subject, activity, place, time
+/// and detail.
+pub fn memory_parts(n: usize) -> [&'static str; 5] {
+    let bits = mix(n as u64);
+    let pick = |list: &[&'static str; 16], shift: u32| list[((bits >> shift) & 15) as usize];
+    [
+        pick(&SUBJECTS, 0),
+        pick(&ACTIVITIES, 4),
+        pick(&PLACES, 8),
+        pick(&TIMES, 12),
+        pick(&DETAILS, 16),
+    ]
+}
+
+/// The text of memory `n`: its five parts as one sentence.
+pub fn memory_text(n: usize) -> String {
+    format!("{}.", memory_parts(n).join(" "))
 }
 
 /// What the memory part can do in this run.

@@ -16,9 +16,9 @@
 //! - `rtt_p50_ms`, `rtt_p99_ms`: submit-to-result latency of `?wait=`
 //!   round trips from the same concurrent clients.
 
-mod load;
-mod memory;
-mod stack;
+pub(crate) mod load;
+pub(crate) mod memory;
+pub(crate) mod stack;
 
 use crate::report::Report;
 use crate::stats::Summary;

@@ -189,7 +189,7 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
 }
 
 /// The same measurement by bench/python/embed_bench.py.
-fn python_throughput(
+pub(crate) fn python_throughput(
     python: &Path,
     config: &ModelsConfig,
     threads: usize,
@@ -247,6 +247,6 @@ fn python_throughput(
         .collect()
 }
 
-fn dirs_home() -> PathBuf {
+pub(crate) fn dirs_home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
