@@ -69,6 +69,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/tasks/scheduled/{name}/run"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
 ];
 
@@ -263,12 +264,20 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "{method} {path} answered {status} with a body that is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
+        // Every answer is JSON but the metrics (text for Prometheus).
+        let text = headers
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+        let body: Value = if text && status.is_success() {
+            Value::String(String::from_utf8(bytes.to_vec()).unwrap())
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{method} {path} answered {status} with a body that is not JSON ({e}): {:?}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
         if status.is_client_error() || status.is_server_error() {
             assert!(
                 body["error"]["code"].is_string(),
@@ -1006,6 +1015,58 @@ on_both_brokers! {
         // A key does not hurt, even a wrong one.
         api.get("/healthz", Some("wrong-secret")).await.expect(200);
         api.get("/readyz", Some(ADMIN)).await.expect(200);
+    }
+
+    metrics_are_prometheus_text_of_the_queues_and_workers(api) {
+        for _ in 0..3 {
+            let id = api.submit(json!({"task": "test.noop"})).await;
+            api.finished(&id).await;
+        }
+        api.submit(json!({"task": "test.noop", "queue": "background"})).await;
+        // Heartbeats carry the counts: wait for one that has all three.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let worker = api.worker_name.as_str();
+        let succeeded = format!("hippo_worker_tasks_total{{worker=\"{worker}\",outcome=\"succeeded\"}}");
+        let text = loop {
+            let response = api.http.get(format!("{}/metrics", api.base)).bearer_auth(READER).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+            let text = response.text().await.unwrap();
+            if text.lines().any(|l| l.strip_prefix(&succeeded).is_some_and(|v| v.trim().parse::<f64>().unwrap() >= 3.0)) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no heartbeat with 3 successes:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // The exposition format: every sample is `name{labels} value` of a
+        // family announced by # HELP and # TYPE.
+        let mut typed = BTreeSet::new();
+        let mut samples = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                typed.insert(name.to_string());
+            } else if !line.starts_with("# HELP ") {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+                let name = series.split('{').next().unwrap();
+                assert!(typed.contains(name), "{line}: no # TYPE before it");
+                samples.insert(series.to_string(), value);
+            }
+        }
+        assert_eq!(samples["hippo_queue_tasks{queue=\"background\",state=\"ready\"}"], 1.0, "{text}");
+        assert_eq!(samples["hippo_queue_tasks{queue=\"default\",state=\"ready\"}"], 0.0, "{text}");
+        assert_eq!(samples["hippo_workers"], 1.0);
+        assert_eq!(samples[&format!("hippo_worker_concurrency{{worker=\"{worker}\"}}")], 2.0);
+        assert!(samples[&format!("hippo_worker_processed_total{{worker=\"{worker}\"}}")] >= 3.0);
+        assert!(samples[&format!("hippo_worker_resident_memory_bytes{{worker=\"{worker}\"}}")] > 1e6);
+        assert_eq!(samples["hippo_plugins_loaded"], 1.0);
+        // A key is needed, and `read` is enough.
+        let response = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let response = api.http.get(format!("{}/metrics", api.base)).bearer_auth(DEPLOYER).send().await.unwrap();
+        assert_eq!(response.status(), 403);
     }
 
     openapi_lists_every_route_the_router_serves(api) {

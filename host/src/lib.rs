@@ -8,6 +8,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod scheduler;

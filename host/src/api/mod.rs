@@ -60,7 +60,7 @@ pub struct AppState {
         memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
         memory::queue_delete, memory::create, memory::get_one, memory::update, memory::delete,
         memory::recall, memory::query,
-        healthz, readyz,
+        healthz, readyz, metrics,
     ),
     components(schemas(
         tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/plugins/{name}/manifest",
             put(plugins::upload_manifest),
         )
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -437,6 +438,23 @@ async fn healthz() -> axum::Json<Health> {
         status: "ok".into(),
         checks: serde_json::json!({}),
     })
+}
+
+/// Prometheus metrics, text exposition format 0.0.4 (scrape with a key of
+/// scope `read`): tasks per queue and state, every worker's heartbeat
+/// figures, this process's plugins and model batching ([`crate::metrics`]).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
+) -> Result<Response, ApiError> {
+    caller.require(auth::Scope::Read)?;
+    let text =
+        crate::metrics::render(&state.broker, &state.registry, crate::broker::now_ms()).await?;
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 /// The broker answers, plugins are loaded, and every host service this
