@@ -14,7 +14,10 @@
 //! [`FLUSH_EVERY`] (when it is not optimizing) and empties its journal.
 //! Nor is that WAL ever truncated (0.7 never acknowledges it): it grows by
 //! about 2 KB per point written at 384 dimensions, in 32 MiB files, for
-//! the life of the directory. Newer `qdrant-edge` lines need unstable Rust.
+//! the life of the directory. Removing it here is no way out: a write's
+//! WAL index is the version its points get, and a fresh WAL would number
+//! from zero again, below the stored versions, so later writes of those
+//! points would be ignored. Newer `qdrant-edge` lines need unstable Rust.
 //! `EdgeShard::flush` panics when the WAL or the segments are busy, so
 //! flushes (periodic, snapshots, drop) hold writers and optimizations back
 //! through a gate.
