@@ -1,0 +1,217 @@
+//! Inspection and control, the routes Flower's API offers: workers, queues,
+//! scheduled tasks, purges, dead letters, plugins and health.
+
+use super::{Body, Client, ClientError, DEPLOY_TIMEOUT, TaskHandle, decode};
+use crate::types::{
+    ActiveTasks, Health, PluginInfo, Plugins, QueueStats, SubmitResponse, TaskStatus, WorkerInfo,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// `{"purged": n}`.
+#[derive(serde::Deserialize)]
+struct Purged {
+    purged: u64,
+}
+
+impl Client {
+    /// Workers with their latest heartbeat: queues, concurrency, active
+    /// tasks, counts, CPU, memory.
+    pub async fn inspect_stats(&self) -> Result<Vec<WorkerInfo>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            workers: Vec<WorkerInfo>,
+        }
+        let answer: Answer = self
+            .get_json(&["api", "v1", "tasks", "inspect", "stats"])
+            .await?;
+        Ok(answer.workers)
+    }
+
+    /// Ready, reserved and scheduled counts per queue.
+    pub async fn inspect_queues(&self) -> Result<Vec<QueueStats>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            queues: Vec<QueueStats>,
+        }
+        let answer: Answer = self
+            .get_json(&["api", "v1", "tasks", "inspect", "queues"])
+            .await?;
+        Ok(answer.queues)
+    }
+
+    /// Tasks held by workers: running, and reserved for a free slot.
+    pub async fn inspect_active(&self) -> Result<ActiveTasks, ClientError> {
+        self.get_json(&["api", "v1", "tasks", "inspect", "active"])
+            .await
+    }
+
+    /// Tasks waiting for their ETA, countdown or retry time, soonest first.
+    pub async fn inspect_scheduled(&self) -> Result<Vec<TaskStatus>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            scheduled: Vec<TaskStatus>,
+        }
+        let answer: Answer = self
+            .get_json(&["api", "v1", "tasks", "inspect", "scheduled"])
+            .await?;
+        Ok(answer.scheduled)
+    }
+
+    // ---- administration ----
+
+    /// Drops every waiting task of `queue` (they become `REVOKED`); returns
+    /// how many. Needs the `admin` scope.
+    pub async fn purge_queue(&self, queue: &str) -> Result<u64, ClientError> {
+        let answer: Purged = self
+            .call(
+                Method::DELETE,
+                &["api", "v1", "tasks", "queues", queue],
+                &[("confirm", "true")],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(answer.purged)
+    }
+
+    /// Tasks that failed for good, newest first.
+    pub async fn dead_letters(&self) -> Result<Vec<TaskStatus>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            dead_letters: Vec<TaskStatus>,
+        }
+        let answer: Answer = self
+            .get_json(&["api", "v1", "tasks", "deadletters"])
+            .await?;
+        Ok(answer.dead_letters)
+    }
+
+    /// Submits a dead letter again as a first attempt; returns the new task.
+    /// Needs the `admin` scope.
+    pub async fn replay_dead_letter(&self, id: &str) -> Result<TaskHandle, ClientError> {
+        let answer: SubmitResponse = self
+            .call(
+                Method::POST,
+                &["api", "v1", "tasks", "deadletters", id, "replay"],
+                &[],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(TaskHandle {
+            id: answer.task_id,
+            created: answer.created,
+            client: self.clone(),
+        })
+    }
+
+    /// Forgets every dead letter; returns how many. Needs the `admin` scope.
+    pub async fn purge_dead_letters(&self) -> Result<u64, ClientError> {
+        let answer: Purged = self
+            .call(
+                Method::DELETE,
+                &["api", "v1", "tasks", "deadletters"],
+                &[("confirm", "true")],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(answer.purged)
+    }
+
+    // ---- plugins ----
+
+    /// The plugins in service, and the files the server refused.
+    pub async fn plugins(&self) -> Result<Plugins, ClientError> {
+        self.get_json(&["api", "v1", "plugins"]).await
+    }
+
+    /// Deploys a component as `plugins/{name}.wasm`. The server validates it
+    /// (compiles it, checks its imports against its manifest's grants, calls
+    /// `describe`) before it replaces anything, so a refused upload leaves
+    /// the previous version serving. Needs the `deploy` scope.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: impl Into<Vec<u8>>,
+    ) -> Result<PluginInfo, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            deployed: PluginInfo,
+        }
+        let body = Body::Raw(wasm.into(), "application/wasm");
+        let answer: Answer = self
+            .call(
+                Method::PUT,
+                &["api", "v1", "plugins", name],
+                &[],
+                body,
+                self.timeout.max(DEPLOY_TIMEOUT),
+            )
+            .await?;
+        Ok(answer.deployed)
+    }
+
+    /// Sets `plugins/{name}.toml` (limits, queue, grants), validated against
+    /// the deployed component if there is one; returns that plugin as it now
+    /// serves. Needs the `deploy` scope.
+    pub async fn deploy_manifest(
+        &self,
+        name: &str,
+        toml: impl Into<String>,
+    ) -> Result<Option<PluginInfo>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            plugin: Option<PluginInfo>,
+        }
+        let body = Body::Raw(toml.into().into_bytes(), "application/toml");
+        let answer: Answer = self
+            .call(
+                Method::PUT,
+                &["api", "v1", "plugins", name, "manifest"],
+                &[],
+                body,
+                self.timeout.max(DEPLOY_TIMEOUT),
+            )
+            .await?;
+        Ok(answer.plugin)
+    }
+
+    /// Removes `plugins/{name}.wasm` and its manifest; running tasks finish
+    /// on it. Needs the `deploy` scope.
+    pub async fn remove_plugin(&self, name: &str) -> Result<(), ClientError> {
+        let _: Value = self
+            .call(
+                Method::DELETE,
+                &["api", "v1", "plugins", name],
+                &[],
+                Body::None,
+                self.timeout,
+            )
+            .await?;
+        Ok(())
+    }
+
+    // ---- health ----
+
+    /// `/healthz`: the process is up. Needs no key.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get_json(&["healthz"]).await
+    }
+
+    /// `/readyz`: the broker answers and the plugins are loaded. A server
+    /// that is up but not ready answers 503 with the same body: that is an
+    /// `Ok` whose [`Health::is_ok`] is false. Needs no key.
+    pub async fn ready(&self) -> Result<Health, ClientError> {
+        let (status, bytes) = self
+            .send(Method::GET, &["readyz"], &[], Body::None, self.timeout)
+            .await?;
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && let Ok(health) = serde_json::from_slice::<Health>(&bytes)
+        {
+            return Ok(health);
+        }
+        decode(status, &bytes)
+    }
+}
