@@ -17,6 +17,7 @@ use hippo::broker::{
 };
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -76,8 +77,8 @@ async fn submit_noop(broker: &SharedBroker) -> anyhow::Result<String> {
         .task_id)
 }
 
-/// Waits for task `id` and fails unless it succeeded.
-pub(crate) async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<()> {
+/// Waits for task `id`, fails unless it succeeded, and returns its result.
+pub(crate) async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<Value> {
     let record = broker
         .wait(id, Duration::from_secs(60))
         .await?
@@ -85,7 +86,7 @@ pub(crate) async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<
     if record.state != TaskState::Success {
         bail!("task {id} ended {:?}: {:?}", record.state, record.error);
     }
-    Ok(())
+    Ok(record.result.unwrap_or(Value::Null))
 }
 
 async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Figures> {

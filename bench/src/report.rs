@@ -27,11 +27,6 @@ impl Report {
         self.figures.insert(key.into(), value.into());
     }
 
-    /// A figure recorded before.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.figures.get(key)
-    }
-
     /// The report as one line of JSON.
     pub fn json(&self) -> String {
         Value::Object(self.figures.clone()).to_string()

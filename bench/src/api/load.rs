@@ -167,8 +167,11 @@ impl Client {
 }
 
 /// One submit-and-wait straight through the broker, as the queues
-/// benchmark measures it.
-pub async fn broker_round_trip(broker: &SharedBroker, message: TaskMessage) -> anyhow::Result<()> {
+/// benchmark measures it; returns the task's result.
+pub async fn broker_round_trip(
+    broker: &SharedBroker,
+    message: TaskMessage,
+) -> anyhow::Result<Value> {
     let id = broker.submit(message).await?.task_id;
     finished(broker, &id).await
 }

@@ -211,7 +211,7 @@ pub async fn probe(stack: &Stack) -> anyhow::Result<()> {
         anyhow::bail!("no loaded plugin offers {task}; refused: {refused:?}");
     }
     let message = stack.message(task, Workload::MemoryCreate.input(usize::MAX))?;
-    broker_round_trip(&stack.broker, message).await
+    broker_round_trip(&stack.broker, message).await.map(drop)
 }
 
 #[cfg(test)]

@@ -17,13 +17,13 @@
 //! 5. The process's resident memory with the models loaded, before and
 //!    after the data.
 
+use crate::api::load::broker_round_trip;
 use crate::api::memory::{Memory, memory_parts, memory_text};
 use crate::api::stack::{Backend, Stack};
 use crate::memory::embed::{dirs_home, embed_throughput, python_throughput};
 use crate::report::Report;
 use crate::stats::Summary;
 use anyhow::{Context as _, bail, ensure};
-use hippo::broker::{SharedBroker, TaskState};
 use hippo::models::{ModelsConfig, default_models_dir};
 use hippo::store::{Stored, VectorStore};
 use serde_json::{Value, json};
@@ -96,20 +96,6 @@ fn rss_mib() -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// Submits `task` with `input` and waits for its output.
-async fn run_task(stack: &Stack, task: &str, input: Value) -> anyhow::Result<Value> {
-    let broker: &SharedBroker = &stack.broker;
-    let id = broker.submit(stack.message(task, input)?).await?.task_id;
-    let record = broker
-        .wait(&id, Duration::from_secs(600))
-        .await?
-        .context("task vanished")?;
-    if record.state != TaskState::Success {
-        bail!("{task} ended {:?}: {:?}", record.state, record.error);
-    }
-    Ok(record.result.unwrap_or(Value::Null))
-}
-
 /// One batch of the user's memories, `first..first + BATCH`; returns the
 /// ids stored and how long the task took.
 async fn batch_create(
@@ -123,7 +109,8 @@ async fn batch_create(
     let input =
         json!({"user_id": USER, "memories": memories, "check_duplicates": check_duplicates});
     let started = Instant::now();
-    let output = run_task(stack, "memory.batch-create", input).await?;
+    let message = stack.message("memory.batch-create", input)?;
+    let output = broker_round_trip(&stack.broker, message).await?;
     let took = started.elapsed();
     let ids = output["results"]
         .as_array()
@@ -132,6 +119,12 @@ async fn batch_create(
         .filter_map(|r| r["memory"]["id"].as_str().map(String::from))
         .collect();
     Ok((ids, took))
+}
+
+/// One `memory.recall` of the user's memories (hybrid, k 5), waited for.
+async fn recall(stack: &Stack, text: &str) -> anyhow::Result<Value> {
+    let input = json!({"query": text, "user_id": USER, "k": 5});
+    broker_round_trip(&stack.broker, stack.message("memory.recall", input)?).await
 }
 
 /// A deterministic small move of `vector` (about 2% of its length), for
@@ -216,14 +209,20 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
         .build()?;
     tokio.block_on(async {
         let stack = Stack::start(&Backend::Embedded, plugins.path(), options.threads, true).await?;
-        let outcome = measure(&stack, &options, &mut report).await;
+        let outcome = measure(&stack, &options, ours, &mut report).await;
         stack.stop().await?;
         outcome
     })?;
     Ok(report)
 }
 
-async fn measure(stack: &Stack, options: &Options, report: &mut Report) -> anyhow::Result<()> {
+/// Steps 2 to 5; `embed_rate` is step 1's `embed_per_s_b32`.
+async fn measure(
+    stack: &Stack,
+    options: &Options,
+    embed_rate: f64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let services = stack.registry.runtime().services();
     let store: Arc<dyn VectorStore> = services.store.clone().context("no memory store")?;
     let rss_models = rss_mib()?;
@@ -242,7 +241,6 @@ async fn measure(stack: &Stack, options: &Options, report: &mut Report) -> anyho
     let (stored, took) = batch_create(stack, (batches - 1) * BATCH, true).await?;
     ids.extend(stored);
     let dedup_rate = BATCH as f64 / took.as_secs_f64();
-    let embed_rate = report_value(report, "embed_per_s_b32");
     println!(
         "memory.batch-create of {BATCH}: {bulk_rate:.1} memories/s without duplicate checks \
          ({} batches), {dedup_rate:.1} with them (against {} stored); {:.0}% / {:.0}% of the raw embedding rate",
@@ -285,33 +283,25 @@ async fn measure(stack: &Stack, options: &Options, report: &mut Report) -> anyho
     report.float("fill_others_s", fill.as_secs_f64(), 1);
     report.float("optimize_s", optimize.as_secs_f64(), 1);
 
-    // 4. Recall: "<subject> <activity>" of a stored memory, sequentially.
+    // 4. Recall: "<subject> <activity>" of a stored memory, sequentially;
+    // on topic when the best hit's sentence starts with it.
     let query = |q: usize| {
-        let n = (q * 7_919) % options.user_memories;
-        let parts = memory_parts(n);
-        (format!("{} {}", parts[0], parts[1]), parts)
-    };
-    let recall = |q: usize| {
-        let (text, _) = query(q);
-        run_task(
-            stack,
-            "memory.recall",
-            json!({"query": text, "user_id": USER, "k": 5}),
-        )
+        let [subject, activity, ..] = memory_parts((q * 7_919) % options.user_memories);
+        format!("{subject} {activity}")
     };
     for q in 0..20 {
-        recall(options.queries + q).await?;
+        recall(stack, &query(options.queries + q)).await?;
     }
     let (mut samples, mut on_topic) = (Vec::with_capacity(options.queries), 0usize);
     for q in 0..options.queries {
+        let text = query(q);
         let started = Instant::now();
-        let output = recall(q).await?;
+        let output = recall(stack, &text).await?;
         samples.push(started.elapsed());
-        let (_, parts) = query(q);
         let top = output["results"][0]["memory"]["text"]
             .as_str()
             .unwrap_or_default();
-        if top.starts_with(&format!("{} {}", parts[0], parts[1])) {
+        if top.starts_with(&text) {
             on_topic += 1;
         }
     }
@@ -338,9 +328,4 @@ async fn measure(stack: &Stack, options: &Options, report: &mut Report) -> anyho
     );
     report.float("worker_rss_mib", rss, 1);
     Ok(())
-}
-
-/// A figure already in `report`.
-fn report_value(report: &Report, key: &str) -> f64 {
-    report.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }

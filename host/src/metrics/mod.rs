@@ -13,17 +13,18 @@ use std::fmt::Write as _;
 /// One metric family being written: its help and type once, then samples.
 struct Family<'a> {
     out: &'a mut String,
+    name: &'a str,
 }
 
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+    fn new(out: &'a mut String, name: &'a str, kind: &str, help: &str) -> Self {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out }
+        Family { out, name }
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(self.name);
         if !labels.is_empty() {
             let labels: Vec<String> = labels
                 .iter()
@@ -61,20 +62,13 @@ pub async fn render(
             ("reserved", queue.reserved),
             ("scheduled", queue.scheduled),
         ] {
-            family.sample(
-                name,
-                &[("queue", &queue.name), ("state", state)],
-                count as f64,
-            );
+            family.sample(&[("queue", &queue.name), ("state", state)], count as f64);
         }
     }
 
     let name = "hippo_workers";
-    Family::new(&mut out, name, "gauge", "Workers with a live heartbeat.").sample(
-        name,
-        &[],
-        workers.len() as f64,
-    );
+    Family::new(&mut out, name, "gauge", "Workers with a live heartbeat.")
+        .sample(&[], workers.len() as f64);
     type Gauge = fn(&crate::broker::WorkerHeartbeat, u64) -> f64;
     let per_worker: [(&str, &str, &str, Gauge); 7] = [
         (
@@ -123,7 +117,7 @@ pub async fn render(
     for (name, kind, help, value) in per_worker {
         let mut family = Family::new(&mut out, name, kind, help);
         for worker in &workers {
-            family.sample(name, &[("worker", &worker.name)], value(worker, now_ms));
+            family.sample(&[("worker", &worker.name)], value(worker, now_ms));
         }
     }
     let name = "hippo_worker_tasks_total";
@@ -140,7 +134,6 @@ pub async fn render(
             ("retried", worker.retried),
         ] {
             family.sample(
-                name,
                 &[("worker", &worker.name), ("outcome", outcome)],
                 count as f64,
             );
@@ -154,34 +147,35 @@ pub async fn render(
         "gauge",
         "Plugins this process has in service.",
     )
-    .sample(name, &[], registry.plugins().len() as f64);
+    .sample(&[], registry.plugins().len() as f64);
     let services = registry.runtime().services();
     let models = [
         ("embedder", services.embeddings.as_ref().map(|e| e.stats())),
         ("reranker", services.reranker.as_ref().map(|r| r.stats())),
     ];
-    for (name, help, field) in [
+    type Count = fn(&crate::models::BatchStats) -> u64;
+    let per_model: [(&str, &str, Count); 3] = [
         (
             "hippo_model_requests_total",
             "Calls answered by a model of this process.",
-            0,
+            |s| s.requests,
         ),
         (
             "hippo_model_batches_total",
             "Batches a model of this process ran.",
-            1,
+            |s| s.batches,
         ),
         (
             "hippo_model_items_total",
             "Texts or pairs a model of this process ran.",
-            2,
+            |s| s.items,
         ),
-    ] {
+    ];
+    for (name, help, count) in per_model {
         let mut family = Family::new(&mut out, name, "counter", help);
         for (model, stats) in &models {
             if let Some(stats) = stats {
-                let value = [stats.requests, stats.batches, stats.items][field];
-                family.sample(name, &[("model", model)], value as f64);
+                family.sample(&[("model", model)], count(stats) as f64);
             }
         }
     }
@@ -196,11 +190,7 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         let mut out = String::new();
-        Family::new(&mut out, "x_total", "counter", "An x.").sample(
-            "x_total",
-            &[("k", "v\"")],
-            2.0,
-        );
+        Family::new(&mut out, "x_total", "counter", "An x.").sample(&[("k", "v\"")], 2.0);
         assert_eq!(
             out,
             "# HELP x_total An x.\n# TYPE x_total counter\nx_total{k=\"v\\\"\"} 2\n"

@@ -256,12 +256,19 @@ fn default_max_length() -> usize {
     256
 }
 
+/// The reference's duplicate threshold (made for BGE): at or above it, two
+/// memories say the same thing and are merged.
+pub const REFERENCE_DUPLICATE_ABOVE: f32 = 0.88;
+
+/// The reference's repeat threshold: at or above it, a new memory is skipped.
+pub const REFERENCE_SAME_ABOVE: f32 = 0.95;
+
 fn default_duplicate_above() -> f32 {
-    0.88
+    REFERENCE_DUPLICATE_ABOVE
 }
 
 fn default_same_above() -> f32 {
-    0.95
+    REFERENCE_SAME_ABOVE
 }
 
 #[cfg(test)]

@@ -43,12 +43,13 @@ impl embeddings::Host for TaskState {
     }
 
     fn thresholds(&mut self) -> embeddings::SimilarityThresholds {
-        let (duplicate, same) = self
-            .scope
-            .services
-            .embeddings
-            .as_ref()
-            .map_or((0.88, 0.95), |e| e.thresholds());
+        let (duplicate, same) = self.scope.services.embeddings.as_ref().map_or(
+            (
+                crate::models::config::REFERENCE_DUPLICATE_ABOVE,
+                crate::models::config::REFERENCE_SAME_ABOVE,
+            ),
+            |e| e.thresholds(),
+        );
         embeddings::SimilarityThresholds { duplicate, same }
     }
 }

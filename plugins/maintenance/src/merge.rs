@@ -5,9 +5,9 @@
 //!
 //! - Deduplication groups at cosine above the host model's duplicate
 //!   threshold (the reference's 0.88 for BGE; above its `same` threshold,
-//!   0.95 there, counts as an exact duplicate, the rest as near). The leader, the most important then
-//!   newest memory, is kept and takes the members' tags; the members are
-//!   deleted.
+//!   0.95 there, counts as an exact duplicate, the rest as near). The
+//!   leader, the most important then newest memory, is kept and takes the
+//!   members' tags; the members are deleted.
 //! - Consolidation groups at cosine 0.85 or more. The leader keeps its id,
 //!   text and vector (the text of the most important member; no LLM merge)
 //!   and becomes the merged memory: importance the highest, confidence the

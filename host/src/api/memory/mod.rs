@@ -29,7 +29,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use requests::{check_batch, check_id, check_new, check_query, check_recall, check_update};
+use requests::{check_batch, check_delete, check_new, check_query, check_recall, check_update};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -155,8 +155,7 @@ pub async fn queue_delete(
     ValidQuery(query): ValidQuery<WaitQuery>,
     ValidJson(body): ValidJson<Delete>,
 ) -> Result<Response, ApiError> {
-    check_id("memory_id", &body.memory_id)?;
-    check_id("user_id", &body.user_id)?;
+    check_delete(&body)?;
     queue(
         &state,
         &caller,
@@ -245,9 +244,12 @@ pub async fn create(
 
 /// The input of the tasks that name one memory of a user.
 fn memory_ref(memory_id: &str, owner: &OwnerQuery) -> Result<Value, ApiError> {
-    check_id("memory_id", memory_id)?;
-    check_id("user_id", &owner.user_id)?;
-    Ok(serde_json::json!({ "memory_id": memory_id, "user_id": owner.user_id }))
+    let memory = Delete {
+        memory_id: memory_id.to_owned(),
+        user_id: owner.user_id.clone(),
+    };
+    check_delete(&memory)?;
+    input_of(&memory)
 }
 
 /// One memory of a user (`memory.get`, inline).

@@ -302,6 +302,11 @@ pub(super) fn check_recall(recall: &Recall) -> Result<(), ApiError> {
     check_filters(recall.filters.as_ref())
 }
 
+pub(super) fn check_delete(delete: &Delete) -> Result<(), ApiError> {
+    check_id("memory_id", &delete.memory_id)?;
+    check_id("user_id", &delete.user_id)
+}
+
 pub(super) fn check_update(update: &Update) -> Result<(), ApiError> {
     check_id("memory_id", &update.memory_id)?;
     check_id("user_id", &update.user_id)?;
