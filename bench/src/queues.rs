@@ -12,6 +12,7 @@
 use crate::report::Report;
 use crate::stats::Summary;
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
 use hippo::broker::{
     BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
 };
@@ -30,6 +31,7 @@ struct Options {
     celery: Option<PathBuf>,
     hippo: PathBuf,
     concurrency: usize,
+    in_flight: usize,
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -40,6 +42,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         celery: None,
         hippo: PathBuf::new(),
         concurrency: 32,
+        in_flight: 64,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -51,6 +54,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--celery" => options.celery = Some(value()?.into()),
             "--hippo" => options.hippo = value()?.into(),
             "--concurrency" => options.concurrency = value()?.parse()?,
+            "--in-flight" => options.in_flight = value()?.parse()?,
             other => bail!("unknown option {other}"),
         }
     }
@@ -95,20 +99,32 @@ async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Fig
         finished(broker, &id).await?;
     }
     let started = Instant::now();
-    let mut ids = Vec::with_capacity(options.tasks);
-    for _ in 0..options.tasks {
-        ids.push(submit_noop(broker).await?);
-    }
-    for id in &ids {
-        finished(broker, id).await?;
-    }
+    let ids: Vec<String> = futures::stream::iter(0..options.tasks)
+        .map(|_| submit_noop(broker))
+        .buffered(options.in_flight)
+        .try_collect()
+        .await?;
+    let submitted = started.elapsed();
+    futures::stream::iter(&ids)
+        .map(|id| finished(broker, id))
+        .buffer_unordered(options.in_flight)
+        .try_collect::<Vec<_>>()
+        .await?;
+    eprintln!(
+        "submitted in {submitted:?}, all done in {:?}",
+        started.elapsed()
+    );
     let tasks_per_s = options.tasks as f64 / started.elapsed().as_secs_f64();
     let mut rtts = Vec::with_capacity(options.rtt);
     for _ in 0..options.rtt {
         let sent = Instant::now();
         let id = submit_noop(broker).await?;
+        let s1 = sent.elapsed();
         finished(broker, &id).await?;
         rtts.push(sent.elapsed());
+        if std::env::var("DBG").is_ok() && rtts.len() % 100 == 0 {
+            eprintln!("submit {s1:?} total {:?}", sent.elapsed());
+        }
     }
     Ok(Figures {
         tasks_per_s,

@@ -203,6 +203,28 @@ pub enum Settlement {
     },
 }
 
+impl Settlement {
+    /// What the run cost, when the task ran.
+    pub fn meta(&self) -> Option<&RunMeta> {
+        match self {
+            Settlement::Success { meta, .. }
+            | Settlement::Retry { meta, .. }
+            | Settlement::Failure { meta, .. } => Some(meta),
+            Settlement::Revoked { meta } => meta.as_ref(),
+        }
+    }
+
+    /// What the run cost, when the task ran.
+    pub fn into_meta(self) -> Option<RunMeta> {
+        match self {
+            Settlement::Success { meta, .. }
+            | Settlement::Retry { meta, .. }
+            | Settlement::Failure { meta, .. } => Some(meta),
+            Settlement::Revoked { meta } => meta,
+        }
+    }
+}
+
 /// What one run of a task cost, and where it ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunMeta {

@@ -22,6 +22,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
+/// How long a task runs before its worker marks it STARTED. Shorter tasks
+/// (most memory operations) skip that write: their settlement records the
+/// start, which halves the broker writes per task, and a state that lasts
+/// less than this is not one anybody can watch.
+const MARK_STARTED_AFTER: Duration = Duration::from_millis(10);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -263,11 +269,11 @@ impl Worker {
         let worker = self.clone();
         tokio::spawn(async move {
             // Waiting here is what "reserved" means: leased, not yet running.
-            let slot = worker.slots.clone().acquire_owned().await;
-            if slot.is_err() || stop_reason(&stop) == Stop::Shutdown {
-                worker.hand_back(&delivery).await;
-            } else {
-                worker.execute(&delivery, cancel, &stop).await;
+            match worker.slots.clone().acquire_owned().await {
+                Ok(slot) if stop_reason(&stop) != Stop::Shutdown => {
+                    worker.execute(&delivery, slot, cancel, &stop).await;
+                }
+                _ => worker.hand_back(&delivery).await,
             }
             worker.let_go(&delivery.message.id);
         });
@@ -287,47 +293,56 @@ impl Worker {
         }
     }
 
-    async fn execute(&self, delivery: &Delivery, cancel: CancelToken, stop: &AtomicU8) {
+    /// Runs a delivery in `slot` and settles it. The slot is free again as
+    /// soon as the task has run: writing its outcome is the broker's work,
+    /// and holding a slot through that round trip would cap a worker at
+    /// `concurrency` tasks per round trip.
+    async fn execute(
+        &self,
+        delivery: &Delivery,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        cancel: CancelToken,
+        stop: &AtomicU8,
+    ) {
         if stop_reason(stop) == Stop::Revoked {
+            drop(slot);
             self.settle(delivery, Settlement::Revoked { meta: None })
                 .await;
             return;
         }
-        // Marking the task started runs beside the task instead of before
-        // it: one broker round trip less on every task's critical path. It
-        // is awaited before the task settles, so STARTED never lands after
-        // the result.
-        let started = tokio::spawn({
-            let (broker, delivery, worker) = (
-                self.broker.clone(),
-                delivery.clone(),
-                self.config.name.clone(),
-            );
-            async move { broker.mark_started(&delivery, &worker).await }
-        });
-        let settlement = self.run_task(delivery, cancel, stop).await;
-        match started.await {
-            Ok(Ok(LeaseStatus::Held)) => {}
-            Ok(Ok(LeaseStatus::Lost)) => return,
-            Ok(Ok(LeaseStatus::Revoked)) => {
-                let meta = match settlement {
-                    Some(
-                        Settlement::Success { meta, .. }
-                        | Settlement::Retry { meta, .. }
-                        | Settlement::Failure { meta, .. },
-                    ) => Some(meta),
-                    Some(Settlement::Revoked { meta }) => meta,
-                    None => None,
-                };
-                self.settle(delivery, Settlement::Revoked { meta }).await;
-                return;
+        // A task is marked STARTED only once it has run for a moment: one
+        // that ends sooner is settled in one write that records its start
+        // too (and ends REVOKED if it was revoked before it started).
+        let run = self.run_task(delivery, cancel, stop);
+        tokio::pin!(run);
+        let settlement = tokio::select! {
+            settlement = &mut run => {
+                drop(slot);
+                settlement
             }
-            Ok(Err(error)) => {
-                tracing::warn!(task = %delivery.message.id, %error, "could not mark a task started; its lease will expire");
-                return;
+            () = tokio::time::sleep(MARK_STARTED_AFTER) => {
+                let started = self.broker.mark_started(delivery, &self.config.name);
+                let (settlement, started) = tokio::join!(
+                    async {
+                        let settlement = run.await;
+                        drop(slot);
+                        settlement
+                    },
+                    started
+                );
+                match started {
+                    Ok(LeaseStatus::Held) => settlement,
+                    Ok(LeaseStatus::Lost) => return,
+                    Ok(LeaseStatus::Revoked) => Some(Settlement::Revoked {
+                        meta: settlement.and_then(Settlement::into_meta),
+                    }),
+                    Err(error) => {
+                        tracing::warn!(task = %delivery.message.id, %error, "could not mark a task started; its lease will expire");
+                        return;
+                    }
+                }
             }
-            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
-        }
+        };
         if let Some(settlement) = settlement {
             self.settle(delivery, settlement).await;
         }

@@ -419,6 +419,22 @@ impl Broker for EmbeddedBroker {
             }
             task.record.runs += 1;
             let mut finished = true;
+            let mut settlement = settlement;
+            if task.record.state == TaskState::Received {
+                // The worker did not mark it started (it ran briefly): a
+                // revocation before the start wins, else the start is
+                // recorded now.
+                if task.revoke_requested {
+                    settlement = Settlement::Revoked {
+                        meta: settlement.into_meta(),
+                    };
+                } else if let Some(meta) = settlement.meta() {
+                    task.record.state = TaskState::Started;
+                    task.record.worker = Some(meta.worker.clone());
+                    task.record.updated_ms = now_ms();
+                    append_event(txn, config, &task.record, None)?;
+                }
+            }
             match settlement {
                 Settlement::Success { output, meta } => {
                     task.record.result = Some(output);

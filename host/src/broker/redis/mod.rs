@@ -69,9 +69,11 @@ const MAX_DETAIL: usize = 500;
 mod kv;
 mod notify;
 mod scripts;
+mod writes;
 
 use notify::*;
 use scripts::Scripts;
+use writes::{Write, WriteContext, Writes, write_loop};
 
 // ---------------------------------------------------------------------------
 // The broker.
@@ -87,6 +89,8 @@ pub struct RedisBroker {
     /// Connections for blocking reads, one per waiting `reserve`.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
+    /// Submissions, starts and settlements, sent in groups.
+    writes: Writes,
     notifications: Arc<Notifications>,
     relay: tokio::task::JoinHandle<()>,
     /// When this process last pruned idle consumers (Unix ms).
@@ -179,6 +183,20 @@ fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRec
     }))
 }
 
+/// The record a settling script published with a task's end, when it
+/// decodes to a finished task (else the waiter reads the record itself).
+fn published_record(id: &str, published: &str) -> Option<TaskRecord> {
+    let fields: Vec<String> = serde_json::from_str(published).ok()?;
+    let hash: HashMap<String, String> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    decode_record(id, &hash)
+        .ok()
+        .flatten()
+        .filter(|record| record.state.is_terminal())
+}
+
 /// The arguments of the SETTLE script ('' for what does not apply).
 struct SettleArgs {
     outcome: &'static str,
@@ -190,6 +208,8 @@ struct SettleArgs {
     next: String,
     at_ms: u64,
     dead_letter: bool,
+    /// Whether the task ran (it has run metadata).
+    ran: bool,
 }
 
 impl SettleArgs {
@@ -204,6 +224,7 @@ impl SettleArgs {
             next: String::new(),
             at_ms: 0,
             dead_letter: false,
+            ran: meta.is_some(),
         })
     }
 }
@@ -251,13 +272,26 @@ impl RedisBroker {
             notifications.clone(),
             stream,
         ));
+        let scripts = Scripts::new();
+        let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_loop(
+            WriteContext {
+                con: conn.clone(),
+                script: scripts.writes.clone(),
+                prefix: prefix.to_owned(),
+                event_log_capacity: config.event_log_capacity,
+                result_expires_ms: millis(config.result_expires).max(1),
+            },
+            queue,
+        ));
         let broker = RedisBroker {
             config,
             prefix: prefix.to_owned(),
             client,
             conn,
             blocking: Mutex::new(Vec::new()),
-            scripts: Scripts::new(),
+            scripts,
+            writes,
             notifications,
             relay,
             last_prune_ms: AtomicU64::new(0),
@@ -337,6 +371,19 @@ impl RedisBroker {
             .arg(self.config.event_log_capacity)
             .arg(millis(self.config.result_expires).max(1));
         inv
+    }
+
+    /// Applies one write of the `WRITES` script (its kind, then its
+    /// arguments) in the next group, and returns its reply.
+    async fn write<T: redis::FromRedisValue>(&self, args: Vec<String>) -> Result<T, BrokerError> {
+        let (reply, replied) = oneshot::channel();
+        self.writes
+            .send(Write { args, reply })
+            .map_err(|_| BrokerError::Storage("redis: the write loop stopped".into()))?;
+        let value = replied
+            .await
+            .map_err(|_| BrokerError::Storage("redis: the write loop stopped".into()))??;
+        redis::from_redis_value(value).map_err(|e| corrupt(format!("redis write reply: {e}")))
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -445,22 +492,22 @@ impl Broker for RedisBroker {
 
     async fn submit(&self, message: TaskMessage) -> Result<Submitted, BrokerError> {
         self.check_queue(&message.queue)?;
-        let mut inv = self.invocation(&self.scripts.submit);
-        inv.arg(&message.id)
-            .arg(to_json(&message)?)
-            .arg(&message.task)
-            .arg(&message.queue)
-            .arg(message.band().as_str())
-            .arg(
-                message
-                    .expires_ms
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(message.eta_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(message.idempotency_key.as_deref().unwrap_or_default())
-            .arg(millis(self.config.idempotency_window).max(1));
-        let (task_id, created): (String, i64) = self.run(&inv).await?;
+        let args = vec![
+            "submit".to_owned(),
+            message.id.clone(),
+            to_json(&message)?,
+            message.task.clone(),
+            message.queue.clone(),
+            message.band().as_str().to_owned(),
+            message
+                .expires_ms
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            message.eta_ms.map(|t| t.to_string()).unwrap_or_default(),
+            message.idempotency_key.clone().unwrap_or_default(),
+            millis(self.config.idempotency_window).max(1).to_string(),
+        ];
+        let (task_id, created): (String, i64) = self.write(args).await?;
         Ok(Submitted {
             task_id,
             created: created == 1,
@@ -540,11 +587,13 @@ impl Broker for RedisBroker {
         delivery: &Delivery,
         worker: &str,
     ) -> Result<LeaseStatus, BrokerError> {
-        let mut inv = self.invocation(&self.scripts.mark_started);
-        inv.arg(&delivery.message.id)
-            .arg(delivery.generation)
-            .arg(worker);
-        lease_status(self.run(&inv).await?)
+        let args = vec![
+            "start".to_owned(),
+            delivery.message.id.clone(),
+            delivery.generation.to_string(),
+            worker.to_owned(),
+        ];
+        lease_status(self.write(args).await?)
     }
 
     async fn report_progress(
@@ -604,19 +653,22 @@ impl Broker for RedisBroker {
                 ..SettleArgs::new("REVOKED", meta.as_ref())?
             },
         };
-        let mut inv = self.invocation(&self.scripts.settle);
-        inv.arg(&delivery.message.id)
-            .arg(delivery.generation)
-            .arg(args.outcome)
-            .arg(args.result)
-            .arg(args.error)
-            .arg(args.last_run)
-            .arg(args.worker)
-            .arg(truncate(args.detail))
-            .arg(args.next)
-            .arg(args.at_ms)
-            .arg(if args.dead_letter { "1" } else { "0" });
-        let settled: i64 = self.run(&inv).await?;
+        let args = vec![
+            "settle".to_owned(),
+            delivery.message.id.clone(),
+            delivery.generation.to_string(),
+            args.outcome.to_owned(),
+            args.result,
+            args.error,
+            args.last_run,
+            args.worker,
+            truncate(args.detail),
+            args.next,
+            args.at_ms.to_string(),
+            if args.dead_letter { "1" } else { "0" }.to_owned(),
+            if args.ran { "1" } else { "0" }.to_owned(),
+        ];
+        let settled: i64 = self.write(args).await?;
         Ok(settled == 1)
     }
 
@@ -674,8 +726,14 @@ impl Broker for RedisBroker {
             }
             first = false;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() || tokio::time::timeout(remaining, notified).await.is_err() {
-                return self.task(task_id).await;
+            match tokio::time::timeout(remaining, notified).await {
+                Ok(Ok(Some(published))) => {
+                    if let Some(record) = published_record(task_id, &published) {
+                        return Ok(Some(record));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return self.task(task_id).await,
             }
         }
     }
@@ -953,6 +1011,14 @@ impl Broker for RedisBroker {
                 inv
             })
             .await?;
+        // Writes trim the event log by whole nodes; this trims it exactly.
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(self.key("events"))
+            .arg("MAXLEN")
+            .arg(self.config.event_log_capacity)
+            .query_async(&mut self.con())
+            .await
+            .map_err(storage)?;
         // Dead letters whose record expired (they failed before the cut-off).
         let cutoff = now_ms().saturating_sub(millis(self.config.result_expires));
         let _: i64 = redis::cmd("ZREMRANGEBYSCORE")

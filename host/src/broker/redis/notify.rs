@@ -7,11 +7,16 @@ use super::*;
 // Notifications: the pub/sub task feeds waiters and the revocation feed.
 // ---------------------------------------------------------------------------
 
+/// What wakes a waiter: the finished task's record as the settling script
+/// published it (a JSON array of the hash's fields and values), or `None`
+/// when the waiter must read the record itself.
+pub(super) type Wake = Option<Arc<str>>;
+
 /// Callers of `wait`, by task id.
 #[derive(Default)]
 pub(super) struct Waiters {
     next_token: u64,
-    by_task: HashMap<String, Vec<(u64, oneshot::Sender<()>)>>,
+    by_task: HashMap<String, Vec<(u64, oneshot::Sender<Wake>)>>,
 }
 
 /// State shared with the pub/sub task.
@@ -33,7 +38,7 @@ impl Notifications {
     pub(super) fn register<'a>(
         &'a self,
         task_id: &'a str,
-    ) -> (WaitGuard<'a>, oneshot::Receiver<()>) {
+    ) -> (WaitGuard<'a>, oneshot::Receiver<Wake>) {
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters();
         waiters.next_token += 1;
@@ -54,10 +59,10 @@ impl Notifications {
     }
 
     /// Wakes the waiters of one task.
-    pub(super) fn finished(&self, task_id: &str) {
+    pub(super) fn finished(&self, task_id: &str, record: Wake) {
         let senders = self.waiters().by_task.remove(task_id);
         for (_, tx) in senders.into_iter().flatten() {
-            let _ = tx.send(());
+            let _ = tx.send(record.clone());
         }
     }
 
@@ -66,7 +71,7 @@ impl Notifications {
     pub(super) fn wake_all(&self) {
         let all = std::mem::take(&mut self.waiters().by_task);
         for (_, tx) in all.into_values().flatten() {
-            let _ = tx.send(());
+            let _ = tx.send(None);
         }
     }
 }
@@ -113,13 +118,29 @@ pub(super) async fn relay(
     let [done, revoked] = &channels;
     loop {
         while let Some(msg) = stream.next().await {
-            let Ok(id) = msg.get_payload::<String>() else {
+            let Ok(payload) = msg.get_payload::<Vec<u8>>() else {
                 continue;
             };
             let channel = msg.get_channel_name();
             if channel == done {
-                notifications.finished(&id);
+                // `{id}\n{record}`: a record that is not UTF-8 is left out
+                // (the waiter reads it), the id is always there.
+                let (id, record) = match payload.iter().position(|&b| b == b'\n') {
+                    Some(end) => (&payload[..end], &payload[end + 1..]),
+                    None => (&payload[..], &[][..]),
+                };
+                let Ok(id) = std::str::from_utf8(id) else {
+                    continue;
+                };
+                let record = std::str::from_utf8(record)
+                    .ok()
+                    .filter(|r| !r.is_empty())
+                    .map(Arc::from);
+                notifications.finished(id, record);
             } else if channel == revoked {
+                let Ok(id) = String::from_utf8(payload) else {
+                    continue;
+                };
                 // No receiver is fine: heartbeats report revocations too.
                 let _ = notifications.revocations.send(id);
             }

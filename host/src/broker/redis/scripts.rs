@@ -10,11 +10,16 @@ use redis::Script;
 
 /// Shared helpers. ARGV[1] key prefix, ARGV[2] now (Unix ms), ARGV[3] event
 /// log capacity, ARGV[4] result_expires (ms).
+///
+/// Numbers that only pass through (times, counts) stay strings: Lua formats
+/// a number back into a string with `printf`, which costs more than most
+/// Redis commands here.
 const PRELUDE: &str = r#"
 local P = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local EVENT_CAP = tonumber(ARGV[3])
-local RESULT_TTL = tonumber(ARGV[4])
+local NOW_S = ARGV[2]
+local NOW = tonumber(NOW_S)
+local EVENT_CAP = ARGV[3]
+local RESULT_TTL = ARGV[4]
 local GROUP = 'hippo'
 local LEASES = P .. 'leases'
 
@@ -22,13 +27,21 @@ local function task_key(id) return P .. 'task:' .. id end
 local function stream_key(queue, band) return P .. 'q:' .. queue .. ':' .. band end
 local function delayed_key(queue) return P .. 'delayed:' .. queue end
 
--- Appends a state change to the bounded event log (entry id = seq).
-local function event(id, state, worker, detail)
-  local f = redis.call('HMGET', task_key(id), 'name', 'queue', 'worker')
-  local seq = redis.call('INCR', P .. 'event-seq')
-  redis.call('XADD', P .. 'events', 'MAXLEN', EVENT_CAP, seq .. '-0',
-    'at', NOW, 'id', id, 'task', f[1] or '', 'queue', f[2] or '', 'state', state,
-    'worker', worker or f[3] or '', 'detail', detail or '')
+-- State changes for the event log, appended by `flush_events` when the
+-- script ends: one sequence increment for all of them.
+local EVENTS = {}
+local function event(id, state, name, queue, worker, detail)
+  EVENTS[#EVENTS + 1] = {id, state, name or '', queue or '', worker or '', detail or ''}
+end
+local function flush_events()
+  local n = #EVENTS
+  if n == 0 then return end
+  local last = redis.call('INCRBY', P .. 'event-seq', n)
+  for i, e in ipairs(EVENTS) do
+    -- Trimming by whole nodes (`~`) is cheap; `maintain` trims exactly.
+    redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENT_CAP, string.format('%d-0', last - n + i),
+      'at', NOW_S, 'id', e[1], 'task', e[3], 'queue', e[4], 'state', e[2], 'worker', e[5], 'detail', e[6])
+  end
 end
 
 -- Acknowledges and deletes a stream entry (a no-op when it is gone).
@@ -45,21 +58,30 @@ local function enqueue(id, queue, band)
   redis.call('HSET', task_key(id), 'phase', 'ready', 'receipt', eid)
 end
 
+-- Tells waiters that a task ended, with its record when that is small:
+-- then they need no read of their own.
+local function announce(t, id)
+  local record = cjson.encode(redis.call('HGETALL', t))
+  if #record > 4096 then record = '' end
+  redis.call('PUBLISH', P .. 'done', id .. '\n' .. record)
+end
+
 -- Ends a task for good: terminal state, record expiry, waiters notified.
-local function finish(id, state, worker, detail)
+local function finish(id, state, name, queue, worker, detail)
   local t = task_key(id)
-  redis.call('HSET', t, 'state', state, 'phase', 'done', 'updated', NOW)
+  redis.call('HSET', t, 'state', state, 'phase', 'done', 'updated', NOW_S)
   redis.call('HDEL', t, 'receipt', 'consumer')
   redis.call('ZREM', LEASES, id)
   redis.call('PEXPIRE', t, RESULT_TTL)
-  event(id, state, worker, detail)
-  redis.call('PUBLISH', P .. 'done', id)
+  event(id, state, name, queue, worker, detail)
+  announce(t, id)
 end
 
 -- The fields of a task whose current lease is generation `gen`, else nil:
--- {phase, gen, queue, band, receipt, revoked}.
+-- {phase, gen, queue, band, receipt, revoked, name, state, runs}.
 local function holder(id, gen)
-  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked')
+  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
+    'name', 'state', 'runs')
   if f[1] ~= 'leased' or f[2] ~= gen then return nil end
   return f
 end
@@ -76,33 +98,134 @@ local function read_new(key, consumer, count)
   if not res or #res[1][2] == 0 then return nil end
   return res[1][2]
 end
+
+-- Accepts a task: ready now, or delayed until `eta` (ms, or ''). With an
+-- idempotency key seen inside its window, returns the first task's id.
+-- Returns {task id, created 0/1}.
+local function submit(id, msg, name, queue, band, expires, eta, idem, window)
+  if idem ~= '' then
+    local ikey = P .. 'idem:' .. idem
+    local first = redis.call('GET', ikey)
+    if first then return {first, 0} end
+    redis.call('SET', ikey, id, 'PX', window)
+  end
+  local t = task_key(id)
+  -- The id was submitted before (a retried submission): keep the first.
+  if redis.call('HSETNX', t, 'msg', msg) == 0 then return {id, 0} end
+  local due = tonumber(eta)
+  if due and due > NOW then
+    redis.call('HSET', t, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
+      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S, 'phase', 'delayed')
+    redis.call('ZADD', delayed_key(queue), eta, id)
+    event(id, 'PENDING', name, queue, nil, 'eta ' .. eta)
+  else
+    local eid = redis.call('XADD', stream_key(queue, band), '*', 'id', id)
+    redis.call('HSET', t, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
+      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S, 'phase', 'ready', 'receipt', eid)
+    event(id, 'PENDING', name, queue, nil, nil)
+  end
+  return {id, 1}
+end
+
+-- Marks a leased task STARTED on `worker` (not when revoked).
+-- Returns 0 lease lost, 1 held, 2 revoked.
+local function start(id, gen, worker)
+  local f = holder(id, gen)
+  if not f then return 0 end
+  if f[6] then return 2 end
+  redis.call('HSET', task_key(id), 'state', 'STARTED', 'worker', worker, 'updated', NOW_S)
+  event(id, 'STARTED', f[7], f[3], worker, nil)
+  return 1
+end
+
+-- Ends a delivery, fenced by generation: `outcome` SUCCESS, RETRY, FAILURE
+-- or REVOKED; `result`, `err`, `last_run` JSON or ''; `next_msg` and `due`
+-- the next attempt (RETRY); `dead` '1' to dead-letter (FAILURE); `ran` '1'
+-- when the task ran. The stream entry is
+-- acknowledged, the lease cleared and the run counted. A task never marked
+-- STARTED (it ran briefly) gets its STARTED event now, or ends REVOKED when
+-- it was revoked before it started; so does a revoked task's retry. A dead
+-- letter expires with its record. Returns 1, or 0 (nothing changed) when
+-- the caller does not hold the current lease.
+local function settle(id, gen, outcome, result, err, last_run, worker, detail, next_msg, due, dead, ran)
+  local f = holder(id, gen)
+  if not f then return 0 end
+  local t = task_key(id)
+  if worker == '' then worker = nil end
+  local name, queue = f[7], f[3]
+  drop_entry(stream_key(queue, f[4]), f[5])
+  if f[6] and (f[8] == 'RECEIVED' or outcome == 'RETRY') then
+    outcome = 'REVOKED'
+  elseif f[8] == 'RECEIVED' and ran == '1' then
+    event(id, 'STARTED', name, queue, worker, nil)
+  end
+  local set = {'runs', tostring((tonumber(f[9]) or 0) + 1), 'updated', NOW_S, 'state', outcome}
+  local unset = {'receipt', 'consumer'}
+  local function put(field, value)
+    if value ~= '' then
+      set[#set + 1] = field
+      set[#set + 1] = value
+    else
+      unset[#unset + 1] = field
+    end
+  end
+  if worker then put('worker', worker) end
+  put('last_run', last_run)
+  if outcome == 'SUCCESS' then
+    put('result', result)
+    unset[#unset + 1] = 'error'
+  elseif err ~= '' then
+    put('error', err)
+  end
+  redis.call('ZREM', LEASES, id)
+  if outcome == 'RETRY' then
+    put('phase', 'delayed')
+    put('msg', next_msg)
+    redis.call('HSET', t, unpack(set))
+    redis.call('HDEL', t, unpack(unset))
+    redis.call('ZADD', delayed_key(queue), due, id)
+    event(id, 'RETRY', name, queue, worker, detail)
+    return 1
+  end
+  put('phase', 'done')
+  if outcome == 'FAILURE' and dead == '1' then
+    put('dead', '1')
+    redis.call('ZADD', P .. 'dead', NOW_S, id)
+  end
+  redis.call('HSET', t, unpack(set))
+  redis.call('HDEL', t, unpack(unset))
+  redis.call('PEXPIRE', t, RESULT_TTL)
+  event(id, outcome, name, queue, worker, detail)
+  announce(t, id)
+  return 1
+end
 "#;
 
-/// Accepts a task. ARGV[5] id, [6] message JSON, [7] task name, [8] queue,
-/// [9] band, [10] expires (ms or ''), [11] ETA (ms or ''), [12] idempotency
-/// key or '', [13] idempotency window (ms). Returns {task id, created 0/1}.
-const SUBMIT: &str = r#"
-local id, queue, idem = ARGV[5], ARGV[8], ARGV[12]
-if idem ~= '' then
-  local ikey = P .. 'idem:' .. idem
-  local first = redis.call('GET', ikey)
-  if first then return {first, 0} end
-  redis.call('SET', ikey, id, 'PX', ARGV[13])
+/// A group of writes, applied in order (see `RedisBroker::write`). From
+/// ARGV[5] on, each write is its kind followed by its arguments:
+/// `submit` and the nine of `submit`, `start` and the three of `start`,
+/// `settle` and the twelve of `settle`. Returns each write's reply, in order.
+const WRITES: &str = r#"
+local out = {}
+local i = 5
+local A = ARGV
+while i <= #A do
+  local kind = A[i]
+  if kind == 'submit' then
+    out[#out + 1] = submit(A[i + 1], A[i + 2], A[i + 3], A[i + 4], A[i + 5], A[i + 6], A[i + 7], A[i + 8], A[i + 9])
+    i = i + 10
+  elseif kind == 'start' then
+    out[#out + 1] = start(A[i + 1], A[i + 2], A[i + 3])
+    i = i + 4
+  elseif kind == 'settle' then
+    out[#out + 1] = settle(A[i + 1], A[i + 2], A[i + 3], A[i + 4], A[i + 5], A[i + 6], A[i + 7],
+      A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12])
+    i = i + 13
+  else
+    error('unknown write ' .. tostring(kind))
+  end
 end
-local t = task_key(id)
-if redis.call('EXISTS', t) == 1 then return {id, 0} end
-redis.call('HSET', t, 'msg', ARGV[6], 'name', ARGV[7], 'queue', queue, 'band', ARGV[9],
-  'expires', ARGV[10], 'state', 'PENDING', 'gen', 0, 'runs', 0, 'updated', NOW)
-local eta = tonumber(ARGV[11])
-if eta and eta > NOW then
-  redis.call('HSET', t, 'phase', 'delayed')
-  redis.call('ZADD', delayed_key(queue), eta, id)
-  event(id, 'PENDING', nil, 'eta ' .. ARGV[11])
-else
-  enqueue(id, queue, ARGV[9])
-  event(id, 'PENDING', nil, nil)
-end
-return {id, 1}
+return out
 "#;
 
 /// Takes up to ARGV[6] ready tasks from the streams in KEYS (priority order)
@@ -114,7 +237,7 @@ return {id, 1}
 const RESERVE: &str = r#"
 local consumer = ARGV[5]
 local max = tonumber(ARGV[6])
-local lease_until = NOW + tonumber(ARGV[7])
+local lease_until = string.format('%d', NOW + tonumber(ARGV[7]))
 local out = {'1'}
 local taken = 0
 for _, key in ipairs(KEYS) do
@@ -124,21 +247,23 @@ for _, key in ipairs(KEYS) do
     for _, entry in ipairs(entries) do
       local eid, id = entry[1], entry[2][2]
       local f = {}
-      if id then f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg') end
+      if id then
+        f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue')
+      end
       if f[1] == 'ready' and f[2] == eid then
         if f[3] then
           drop_entry(key, eid)
-          finish(id, 'REVOKED', nil, 'revoked')
+          finish(id, 'REVOKED', f[6], f[7], nil, 'revoked')
         elseif f[4] and f[4] ~= '' and tonumber(f[4]) < NOW then
           drop_entry(key, eid)
-          finish(id, 'REVOKED', nil, 'expired')
+          finish(id, 'REVOKED', f[6], f[7], nil, 'expired')
         else
           local t = task_key(id)
           local gen = redis.call('HINCRBY', t, 'gen', 1)
           redis.call('HSET', t, 'phase', 'leased', 'state', 'RECEIVED', 'consumer', consumer,
-            'worker', consumer, 'updated', NOW)
+            'worker', consumer, 'updated', NOW_S)
           redis.call('ZADD', LEASES, lease_until, id)
-          event(id, 'RECEIVED', consumer, nil)
+          event(id, 'RECEIVED', f[6], f[7], consumer, nil)
           out[#out + 1] = eid
           out[#out + 1] = f[5]
           out[#out + 1] = tostring(gen)
@@ -166,20 +291,8 @@ return cursors
 const HEARTBEAT: &str = r#"
 local f = holder(ARGV[5], ARGV[6])
 if not f then return 0 end
-redis.call('ZADD', LEASES, NOW + tonumber(ARGV[7]), ARGV[5])
+redis.call('ZADD', LEASES, string.format('%d', NOW + tonumber(ARGV[7])), ARGV[5])
 if f[6] then return 2 end
-return 1
-"#;
-
-/// Marks a leased task STARTED on worker ARGV[7] (not when revoked).
-/// ARGV[5] id, [6] generation. Returns as HEARTBEAT.
-const MARK_STARTED: &str = r#"
-local id = ARGV[5]
-local f = holder(id, ARGV[6])
-if not f then return 0 end
-if f[6] then return 2 end
-redis.call('HSET', task_key(id), 'state', 'STARTED', 'worker', ARGV[7], 'updated', NOW)
-event(id, 'STARTED', ARGV[7], nil)
 return 1
 "#;
 
@@ -192,51 +305,8 @@ local id = ARGV[5]
 local f = holder(id, ARGV[6])
 if not f then return 0 end
 if f[6] then return 2 end
-local t = task_key(id)
-local before = redis.call('HGET', t, 'state')
-redis.call('HSET', t, 'state', 'PROGRESS', 'progress', ARGV[7], 'updated', NOW)
-if before ~= 'PROGRESS' then event(id, 'PROGRESS', nil, ARGV[8]) end
-return 1
-"#;
-
-/// Ends a delivery, fenced by generation. ARGV[5] id, [6] generation,
-/// [7] outcome (SUCCESS, RETRY, FAILURE, REVOKED), [8] result JSON or '',
-/// [9] error JSON or '', [10] run metadata JSON or '', [11] worker or '',
-/// [12] event detail, [13] next attempt's message JSON (RETRY), [14] when
-/// the next attempt is due (RETRY), [15] '1' to dead-letter (FAILURE).
-/// The stream entry is acknowledged, the lease cleared and the run counted.
-/// A retry of a revoked task ends it REVOKED. A dead letter expires with its
-/// record. Returns 1, or 0 (nothing changed) when the caller does not hold
-/// the current lease.
-const SETTLE: &str = r#"
-local id = ARGV[5]
-local f = holder(id, ARGV[6])
-if not f then return 0 end
-local t = task_key(id)
-local outcome = ARGV[7]
-local worker = nil
-if ARGV[11] ~= '' then worker = ARGV[11] end
-drop_entry(stream_key(f[3], f[4]), f[5])
-if ARGV[8] ~= '' then redis.call('HSET', t, 'result', ARGV[8]) end
-if ARGV[9] ~= '' then redis.call('HSET', t, 'error', ARGV[9]) end
-if ARGV[10] ~= '' then redis.call('HSET', t, 'last_run', ARGV[10]) else redis.call('HDEL', t, 'last_run') end
-redis.call('HINCRBY', t, 'runs', 1)
-if worker then redis.call('HSET', t, 'worker', worker) end
-if outcome == 'SUCCESS' then redis.call('HDEL', t, 'error') end
-if outcome == 'RETRY' and f[6] then outcome = 'REVOKED' end
-if outcome == 'RETRY' then
-  redis.call('HSET', t, 'state', 'RETRY', 'phase', 'delayed', 'msg', ARGV[13], 'updated', NOW)
-  redis.call('HDEL', t, 'receipt', 'consumer')
-  redis.call('ZREM', LEASES, id)
-  redis.call('ZADD', delayed_key(f[3]), ARGV[14], id)
-  event(id, 'RETRY', worker, ARGV[12])
-  return 1
-end
-finish(id, outcome, worker, ARGV[12])
-if outcome == 'FAILURE' and ARGV[15] == '1' then
-  redis.call('HSET', t, 'dead', '1')
-  redis.call('ZADD', P .. 'dead', NOW, id)
-end
+redis.call('HSET', task_key(id), 'state', 'PROGRESS', 'progress', ARGV[7], 'updated', NOW_S)
+if f[8] ~= 'PROGRESS' then event(id, 'PROGRESS', f[7], f[3], nil, ARGV[8]) end
 return 1
 "#;
 
@@ -249,15 +319,15 @@ local f = holder(id, ARGV[6])
 if not f then return 0 end
 drop_entry(stream_key(f[3], f[4]), f[5])
 if f[6] then
-  finish(id, 'REVOKED', nil, 'revoked')
+  finish(id, 'REVOKED', f[7], f[3], nil, 'revoked')
   return 1
 end
 local t = task_key(id)
-redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW)
+redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
 redis.call('HDEL', t, 'consumer')
 redis.call('ZREM', LEASES, id)
 enqueue(id, f[3], f[4])
-event(id, 'PENDING', nil, 'released')
+event(id, 'PENDING', f[7], f[3], nil, 'released')
 return 1
 "#;
 
@@ -267,7 +337,7 @@ return 1
 const REVOKE: &str = r#"
 local id = ARGV[5]
 local t = task_key(id)
-local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'receipt')
+local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'receipt', 'name')
 if not f[1] then return 3 end
 if f[1] == 'done' then return 2 end
 redis.call('HSET', t, 'revoked', '1')
@@ -280,7 +350,7 @@ if f[1] == 'ready' then
 else
   redis.call('ZREM', delayed_key(f[2]), id)
 end
-finish(id, 'REVOKED', nil, 'revoked')
+finish(id, 'REVOKED', f[5], f[2], nil, 'revoked')
 return 0
 "#;
 
@@ -293,13 +363,13 @@ local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOW, 'LIMIT', 0, tonumber(
 local moved = 0
 for _, id in ipairs(due) do
   redis.call('ZREM', dkey, id)
-  local f = redis.call('HMGET', task_key(id), 'phase', 'band', 'revoked', 'state')
+  local f = redis.call('HMGET', task_key(id), 'phase', 'band', 'revoked', 'state', 'name')
   if f[1] == 'delayed' then
     if f[3] then
-      finish(id, 'REVOKED', nil, 'revoked')
+      finish(id, 'REVOKED', f[5], queue, nil, 'revoked')
     else
       enqueue(id, queue, f[2])
-      event(id, f[4], nil, 'due')
+      event(id, f[4], f[5], queue, nil, 'due')
     end
     moved = moved + 1
   end
@@ -317,16 +387,16 @@ local moved = 0
 for _, id in ipairs(expired) do
   redis.call('ZREM', LEASES, id)
   local t = task_key(id)
-  local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'receipt', 'revoked', 'consumer')
+  local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'receipt', 'revoked', 'consumer', 'name')
   if f[1] == 'leased' then
     drop_entry(stream_key(f[2], f[3]), f[4])
     if f[5] then
-      finish(id, 'REVOKED', nil, 'revoked; lease expired')
+      finish(id, 'REVOKED', f[7], f[2], f[6], 'revoked; lease expired')
     else
-      redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW)
+      redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
       redis.call('HDEL', t, 'consumer')
       enqueue(id, f[2], f[3])
-      event(id, 'PENDING', nil, 'lease of ' .. (f[6] or '?') .. ' expired')
+      event(id, 'PENDING', f[7], f[2], f[6], 'lease of ' .. (f[6] or '?') .. ' expired')
     end
     moved = moved + 1
   end
@@ -348,9 +418,9 @@ for _, key in ipairs(KEYS) do
       local eid, id = entry[1], entry[2][2]
       drop_entry(key, eid)
       if id then
-        local f = redis.call('HMGET', task_key(id), 'phase', 'receipt')
+        local f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'name', 'queue')
         if f[1] == 'ready' and f[2] == eid then
-          finish(id, 'REVOKED', nil, 'purged')
+          finish(id, 'REVOKED', f[3], f[4], nil, 'purged')
           purged = purged + 1
         end
       end
@@ -425,12 +495,10 @@ return #ids
 
 /// The compiled scripts (their SHA1s are computed once).
 pub(super) struct Scripts {
-    pub(super) submit: Script,
+    pub(super) writes: Script,
     pub(super) reserve: Script,
     pub(super) heartbeat: Script,
-    pub(super) mark_started: Script,
     pub(super) progress: Script,
-    pub(super) settle: Script,
     pub(super) release: Script,
     pub(super) revoke: Script,
     pub(super) promote: Script,
@@ -444,14 +512,18 @@ pub(super) struct Scripts {
 
 impl Scripts {
     pub(super) fn new() -> Self {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        // The body runs as a function so that every way out of it passes
+        // through `flush_events`.
+        let script = |body: &str| {
+            Script::new(&format!(
+                "{PRELUDE}\nlocal function main()\n{body}\nend\nlocal reply = main()\nflush_events()\nreturn reply"
+            ))
+        };
         Scripts {
-            submit: script(SUBMIT),
+            writes: script(WRITES),
             reserve: script(RESERVE),
             heartbeat: script(HEARTBEAT),
-            mark_started: script(MARK_STARTED),
             progress: script(PROGRESS),
-            settle: script(SETTLE),
             release: script(RELEASE),
             revoke: script(REVOKE),
             promote: script(PROMOTE),
