@@ -16,8 +16,17 @@
 //! - `events` and `event-seq`: the bounded event log (a stream whose entry
 //!   ids are `{seq}-0`) and its sequence counter.
 //! - `worker:{name}` (expiring) and `workers` (a set of names): worker heartbeats.
-//! - channels `done` (ids of tasks that reached a terminal state, for
-//!   [`Broker::wait`]) and `revoked` (ids of running tasks revoked).
+//! - `waiting:{queue}` (a list), `wait:{consumer}` (expiring) and
+//!   `wait-seq`: consumers blocked waiting for work, and `inbox:{consumer}`
+//!   (a list) the tasks leased to them meanwhile. A task that becomes ready
+//!   while a consumer of its queue waits is leased to that consumer in the
+//!   same script and pushed to its inbox, which the consumer is blocked
+//!   reading (`BLPOP`): it gets the task in the same round trip, instead of
+//!   waking up and then asking for it.
+//! - channels `done` (`{id}\n{record}` for tasks that reached a terminal
+//!   state, the record as a JSON array of the hash's fields and values when
+//!   under 4 KiB, so a [`Broker::wait`] needs no read of its own) and
+//!   `revoked` (ids of running tasks revoked).
 //!
 //! Task hash fields: `msg` (the [`TaskMessage`] JSON), `name`, `queue`,
 //! `band`, `expires` (copies the scripts read), `state` (Celery name),
@@ -29,7 +38,10 @@
 //!
 //! Every change of a task is one Lua script, so it is atomic and any number
 //! of processes may run the same operation (including [`Broker::maintain`])
-//! concurrently. Times are the caller's clock (`now_ms`), like the ETAs
+//! concurrently. Submissions, starts and settlements of one process go
+//! through one task that sends whatever is waiting in one script call
+//! (`writes.rs`): Redis spends more on starting a script than on most of
+//! what one write does, so a busy process pays that once per group. Times are the caller's clock (`now_ms`), like the ETAs
 //! callers submit. Keys are built inside the scripts from the prefix, so
 //! this backend targets a single Redis (or a primary with replicas), not
 //! Redis Cluster.
@@ -411,16 +423,15 @@ impl RedisBroker {
         Ok(out)
     }
 
-    /// Waits (up to `wait`) until any of `streams` gets an entry newer than
-    /// its cursor, on a connection of its own: a blocking read would stall
-    /// every other command on the shared multiplexed connection. Reading
-    /// without the group consumes nothing, so a cancelled wait loses nothing.
-    async fn block_for_new(
+    /// Waits (up to `wait`) for a task handed to `consumer` (see the
+    /// RESERVE script), on a connection of its own: a blocking read would
+    /// stall every other command on the shared multiplexed connection.
+    /// Returns the inbox entry, `{entry id}\n{generation}\n{message}`.
+    async fn wait_in_inbox(
         &self,
-        streams: &[String],
-        cursors: &[String],
+        consumer: &str,
         wait: Duration,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Option<String>, BrokerError> {
         let idle = self
             .blocking
             .lock()
@@ -438,28 +449,23 @@ impl RedisBroker {
                     .map_err(storage)?
             }
         };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(millis(wait).max(1))
-            .arg("STREAMS")
-            .arg(streams)
-            .arg(cursors);
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(self.key(&format!("inbox:{consumer}")))
+            .arg(wait.as_secs_f64().max(0.001));
         // A guard against a server that never answers; the connection is
         // then dropped rather than reused.
         let reply = tokio::time::timeout(
             wait + Duration::from_secs(5),
-            cmd.query_async::<Value>(&mut con),
+            cmd.query_async::<Option<(String, String)>>(&mut con),
         )
         .await;
         match reply {
-            Ok(Ok(_)) => {
+            Ok(Ok(popped)) => {
                 let mut idle = self.blocking.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.len() < MAX_IDLE_BLOCKING {
                     idle.push(con);
                 }
-                Ok(())
+                Ok(popped.map(|(_, delivery)| delivery))
             }
             Ok(Err(e)) => Err(storage(e)),
             Err(_) => Err(BrokerError::Storage(
@@ -530,42 +536,46 @@ impl Broker for RedisBroker {
         }
         let streams = self.streams(queues);
         let deadline = Instant::now() + wait;
+        let delivery = |receipt: &str, generation: &str, message: &str| {
+            Ok(Delivery {
+                message: serde_json::from_str(message)
+                    .map_err(|e| corrupt(format!("entry {receipt}: message: {e}")))?,
+                generation: generation
+                    .parse()
+                    .map_err(|e| corrupt(format!("entry {receipt}: generation: {e}")))?,
+                consumer: consumer.to_owned(),
+                receipt: receipt.to_owned(),
+            })
+        };
         loop {
+            // With time left, the script registers us as waiting when it
+            // finds nothing; without, it ends our wait.
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let mut inv = self.invocation(&self.scripts.reserve);
             inv.key(&streams)
                 .arg(consumer)
                 .arg(max)
-                .arg(millis(lease).max(1));
+                .arg(millis(lease).max(1))
+                .arg(millis(remaining))
+                .arg(queues);
             let reply: Vec<String> = self.run(&inv).await?;
-            match reply.split_first() {
-                Some((took, rest)) if took == "1" => {
-                    return rest
-                        .chunks(3)
-                        .map(|chunk| {
-                            let [receipt, message, generation] = chunk else {
-                                return Err(corrupt("reserve: truncated reply"));
-                            };
-                            Ok(Delivery {
-                                message: serde_json::from_str(message).map_err(|e| {
-                                    corrupt(format!("entry {receipt}: message: {e}"))
-                                })?,
-                                generation: generation.parse().map_err(|e| {
-                                    corrupt(format!("entry {receipt}: generation: {e}"))
-                                })?,
-                                consumer: consumer.to_owned(),
-                                receipt: receipt.clone(),
-                            })
-                        })
-                        .collect();
-                }
-                Some((_, cursors)) if cursors.len() == streams.len() => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    if remaining.is_zero() {
-                        return Ok(Vec::new());
+            if !reply.is_empty() || remaining.is_zero() {
+                return reply
+                    .chunks(3)
+                    .map(|chunk| match chunk {
+                        [receipt, message, generation] => delivery(receipt, generation, message),
+                        _ => Err(corrupt("reserve: truncated reply")),
+                    })
+                    .collect();
+            }
+            if let Some(handed) = self.wait_in_inbox(consumer, remaining).await? {
+                let mut parts = handed.splitn(3, '\n');
+                return match (parts.next(), parts.next(), parts.next()) {
+                    (Some(receipt), Some(generation), Some(message)) => {
+                        Ok(vec![delivery(receipt, generation, message)?])
                     }
-                    self.block_for_new(&streams, cursors, remaining).await?;
-                }
-                _ => return Err(corrupt("reserve: malformed reply")),
+                    _ => Err(corrupt("reserve: malformed hand-off")),
+                };
             }
         }
     }

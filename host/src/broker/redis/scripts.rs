@@ -52,12 +52,6 @@ local function drop_entry(skey, eid)
   end
 end
 
--- Appends a task to its stream, ready to be taken.
-local function enqueue(id, queue, band)
-  local eid = redis.call('XADD', stream_key(queue, band), '*', 'id', id)
-  redis.call('HSET', task_key(id), 'phase', 'ready', 'receipt', eid)
-end
-
 -- Tells waiters that a task ended, with its record when that is small:
 -- then they need no read of their own.
 local function announce(t, id)
@@ -77,15 +71,6 @@ local function finish(id, state, name, queue, worker, detail)
   announce(t, id)
 end
 
--- The fields of a task whose current lease is generation `gen`, else nil:
--- {phase, gen, queue, band, receipt, revoked, name, state, runs}.
-local function holder(id, gen)
-  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
-    'name', 'state', 'runs')
-  if f[1] ~= 'leased' or f[2] ~= gen then return nil end
-  return f
-end
-
 -- Entries of `key` never delivered to the group (which is created when
 -- missing), at most `count`; nil when there are none.
 local function read_new(key, consumer, count)
@@ -97,6 +82,85 @@ local function read_new(key, consumer, count)
   end
   if not res or #res[1][2] == 0 then return nil end
   return res[1][2]
+end
+
+-- Leases ready stream entry `eid` of stream `key` (just read for
+-- `consumer`) until `lease_until`: a new generation, state RECEIVED. The
+-- entry of a revoked, expired or vanished task is dropped instead (the task
+-- ends REVOKED). Returns {eid, message JSON, generation} or nil.
+local function take(key, eid, id, consumer, lease_until)
+  local f = {}
+  if id then
+    f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue')
+  end
+  if f[1] ~= 'ready' or f[2] ~= eid then
+    -- A stale entry: the task moved on (or is gone).
+    drop_entry(key, eid)
+    return nil
+  end
+  if f[3] or (f[4] and f[4] ~= '' and tonumber(f[4]) < NOW) then
+    drop_entry(key, eid)
+    local why = 'expired'
+    if f[3] then why = 'revoked' end
+    finish(id, 'REVOKED', f[6], f[7], nil, why)
+    return nil
+  end
+  local t = task_key(id)
+  local gen = redis.call('HINCRBY', t, 'gen', 1)
+  redis.call('HSET', t, 'phase', 'leased', 'state', 'RECEIVED', 'consumer', consumer,
+    'worker', consumer, 'updated', NOW_S)
+  redis.call('ZADD', LEASES, lease_until, id)
+  event(id, 'RECEIVED', f[6], f[7], consumer, nil)
+  return {eid, f[5], string.format('%d', gen)}
+end
+
+-- Hands the newest entry of `key` (a stream of `queue`) to a consumer
+-- blocked waiting for work on that queue, if any: the task is leased to it
+-- at once and put in its inbox, which it is blocked reading. A consumer
+-- waits only after finding its queues empty, and every entry added since
+-- went to a waiting consumer, so the entry its group read returns is this
+-- one (were it another, that one is handed over instead and this one waits
+-- for the next reserve).
+local function hand_off(key, queue)
+  local waiting = P .. 'waiting:' .. queue
+  while true do
+    local entry = redis.call('LPOP', waiting)
+    if not entry then return end
+    local consumer, lease_ms = string.match(entry, '^(.*)|%d+|(%d+)$')
+    local registration = P .. 'wait:' .. (consumer or '')
+    if consumer and redis.call('GET', registration) == entry then
+      redis.call('DEL', registration)
+      local entries = read_new(key, consumer, 1)
+      if entries then
+        local lease_until = string.format('%d', NOW + tonumber(lease_ms))
+        local taken = take(key, entries[1][1], entries[1][2][2], consumer, lease_until)
+        if taken then
+          local inbox = P .. 'inbox:' .. consumer
+          redis.call('RPUSH', inbox, taken[1] .. '\n' .. taken[3] .. '\n' .. taken[2])
+          redis.call('PEXPIRE', inbox, lease_ms)
+        end
+      end
+      return
+    end
+  end
+end
+
+-- Appends a task to its stream, ready to be taken (by a waiting consumer
+-- at once, if there is one).
+local function enqueue(id, queue, band)
+  local key = stream_key(queue, band)
+  local eid = redis.call('XADD', key, '*', 'id', id)
+  redis.call('HSET', task_key(id), 'phase', 'ready', 'receipt', eid)
+  hand_off(key, queue)
+end
+
+-- The fields of a task whose current lease is generation `gen`, else nil:
+-- {phase, gen, queue, band, receipt, revoked, name, state, runs}.
+local function holder(id, gen)
+  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
+    'name', 'state', 'runs')
+  if f[1] ~= 'leased' or f[2] ~= gen then return nil end
+  return f
 end
 
 -- Accepts a task: ready now, or delayed until `eta` (ms, or ''). With an
@@ -119,10 +183,10 @@ local function submit(id, msg, name, queue, band, expires, eta, idem, window)
     redis.call('ZADD', delayed_key(queue), eta, id)
     event(id, 'PENDING', name, queue, nil, 'eta ' .. eta)
   else
-    local eid = redis.call('XADD', stream_key(queue, band), '*', 'id', id)
     redis.call('HSET', t, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
-      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S, 'phase', 'ready', 'receipt', eid)
+      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S)
     event(id, 'PENDING', name, queue, nil, nil)
+    enqueue(id, queue, band)
   end
   return {id, 1}
 end
@@ -228,62 +292,60 @@ end
 return out
 "#;
 
-/// Takes up to ARGV[6] ready tasks from the streams in KEYS (priority order)
-/// for consumer ARGV[5] under a lease of ARGV[7] ms: each gets a new
-/// generation, state RECEIVED and a lease. Entries of revoked, expired or
-/// vanished tasks are dropped on the way (the task settled REVOKED).
-/// Returns {'1', entry id, message JSON, generation, ...} when it took any,
-/// else {'0', newest entry id of each stream} (cursors for XREAD BLOCK).
+/// Takes work for consumer ARGV[5]: first the tasks handed to it while it
+/// waited (its inbox), then up to ARGV[6] ready tasks from the streams in
+/// KEYS (priority order), under a lease of ARGV[7] ms. Taking work ends any
+/// earlier wait. When it finds none and ARGV[8] (ms) is not 0, the consumer
+/// registers as waiting on the queues ARGV[9..] for that long: a task that
+/// becomes ready meanwhile is leased to it and put in its inbox (see
+/// `hand_off`). Returns {entry id, message JSON, generation, ...}.
 const RESERVE: &str = r#"
 local consumer = ARGV[5]
 local max = tonumber(ARGV[6])
-local lease_until = string.format('%d', NOW + tonumber(ARGV[7]))
-local out = {'1'}
-local taken = 0
+local lease_ms = ARGV[7]
+local wait_ms = tonumber(ARGV[8])
+local lease_until = string.format('%d', NOW + tonumber(lease_ms))
+local registration = P .. 'wait:' .. consumer
+local previous = redis.call('GET', registration)
+if previous then
+  redis.call('DEL', registration)
+  for i = 9, #ARGV do redis.call('LREM', P .. 'waiting:' .. ARGV[i], 0, previous) end
+end
+local out = {}
+local inbox = P .. 'inbox:' .. consumer
+local handed = redis.call('LRANGE', inbox, 0, -1)
+if #handed > 0 then
+  redis.call('DEL', inbox)
+  for _, delivery in ipairs(handed) do
+    local eid, gen, msg = string.match(delivery, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    out[#out + 1] = eid
+    out[#out + 1] = msg
+    out[#out + 1] = gen
+  end
+end
+local taken = #handed
 for _, key in ipairs(KEYS) do
   while taken < max do
     local entries = read_new(key, consumer, max - taken)
     if not entries then break end
     for _, entry in ipairs(entries) do
-      local eid, id = entry[1], entry[2][2]
-      local f = {}
-      if id then
-        f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue')
-      end
-      if f[1] == 'ready' and f[2] == eid then
-        if f[3] then
-          drop_entry(key, eid)
-          finish(id, 'REVOKED', f[6], f[7], nil, 'revoked')
-        elseif f[4] and f[4] ~= '' and tonumber(f[4]) < NOW then
-          drop_entry(key, eid)
-          finish(id, 'REVOKED', f[6], f[7], nil, 'expired')
-        else
-          local t = task_key(id)
-          local gen = redis.call('HINCRBY', t, 'gen', 1)
-          redis.call('HSET', t, 'phase', 'leased', 'state', 'RECEIVED', 'consumer', consumer,
-            'worker', consumer, 'updated', NOW_S)
-          redis.call('ZADD', LEASES, lease_until, id)
-          event(id, 'RECEIVED', f[6], f[7], consumer, nil)
-          out[#out + 1] = eid
-          out[#out + 1] = f[5]
-          out[#out + 1] = tostring(gen)
-          taken = taken + 1
-        end
-      else
-        -- A stale entry: the task moved on (or is gone).
-        drop_entry(key, eid)
+      local got = take(key, entry[1], entry[2][2], consumer, lease_until)
+      if got then
+        out[#out + 1] = got[1]
+        out[#out + 1] = got[2]
+        out[#out + 1] = got[3]
+        taken = taken + 1
       end
     end
   end
   if taken >= max then break end
 end
-if taken > 0 then return out end
-local cursors = {'0'}
-for i, key in ipairs(KEYS) do
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  cursors[i + 1] = (last[1] and last[1][1]) or '0-0'
+if #out == 0 and wait_ms > 0 then
+  local entry = consumer .. '|' .. redis.call('INCR', P .. 'wait-seq') .. '|' .. lease_ms
+  redis.call('SET', registration, entry, 'PX', wait_ms)
+  for i = 9, #ARGV do redis.call('RPUSH', P .. 'waiting:' .. ARGV[i], entry) end
 end
-return cursors
+return out
 "#;
 
 /// Extends a lease. ARGV[5] id, [6] generation, [7] lease (ms).
@@ -326,8 +388,8 @@ local t = task_key(id)
 redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
 redis.call('HDEL', t, 'consumer')
 redis.call('ZREM', LEASES, id)
-enqueue(id, f[3], f[4])
 event(id, 'PENDING', f[7], f[3], nil, 'released')
+enqueue(id, f[3], f[4])
 return 1
 "#;
 
@@ -368,8 +430,8 @@ for _, id in ipairs(due) do
     if f[3] then
       finish(id, 'REVOKED', f[5], queue, nil, 'revoked')
     else
-      enqueue(id, queue, f[2])
       event(id, f[4], f[5], queue, nil, 'due')
+      enqueue(id, queue, f[2])
     end
     moved = moved + 1
   end
@@ -395,8 +457,8 @@ for _, id in ipairs(expired) do
     else
       redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
       redis.call('HDEL', t, 'consumer')
-      enqueue(id, f[2], f[3])
       event(id, 'PENDING', f[7], f[2], f[6], 'lease of ' .. (f[6] or '?') .. ' expired')
+      enqueue(id, f[2], f[3])
     end
     moved = moved + 1
   end

@@ -8,9 +8,11 @@
 use super::*;
 use tokio::sync::mpsc;
 
-/// Writes sent in one script call at most: enough to amortise the call
-/// without making one call hold Redis for long (Redis runs a script alone).
+/// Writes sent in one script call at most, and the bytes of arguments after
+/// which a group takes no more: enough to amortise the call without making
+/// one call hold Redis for long (Redis runs a script alone).
 const MAX_GROUP: usize = 256;
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 /// One write of a group: its kind and arguments (as the `WRITES` script
 /// reads them) and where its reply goes.
@@ -41,10 +43,15 @@ pub(super) async fn write_loop(context: WriteContext, mut queue: mpsc::Unbounded
         result_expires_ms,
     } = context;
     while let Some(first) = queue.recv().await {
+        let size = |write: &Write| write.args.iter().map(String::len).sum::<usize>();
+        let mut bytes = size(&first);
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
             match queue.try_recv() {
-                Ok(write) => group.push(write),
+                Ok(write) => {
+                    bytes += size(&write);
+                    group.push(write);
+                }
                 Err(_) => break,
             }
         }
