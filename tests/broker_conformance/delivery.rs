@@ -12,6 +12,8 @@ conformance!(
     concurrent_consumers_never_share_a_delivery,
     eta_is_released_only_when_due,
     retry_comes_back_with_the_next_attempt,
+    a_waiting_consumer_gets_a_task_submitted_while_it_waits,
+    a_task_settled_without_a_start_records_its_start_or_ends_revoked,
 );
 
 async fn round_trip_keeps_every_field(backend: Backend) {
@@ -450,4 +452,97 @@ async fn retry_comes_back_with_the_next_attempt(backend: Backend) {
         record.error.is_none(),
         "success clears the last attempt's error"
     );
+}
+
+async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backend) {
+    let b = Arc::new(open(backend).await);
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.reserve("waiter", &all_queues(), 4, LEASE, Duration::from_secs(10))
+                .await
+                .expect("reserve")
+        }
+    });
+    // Long enough for the consumer to find nothing and wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let id = submit(&b, message("handed", "default", 5)).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting reserve returns once a task arrives")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "at once, not at the end of the wait"
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.id, id);
+    assert_eq!(got[0].consumer, "waiter");
+    assert_eq!(state(&b, &id).await, TaskState::Received);
+    assert!(
+        b.settle(&got[0], success(json!(1), "waiter"))
+            .await
+            .unwrap()
+    );
+
+    // A consumer whose wait ended, with or without a task, takes nothing more.
+    let next = submit(&b, message("after", "default", 5)).await;
+    let other = take_one(&b, "other")
+        .await
+        .expect("the next task is in the queue");
+    assert_eq!(other.message.id, next);
+    let timed_out = b
+        .reserve(
+            "waiter",
+            &all_queues(),
+            4,
+            LEASE,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("reserve");
+    assert!(timed_out.is_empty());
+    let last = submit(&b, message("last", "default", 5)).await;
+    let other = take_one(&b, "other").await.expect("nobody waits any more");
+    assert_eq!(other.message.id, last);
+}
+
+async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backend: Backend) {
+    let b = open(backend).await;
+    let quick = submit(&b, message("quick", "default", 5)).await;
+    let d = take_one(&b, "w").await.unwrap();
+    assert!(b.settle(&d, success(json!("done"), "w")).await.unwrap());
+    let record = b.task(&quick).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Success);
+    assert_eq!(record.result, Some(json!("done")));
+    let states = |events: Vec<hippo::broker::Event>, id: &str| -> Vec<TaskState> {
+        events
+            .into_iter()
+            .filter(|e| e.task_id == id)
+            .map(|e| e.state)
+            .collect()
+    };
+    assert_eq!(
+        states(b.events(None, 1000).await.unwrap(), &quick),
+        [
+            TaskState::Pending,
+            TaskState::Received,
+            TaskState::Started,
+            TaskState::Success
+        ]
+    );
+
+    // Revoked after it was reserved, before its worker marked it started:
+    // whatever its run returned, it ends REVOKED and never started.
+    let revoked = submit(&b, message("revoked", "default", 5)).await;
+    let d = take_one(&b, "w").await.unwrap();
+    assert_eq!(b.revoke(&revoked).await.unwrap(), RevokeOutcome::Running);
+    assert!(b.settle(&d, success(json!("done"), "w")).await.unwrap());
+    let record = b.task(&revoked).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Revoked);
+    assert_eq!(record.result, None);
+    let seen = states(b.events(None, 1000).await.unwrap(), &revoked);
+    assert!(!seen.contains(&TaskState::Started), "{seen:?}");
+    assert_eq!(seen.last(), Some(&TaskState::Revoked));
 }

@@ -21,7 +21,9 @@ pub enum TaskState {
     Pending,
     /// Reserved by a worker, not yet running.
     Received,
-    /// Running.
+    /// Running for 10 ms or more: a worker records the start of a shorter
+    /// task with its end (its STARTED event is still in the log), which
+    /// saves a broker write per task.
     Started,
     /// Running and reporting progress.
     Progress,
