@@ -165,6 +165,15 @@ async fn take(b: &Fixture, consumer: &str, queues: &[String], max: usize) -> Vec
         .expect("reserve")
 }
 
+/// Reserves one task of any queue under a lease of `lease`, without waiting.
+async fn take_one_leased(b: &Fixture, consumer: &str, lease: Duration) -> Delivery {
+    b.reserve(consumer, &all_queues(), 1, lease, Duration::ZERO)
+        .await
+        .expect("reserve")
+        .pop()
+        .expect("a ready task")
+}
+
 async fn take_one(b: &Fixture, consumer: &str) -> Option<Delivery> {
     let mut got = take(b, consumer, &all_queues(), 1).await;
     assert!(got.len() <= 1, "asked for one delivery, got {}", got.len());

@@ -171,12 +171,7 @@ async fn expired_lease_is_redelivered_and_the_stale_holder_is_fenced(backend: Ba
     let b = open(backend).await;
     let id = submit(&b, message("slow", "default", 5)).await;
     let short = Duration::from_millis(300);
-    let stale = b
-        .reserve("frozen", &all_queues(), 1, short, Duration::ZERO)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let stale = take_one_leased(&b, "frozen", short).await;
     assert_eq!(
         b.mark_started(&stale, "frozen-worker").await.unwrap(),
         LeaseStatus::Held
@@ -248,12 +243,7 @@ async fn heartbeat_keeps_the_lease(backend: Backend) {
     let b = open(backend).await;
     let id = submit(&b, message("long", "default", 5)).await;
     let lease = Duration::from_millis(600);
-    let d = b
-        .reserve("holder", &all_queues(), 1, lease, Duration::ZERO)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let d = take_one_leased(&b, "holder", lease).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1500) {
         tokio::time::sleep(Duration::from_millis(150)).await;

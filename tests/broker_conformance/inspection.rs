@@ -168,6 +168,16 @@ async fn purge_revokes_ready_tasks_only(backend: Backend) {
     ));
 }
 
+/// (ready, reserved, scheduled) of every queue, in the configured order.
+async fn queue_counts(b: &Fixture) -> Vec<(u64, u64, u64)> {
+    b.queue_stats()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.ready, s.reserved, s.scheduled))
+        .collect()
+}
+
 async fn queue_stats_count_ready_reserved_scheduled(backend: Backend) {
     let b = open(backend).await;
     let stats = b.queue_stats().await.unwrap();
@@ -194,23 +204,11 @@ async fn queue_stats_count_ready_reserved_scheduled(backend: Backend) {
     let taken = take(&b, "c", &queues(&["default"]), 1).await;
     assert_eq!(taken.len(), 1);
 
-    let counts: Vec<(u64, u64, u64)> = b
-        .queue_stats()
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| (s.ready, s.reserved, s.scheduled))
-        .collect();
+    let counts = queue_counts(&b).await;
     assert_eq!(counts, [(2, 0, 0), (2, 1, 0), (0, 0, 1), (0, 0, 0)]);
 
     assert!(b.settle(&taken[0], success(json!(1), "w")).await.unwrap());
-    let counts: Vec<(u64, u64, u64)> = b
-        .queue_stats()
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| (s.ready, s.reserved, s.scheduled))
-        .collect();
+    let counts = queue_counts(&b).await;
     assert_eq!(counts, [(2, 0, 0), (2, 0, 0), (0, 0, 1), (0, 0, 0)]);
 }
 

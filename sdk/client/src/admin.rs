@@ -2,9 +2,7 @@
 //! scheduled tasks, purges, dead letters, plugins and health.
 
 use super::{Body, Client, ClientError, DEPLOY_TIMEOUT, TaskHandle, decode};
-use crate::types::{
-    ActiveTasks, Health, PluginInfo, Plugins, QueueStats, SubmitResponse, TaskStatus, WorkerInfo,
-};
+use crate::types::{ActiveTasks, Health, PluginInfo, Plugins, QueueStats, TaskStatus, WorkerInfo};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -90,20 +88,11 @@ impl Client {
     /// Submits a dead letter again as a first attempt; returns the new task.
     /// Needs the `admin` scope.
     pub async fn replay_dead_letter(&self, id: &str) -> Result<TaskHandle, ClientError> {
-        let answer: SubmitResponse = self
-            .call(
-                Method::POST,
-                &["api", "v1", "tasks", "deadletters", id, "replay"],
-                &[],
-                Body::None,
-                self.timeout,
-            )
-            .await?;
-        Ok(TaskHandle {
-            id: answer.task_id,
-            created: answer.created,
-            client: self.clone(),
-        })
+        self.queue(
+            &["api", "v1", "tasks", "deadletters", id, "replay"],
+            Body::None,
+        )
+        .await
     }
 
     /// Forgets every dead letter; returns how many. Needs the `admin` scope.

@@ -265,20 +265,8 @@ impl Client {
     ) -> Result<TaskHandle, ClientError> {
         let input = serde_json::to_value(input).map_err(ClientError::Encode)?;
         let body = SubmitBody::new(task, &input, options);
-        let answer: SubmitResponse = self
-            .call(
-                Method::POST,
-                &["api", "v1", "tasks", "submit"],
-                &[],
-                json(&body)?,
-                self.timeout,
-            )
-            .await?;
-        Ok(TaskHandle {
-            id: answer.task_id,
-            created: answer.created,
-            client: self.clone(),
-        })
+        self.queue(&["api", "v1", "tasks", "submit"], json(&body)?)
+            .await
     }
 
     /// A handle on a task submitted earlier (Celery's `AsyncResult(id)`);
@@ -401,6 +389,18 @@ impl Client {
     async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
         self.call(Method::GET, segments, &[], Body::None, self.timeout)
             .await
+    }
+
+    /// POSTs to a route that queues a task, and returns the task's handle.
+    async fn queue(&self, segments: &[&str], body: Body) -> Result<TaskHandle, ClientError> {
+        let answer: SubmitResponse = self
+            .call(Method::POST, segments, &[], body, self.timeout)
+            .await?;
+        Ok(TaskHandle {
+            id: answer.task_id,
+            created: answer.created,
+            client: self.clone(),
+        })
     }
 }
 

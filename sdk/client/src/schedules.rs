@@ -13,8 +13,6 @@
 //! ```
 
 use super::{Body, Client, ClientError, TaskHandle};
-use crate::types::SubmitResponse;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -75,19 +73,10 @@ impl Client {
     /// Submits entry `name`'s task now, as a new task (404 [`ClientError::Api`]
     /// for an unknown name). Needs the `submit` scope.
     pub async fn run_schedule(&self, name: &str) -> Result<TaskHandle, ClientError> {
-        let answer: SubmitResponse = self
-            .call(
-                Method::POST,
-                &["api", "v1", "tasks", "scheduled", name, "run"],
-                &[],
-                Body::None,
-                self.timeout,
-            )
-            .await?;
-        Ok(TaskHandle {
-            id: answer.task_id,
-            created: answer.created,
-            client: self.clone(),
-        })
+        self.queue(
+            &["api", "v1", "tasks", "scheduled", name, "run"],
+            Body::None,
+        )
+        .await
     }
 }

@@ -29,7 +29,6 @@ pub use answers::{
 };
 
 use super::{Body, Client, ClientError, TaskHandle, json};
-use crate::types::SubmitResponse;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -163,20 +162,8 @@ impl Client {
         route: &str,
         body: &impl Serialize,
     ) -> Result<TaskHandle, ClientError> {
-        let answer: SubmitResponse = self
-            .call(
-                Method::POST,
-                &["api", "v1", "tasks", "memory", route],
-                &[],
-                json(body)?,
-                self.timeout,
-            )
-            .await?;
-        Ok(TaskHandle {
-            id: answer.task_id,
-            created: answer.created,
-            client: self.clone(),
-        })
+        self.queue(&["api", "v1", "tasks", "memory", route], json(body)?)
+            .await
     }
 
     /// Queues `memory.create`.
