@@ -1,7 +1,8 @@
 //! `bench queues`: end-to-end throughput and submit-to-result round trip of
 //! no-op tasks, for hippo over Redis (a separate `hippo worker` process, as
 //! Celery runs its worker) and on the embedded broker (in process, as
-//! `hippo serve` runs it). `bench/run queues` measures Celery on the same
+//! `hippo serve` runs it), with its default journal sync (once a second)
+//! and with `always`. `bench/run queues` measures Celery on the same
 //! Redis first and passes its figures in (`--celery FILE`), so the ratios
 //! compare two systems measured in one run.
 //!
@@ -17,7 +18,7 @@ use crate::stats::Summary;
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use hippo::broker::{
-    BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
+    BrokerConfig, EmbeddedBroker, JournalSync, RedisBroker, SharedBroker, TaskMessage, TaskState,
 };
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
@@ -169,10 +170,13 @@ async fn hippo_over_redis(options: &Options) -> anyhow::Result<Figures> {
     figures
 }
 
-async fn hippo_embedded(options: &Options) -> anyhow::Result<Figures> {
+async fn hippo_embedded(options: &Options, journal_sync: JournalSync) -> anyhow::Result<Figures> {
     let (plugins, data) = (plugins_dir()?, tempfile::tempdir()?);
-    let broker: SharedBroker =
-        Arc::new(EmbeddedBroker::open(data.path(), BrokerConfig::default()).await?);
+    let config = BrokerConfig {
+        journal_sync,
+        ..BrokerConfig::default()
+    };
+    let broker: SharedBroker = Arc::new(EmbeddedBroker::open(data.path(), config).await?);
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let registry = Arc::new(PluginRegistry::new(runtime, plugins.path(), None));
     registry.scan()?;
@@ -216,17 +220,32 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     report.float("hippo_redis_rtt_p50_ms", redis.rtt.p50_us / 1e3, 3);
     report.float("hippo_redis_rtt_p99_ms", redis.rtt.p99_us / 1e3, 3);
 
-    let embedded = tokio.block_on(hippo_embedded(&options))?;
-    println!(
-        "hippo embedded:   {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
-        embedded.tasks_per_s,
-        embedded.rtt.p50_us / 1e3,
-        embedded.rtt.p99_us / 1e3
-    );
-    report.float("hippo_embedded_tasks_per_s", embedded.tasks_per_s, 0);
-    report.float("hippo_embedded_submit_per_s", embedded.submit_per_s, 0);
-    report.float("hippo_embedded_rtt_p50_ms", embedded.rtt.p50_us / 1e3, 3);
-    report.float("hippo_embedded_rtt_p99_ms", embedded.rtt.p99_us / 1e3, 3);
+    // The default journal sync (once a second, as Redis' `everysec`), and
+    // a sync before every answer (`always`).
+    for (sync, prefix) in [
+        (JournalSync::EverySecond, "hippo_embedded"),
+        (JournalSync::Always, "hippo_embedded_sync_always"),
+    ] {
+        let embedded = tokio.block_on(hippo_embedded(&options, sync))?;
+        println!(
+            "hippo embedded ({sync:?}): {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
+            embedded.tasks_per_s,
+            embedded.rtt.p50_us / 1e3,
+            embedded.rtt.p99_us / 1e3
+        );
+        report.float(&format!("{prefix}_tasks_per_s"), embedded.tasks_per_s, 0);
+        report.float(&format!("{prefix}_submit_per_s"), embedded.submit_per_s, 0);
+        report.float(
+            &format!("{prefix}_rtt_p50_ms"),
+            embedded.rtt.p50_us / 1e3,
+            3,
+        );
+        report.float(
+            &format!("{prefix}_rtt_p99_ms"),
+            embedded.rtt.p99_us / 1e3,
+            3,
+        );
+    }
 
     if let Some(path) = &options.celery {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+mod journal;
 pub mod metrics;
 pub mod models;
 pub mod runtime;

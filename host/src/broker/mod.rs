@@ -58,6 +58,40 @@ pub struct BrokerConfig {
     pub idempotency_window: Duration,
     /// Events kept in the event log (older ones are dropped).
     pub event_log_capacity: u64,
+    /// When the embedded broker's writes reach the disk. (A Redis server's
+    /// are its own `appendfsync` setting.)
+    pub journal_sync: JournalSync,
+}
+
+/// When the embedded broker syncs its journal to disk. Either way a write
+/// is in the journal before it is answered, so it survives a crash of the
+/// process; the choice is what a crash of the machine (or a power cut) may
+/// take, as with Redis' `appendfsync always` and `everysec`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalSync {
+    /// Before answering each submission, settlement and other change a
+    /// caller relies on (leases and heartbeats excepted: a lost lease means
+    /// a redelivery, which leases allow for). Nothing answered is lost.
+    Always,
+    /// At least once a second. A machine crash may lose the last second.
+    /// The default: Redis' default `everysec`, and a sync costs more than
+    /// everything else a task needs from the broker.
+    #[default]
+    EverySecond,
+}
+
+impl std::str::FromStr for JournalSync {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "always" => Ok(JournalSync::Always),
+            "every-second" | "everysec" => Ok(JournalSync::EverySecond),
+            other => Err(format!(
+                "unknown journal sync {other:?}: use `always` or `every-second`"
+            )),
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -71,6 +105,7 @@ impl Default for BrokerConfig {
             result_expires: Duration::from_secs(3600),
             idempotency_window: Duration::from_secs(24 * 3600),
             event_log_capacity: 100_000,
+            journal_sync: JournalSync::default(),
         }
     }
 }

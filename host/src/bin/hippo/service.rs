@@ -2,7 +2,7 @@
 
 use clap::Args;
 use hippo::api::{AppState, KeyStore};
-use hippo::broker::BrokerConfig;
+use hippo::broker::{BrokerConfig, JournalSync};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
 use hippo::runtime::RuntimeConfig;
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
@@ -26,6 +26,11 @@ pub struct Connection {
     /// Seconds a finished task's result is kept.
     #[arg(long, env = "HIPPO_RESULT_EXPIRES", default_value_t = 3600)]
     pub result_expires: u64,
+    /// When the embedded broker syncs its journal: `every-second` (default;
+    /// a machine crash may lose the last second, a process crash nothing)
+    /// or `always` (before answering each write).
+    #[arg(long, env = "HIPPO_BROKER_SYNC", default_value = "every-second")]
+    pub broker_sync: JournalSync,
 }
 
 impl Connection {
@@ -37,6 +42,7 @@ impl Connection {
     pub fn broker_config(&self) -> BrokerConfig {
         BrokerConfig {
             result_expires: Duration::from_secs(self.result_expires),
+            journal_sync: self.broker_sync,
             ..BrokerConfig::default()
         }
     }

@@ -40,39 +40,35 @@ fn read_entry(
 }
 
 /// Replaces `key`'s entry (or removes it), keeping the expiry index in step.
-fn write_entry(
-    txn: &WriteTransaction,
-    key: &str,
-    entry: Option<&KvEntry>,
-) -> Result<bool, BrokerError> {
-    let mut table = txn.open_table(KV).map_err(storage)?;
-    let mut expiry = txn.open_table(KV_EXPIRY).map_err(storage)?;
+fn write_entry(txn: &Tx, key: &str, entry: Option<&KvEntry>) -> Result<bool, BrokerError> {
+    let mut table = txn.open(KV)?;
+    let mut expiry = txn.open(KV_EXPIRY)?;
     let previous = match table.get(key).map_err(storage)? {
         Some(bytes) => Some(serde_json::from_slice::<KvEntry>(bytes.value()).map_err(corrupt)?),
         None => None,
     };
     if let Some(at) = previous.as_ref().and_then(|p| p.expires_ms) {
-        expiry.remove((at, key)).map_err(storage)?;
+        expiry.remove((at, key))?;
     }
     match entry {
         Some(entry) => {
             let bytes = serde_json::to_vec(entry).map_err(corrupt)?;
-            table.insert(key, bytes.as_slice()).map_err(storage)?;
+            table.insert(key, bytes.as_slice())?;
             if let Some(at) = entry.expires_ms {
-                expiry.insert((at, key), ()).map_err(storage)?;
+                expiry.insert((at, key), ())?;
             }
         }
         None => {
-            table.remove(key).map_err(storage)?;
+            table.remove(key)?;
         }
     }
     Ok(previous.is_some_and(|p| p.live(now_ms()).is_some()))
 }
 
 /// Removes a few keys whose TTL has passed.
-fn sweep(txn: &WriteTransaction, now: u64) -> Result<(), BrokerError> {
+fn sweep(txn: &Tx, now: u64) -> Result<(), BrokerError> {
     let due: Vec<(u64, String)> = {
-        let expiry = txn.open_table(KV_EXPIRY).map_err(storage)?;
+        let expiry = txn.open(KV_EXPIRY)?;
         let mut due = Vec::new();
         for entry in expiry.range((0u64, "")..).map_err(storage)? {
             let (key, _) = entry.map_err(storage)?;
@@ -84,11 +80,11 @@ fn sweep(txn: &WriteTransaction, now: u64) -> Result<(), BrokerError> {
         }
         due
     };
-    let mut table = txn.open_table(KV).map_err(storage)?;
-    let mut expiry = txn.open_table(KV_EXPIRY).map_err(storage)?;
+    let mut table = txn.open(KV)?;
+    let mut expiry = txn.open(KV_EXPIRY)?;
     for (at, name) in due {
-        expiry.remove((at, name.as_str())).map_err(storage)?;
-        table.remove(name.as_str()).map_err(storage)?;
+        expiry.remove((at, name.as_str()))?;
+        table.remove(name.as_str())?;
     }
     Ok(())
 }
@@ -128,7 +124,7 @@ impl KeyValue for EmbeddedBroker {
         self.write(true, move |txn, _| {
             let now = now_ms();
             sweep(txn, now)?;
-            let current = read_entry(&txn.open_table(KV).map_err(storage)?, &key, now)?;
+            let current = read_entry(&*txn.open(KV)?, &key, now)?;
             let next = match incremented(current.as_ref().map(|e| e.value.as_slice()), delta) {
                 Ok(next) => next,
                 Err(error) => return Ok((Err(error), None)),

@@ -2,17 +2,15 @@
 //! single `hippo serve` process with no server to run.
 //!
 //! One writer thread owns every write and applies them in group commits: it
-//! takes all operations waiting, runs them in one transaction and syncs once,
-//! so a busy broker pays one `fsync` for many tasks while each caller still
-//! gets its answer only after its change is on disk. Reads run concurrently
-//! on snapshots.
+//! takes all operations waiting and runs them in one transaction, whose
+//! changes it appends to a journal before it answers (see [`journal`]), so
+//! a busy broker pays one append (and at most one sync) for many tasks.
+//! Reads run concurrently on snapshots.
 
 use super::model::*;
-use super::{Broker, BrokerConfig, BrokerError};
+use super::{Broker, BrokerConfig, BrokerError, JournalSync};
 use crate::runtime::Progress;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,10 +18,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
 
+mod journal;
 mod kv;
 mod tables;
 mod writer;
 
+use journal::{Journal, Tx};
 use tables::*;
 use writer::*;
 
@@ -47,23 +47,14 @@ impl EmbeddedBroker {
             .map_err(storage)?
             .map_err(storage)?;
         let db = Arc::new(db);
-        {
-            // Create every table up front so readers never miss one.
-            let txn = db.begin_write().map_err(storage)?;
-            txn.open_table(TASKS).map_err(storage)?;
-            txn.open_table(READY).map_err(storage)?;
-            txn.open_table(LEASES).map_err(storage)?;
-            txn.open_table(DELAYED).map_err(storage)?;
-            txn.open_table(EXPIRY).map_err(storage)?;
-            txn.open_table(IDEMPOTENCY).map_err(storage)?;
-            txn.open_table(DEAD).map_err(storage)?;
-            txn.open_table(EVENTS).map_err(storage)?;
-            txn.open_table(WORKERS).map_err(storage)?;
-            txn.open_table(COUNTERS).map_err(storage)?;
-            txn.open_table(kv::KV).map_err(storage)?;
-            txn.open_table(kv::KV_EXPIRY).map_err(storage)?;
-            txn.commit().map_err(storage)?;
-        }
+        let journal = {
+            let db = db.clone();
+            let path = dir.join("broker.journal");
+            let policy = config.journal_sync;
+            tokio::task::spawn_blocking(move || Journal::recover(&db, &path, policy))
+                .await
+                .map_err(storage)??
+        };
         let (revocations, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             work: Notify::new(),
@@ -77,7 +68,7 @@ impl EmbeddedBroker {
                 let db = db.clone();
                 let shared = shared.clone();
                 let config = config.clone();
-                move || write_loop(&db, &config, &shared, requests)
+                move || write_loop(&db, journal, &config, &shared, requests)
             })
             .map_err(storage)?;
         Ok(EmbeddedBroker {
@@ -92,10 +83,7 @@ impl EmbeddedBroker {
     async fn write<R: Send + 'static>(
         &self,
         durable: bool,
-        job: impl FnOnce(
-            &WriteTransaction,
-            &BrokerConfig,
-        ) -> Result<(R, Option<Completion>), BrokerError>
+        job: impl FnOnce(&Tx, &BrokerConfig) -> Result<(R, Option<Completion>), BrokerError>
         + Send
         + 'static,
     ) -> Result<R, BrokerError> {
@@ -141,7 +129,7 @@ impl EmbeddedBroker {
             let now = now_ms();
             let mut deliveries = Vec::new();
             let mut finished = Vec::new();
-            let mut ready = txn.open_table(READY).map_err(storage)?;
+            let mut ready = txn.open(READY)?;
             'queues: for queue in &queues {
                 for band in Band::ALL {
                     let band = band as u8;
@@ -154,7 +142,7 @@ impl EmbeddedBroker {
                             .map_err(storage)?
                             .map(|(k, v)| (k.value().2, v.value().to_string()));
                         let Some((seq, task_id)) = first else { break };
-                        ready.remove((queue.as_str(), band, seq)).map_err(storage)?;
+                        ready.remove((queue.as_str(), band, seq))?;
                         let Some(mut task) = load(txn, &task_id)? else {
                             continue;
                         };
@@ -179,10 +167,8 @@ impl EmbeddedBroker {
                             expires_ms,
                             receipt: receipt.clone(),
                         });
-                        txn.open_table(LEASES)
-                            .map_err(storage)?
-                            .insert((expires_ms, task_id.as_str()), ())
-                            .map_err(storage)?;
+                        txn.open(LEASES)?
+                            .insert((expires_ms, task_id.as_str()), ())?;
                         task.record.state = TaskState::Received;
                         task.record.worker = Some(consumer.clone());
                         task.record.updated_ms = now;
@@ -215,11 +201,7 @@ impl EmbeddedBroker {
         &self,
         delivery: &Delivery,
         durable: bool,
-        change: impl FnOnce(
-            &WriteTransaction,
-            &BrokerConfig,
-            &mut StoredTask,
-        ) -> Result<(), BrokerError>
+        change: impl FnOnce(&Tx, &BrokerConfig, &mut StoredTask) -> Result<(), BrokerError>
         + Send
         + 'static,
     ) -> Result<LeaseStatus, BrokerError> {
@@ -257,7 +239,7 @@ impl Broker for EmbeddedBroker {
         self.write(true, move |txn, config| {
             let now = now_ms();
             if let Some(key) = &message.idempotency_key {
-                let mut keys = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+                let mut keys = txn.open(IDEMPOTENCY)?;
                 let seen: Option<(String, u64)> = keys
                     .get(key.as_str())
                     .map_err(storage)?
@@ -278,8 +260,7 @@ impl Broker for EmbeddedBroker {
                 keys.insert(
                     key.as_str(),
                     encode(&(message.id.clone(), now + window))?.as_slice(),
-                )
-                .map_err(storage)?;
+                )?;
             }
             let task_id = message.id.clone();
             let due = message.eta_ms.filter(|eta| *eta > now);
@@ -356,10 +337,7 @@ impl Broker for EmbeddedBroker {
             drop_lease(txn, task)?;
             let expires_ms = now_ms() + lease.as_millis() as u64;
             let id = task.record.message.id.clone();
-            txn.open_table(LEASES)
-                .map_err(storage)?
-                .insert((expires_ms, id.as_str()), ())
-                .map_err(storage)?;
+            txn.open(LEASES)?.insert((expires_ms, id.as_str()), ())?;
             let receipt = format!("{id}:{}", task.generation);
             let consumer = task.record.worker.clone().unwrap_or_default();
             task.lease = Some(Lease {
@@ -472,10 +450,7 @@ impl Broker for EmbeddedBroker {
                     task.record.last_run = Some(meta);
                     if dead_letter {
                         let seq = next(txn, "dead")?;
-                        txn.open_table(DEAD)
-                            .map_err(storage)?
-                            .insert((seq, task_id.as_str()), ())
-                            .map_err(storage)?;
+                        txn.open(DEAD)?.insert((seq, task_id.as_str()), ())?;
                         task.dead_seq = Some(seq);
                     }
                     finish(txn, config, &mut task, TaskState::Failure, Some(&detail))?;
@@ -665,8 +640,7 @@ impl Broker for EmbeddedBroker {
         let queue = queue.to_string();
         self.write(true, move |txn, config| {
             let ids: Vec<String> = txn
-                .open_table(READY)
-                .map_err(storage)?
+                .open(READY)?
                 .range((queue.as_str(), 0u8, 0u64)..=(queue.as_str(), u8::MAX, u64::MAX))
                 .map_err(storage)?
                 .map(|entry| entry.map(|(_, id)| id.value().to_string()).map_err(storage))
@@ -704,10 +678,7 @@ impl Broker for EmbeddedBroker {
             let Some(seq) = dead.dead_seq.take() else {
                 return Ok((None, None));
             };
-            txn.open_table(DEAD)
-                .map_err(storage)?
-                .remove((seq, task_id.as_str()))
-                .map_err(storage)?;
+            txn.open(DEAD)?.remove((seq, task_id.as_str()))?;
             store(txn, &dead)?;
             let mut message = dead.record.message;
             message.id = uuid::Uuid::new_v4().to_string();
@@ -744,8 +715,7 @@ impl Broker for EmbeddedBroker {
     async fn purge_dead_letters(&self) -> Result<u64, BrokerError> {
         self.write(true, |txn, _| {
             let letters: Vec<String> = txn
-                .open_table(DEAD)
-                .map_err(storage)?
+                .open(DEAD)?
                 .iter()
                 .map_err(storage)?
                 .map(|entry| {
@@ -761,10 +731,7 @@ impl Broker for EmbeddedBroker {
                     store(txn, &task)?;
                 }
             }
-            txn.open_table(DEAD)
-                .map_err(storage)?
-                .retain(|_, _| false)
-                .map_err(storage)?;
+            txn.open(DEAD)?.retain(|_, _| false)?;
             Ok((letters.len() as u64, None))
         })
         .await
@@ -778,10 +745,7 @@ impl Broker for EmbeddedBroker {
         let value = encode(&(heartbeat, now_ms() + ttl.as_millis() as u64))?;
         let name = heartbeat.name.clone();
         self.write(false, move |txn, _| {
-            txn.open_table(WORKERS)
-                .map_err(storage)?
-                .insert(name.as_str(), value.as_slice())
-                .map_err(storage)?;
+            txn.open(WORKERS)?.insert(name.as_str(), value.as_slice())?;
             Ok(((), None))
         })
         .await
@@ -824,10 +788,7 @@ impl Broker for EmbeddedBroker {
             let mut moved = 0;
             let due: Vec<(u64, String)> = keys_before(txn, DELAYED, now)?;
             for (due_ms, id) in due {
-                txn.open_table(DELAYED)
-                    .map_err(storage)?
-                    .remove((due_ms, id.as_str()))
-                    .map_err(storage)?;
+                txn.open(DELAYED)?.remove((due_ms, id.as_str()))?;
                 let Some(mut task) = load(txn, &id)? else {
                     continue;
                 };
@@ -867,31 +828,19 @@ impl Broker for EmbeddedBroker {
                 moved += 1;
             }
             for (expires_ms, id) in keys_before(txn, EXPIRY, now)? {
-                txn.open_table(EXPIRY)
-                    .map_err(storage)?
-                    .remove((expires_ms, id.as_str()))
-                    .map_err(storage)?;
+                txn.open(EXPIRY)?.remove((expires_ms, id.as_str()))?;
                 let Some(task) = load(txn, &id)? else {
                     continue;
                 };
                 if let Some(seq) = task.dead_seq {
-                    txn.open_table(DEAD)
-                        .map_err(storage)?
-                        .remove((seq, id.as_str()))
-                        .map_err(storage)?;
+                    txn.open(DEAD)?.remove((seq, id.as_str()))?;
                 }
-                txn.open_table(TASKS)
-                    .map_err(storage)?
-                    .remove(id.as_str())
-                    .map_err(storage)?;
+                txn.open(TASKS)?.remove(id.as_str())?;
             }
-            txn.open_table(IDEMPOTENCY)
-                .map_err(storage)?
-                .retain(|_, value| {
-                    serde_json::from_slice::<(String, u64)>(value)
-                        .is_ok_and(|(_, expires_ms)| expires_ms > now)
-                })
-                .map_err(storage)?;
+            txn.open(IDEMPOTENCY)?.retain(|_, value| {
+                serde_json::from_slice::<(String, u64)>(value)
+                    .is_ok_and(|(_, expires_ms)| expires_ms > now)
+            })?;
             let completion: Option<Completion> = (moved > 0)
                 .then(|| Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion);
             Ok((moved, completion))

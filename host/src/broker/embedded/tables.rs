@@ -66,38 +66,33 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
     serde_json::to_vec(value).map_err(corrupt)
 }
 
-pub(super) fn load(
-    txn: &WriteTransaction,
-    task_id: &str,
-) -> Result<Option<StoredTask>, BrokerError> {
-    let tasks = txn.open_table(TASKS).map_err(storage)?;
+pub(super) fn load(txn: &Tx, task_id: &str) -> Result<Option<StoredTask>, BrokerError> {
+    let tasks = txn.open(TASKS)?;
     let value = tasks.get(task_id).map_err(storage)?;
     value.map(|v| decode(v.value())).transpose()
 }
 
-pub(super) fn store(txn: &WriteTransaction, task: &StoredTask) -> Result<(), BrokerError> {
+pub(super) fn store(txn: &Tx, task: &StoredTask) -> Result<(), BrokerError> {
     let bytes = encode(task)?;
-    txn.open_table(TASKS)
-        .map_err(storage)?
-        .insert(task.record.message.id.as_str(), bytes.as_slice())
-        .map_err(storage)?;
+    txn.open(TASKS)?
+        .insert(task.record.message.id.as_str(), bytes.as_slice())?;
     Ok(())
 }
 
-pub(super) fn next(txn: &WriteTransaction, counter: &str) -> Result<u64, BrokerError> {
-    let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+pub(super) fn next(txn: &Tx, counter: &str) -> Result<u64, BrokerError> {
+    let mut counters = txn.open(COUNTERS)?;
     let value = counters
         .get(counter)
         .map_err(storage)?
         .map(|v| v.value())
         .unwrap_or(0)
         + 1;
-    counters.insert(counter, value).map_err(storage)?;
+    counters.insert(counter, value)?;
     Ok(value)
 }
 
 pub(super) fn append_event(
-    txn: &WriteTransaction,
+    txn: &Tx,
     config: &BrokerConfig,
     record: &TaskRecord,
     detail: Option<String>,
@@ -113,34 +108,27 @@ pub(super) fn append_event(
         worker: record.worker.clone(),
         detail,
     };
-    let mut events = txn.open_table(EVENTS).map_err(storage)?;
-    events
-        .insert(seq, encode(&event)?.as_slice())
-        .map_err(storage)?;
+    let mut events = txn.open(EVENTS)?;
+    events.insert(seq, encode(&event)?.as_slice())?;
     if seq > config.event_log_capacity {
-        events
-            .remove(seq - config.event_log_capacity)
-            .map_err(storage)?;
+        events.remove(seq - config.event_log_capacity)?;
     }
     Ok(())
 }
 
 /// Puts a task at the back of its ready queue.
 pub(super) fn make_ready(
-    txn: &WriteTransaction,
+    txn: &Tx,
     config: &BrokerConfig,
     task: &mut StoredTask,
     detail: Option<String>,
 ) -> Result<(), BrokerError> {
     let seq = next(txn, "ready")?;
     let message = &task.record.message;
-    txn.open_table(READY)
-        .map_err(storage)?
-        .insert(
-            (message.queue.as_str(), message.band() as u8, seq),
-            message.id.as_str(),
-        )
-        .map_err(storage)?;
+    txn.open(READY)?.insert(
+        (message.queue.as_str(), message.band() as u8, seq),
+        message.id.as_str(),
+    )?;
     task.ready_seq = Some(seq);
     task.record.state = if task.record.state == TaskState::Retry {
         TaskState::Retry
@@ -151,52 +139,39 @@ pub(super) fn make_ready(
     append_event(txn, config, &task.record, detail)
 }
 
-pub(super) fn schedule(
-    txn: &WriteTransaction,
-    task: &mut StoredTask,
-    due_ms: u64,
-) -> Result<(), BrokerError> {
-    txn.open_table(DELAYED)
-        .map_err(storage)?
-        .insert((due_ms, task.record.message.id.as_str()), ())
-        .map_err(storage)?;
+pub(super) fn schedule(txn: &Tx, task: &mut StoredTask, due_ms: u64) -> Result<(), BrokerError> {
+    txn.open(DELAYED)?
+        .insert((due_ms, task.record.message.id.as_str()), ())?;
     task.due_ms = Some(due_ms);
     Ok(())
 }
 
-pub(super) fn drop_lease(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+pub(super) fn drop_lease(txn: &Tx, task: &mut StoredTask) -> Result<(), BrokerError> {
     if let Some(lease) = task.lease.take() {
-        txn.open_table(LEASES)
-            .map_err(storage)?
-            .remove((lease.expires_ms, task.record.message.id.as_str()))
-            .map_err(storage)?;
+        txn.open(LEASES)?
+            .remove((lease.expires_ms, task.record.message.id.as_str()))?;
     }
     Ok(())
 }
 
 /// Takes a task out of whatever queue, schedule or lease it sits in.
-pub(super) fn detach(txn: &WriteTransaction, task: &mut StoredTask) -> Result<(), BrokerError> {
+pub(super) fn detach(txn: &Tx, task: &mut StoredTask) -> Result<(), BrokerError> {
     drop_lease(txn, task)?;
     let id = task.record.message.id.clone();
     if let Some(seq) = task.ready_seq.take() {
         let message = &task.record.message;
-        txn.open_table(READY)
-            .map_err(storage)?
-            .remove((message.queue.as_str(), message.band() as u8, seq))
-            .map_err(storage)?;
+        txn.open(READY)?
+            .remove((message.queue.as_str(), message.band() as u8, seq))?;
     }
     if let Some(due) = task.due_ms.take() {
-        txn.open_table(DELAYED)
-            .map_err(storage)?
-            .remove((due, id.as_str()))
-            .map_err(storage)?;
+        txn.open(DELAYED)?.remove((due, id.as_str()))?;
     }
     Ok(())
 }
 
 /// Moves a task to a terminal state; its record expires after `result_expires`.
 pub(super) fn finish(
-    txn: &WriteTransaction,
+    txn: &Tx,
     config: &BrokerConfig,
     task: &mut StoredTask,
     state: TaskState,
@@ -205,10 +180,8 @@ pub(super) fn finish(
     detach(txn, task)?;
     let now = now_ms();
     let expires_ms = now + config.result_expires.as_millis() as u64;
-    txn.open_table(EXPIRY)
-        .map_err(storage)?
-        .insert((expires_ms, task.record.message.id.as_str()), ())
-        .map_err(storage)?;
+    txn.open(EXPIRY)?
+        .insert((expires_ms, task.record.message.id.as_str()), ())?;
     task.expires_ms = Some(expires_ms);
     task.record.state = state;
     task.record.updated_ms = now;
@@ -219,11 +192,11 @@ pub(super) fn finish(
 
 /// Keys of a time-ordered table whose time is at or before `now`.
 pub(super) fn keys_before(
-    txn: &WriteTransaction,
-    table: TableDefinition<(u64, &str), ()>,
+    txn: &Tx,
+    table: TableDefinition<'static, (u64, &'static str), ()>,
     now: u64,
 ) -> Result<Vec<(u64, String)>, BrokerError> {
-    let table = txn.open_table(table).map_err(storage)?;
+    let table = txn.open(table)?;
     let mut keys = Vec::new();
     for entry in table.range((0u64, "")..).map_err(storage)? {
         let (key, _) = entry.map_err(storage)?;

@@ -1,11 +1,12 @@
 //! The writer thread: every write of the embedded broker goes through it
-//! and is group-committed.
+//! and is group-committed, journaled first (see [`super::journal`]).
 
+use super::journal::{Journal, SYNC_EVERY, Tx};
 use super::*;
+use redb::Durability;
 
 pub(super) type Completion = Box<dyn FnOnce(&Shared) + Send>;
-pub(super) type Job =
-    Box<dyn FnOnce(&WriteTransaction, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
+pub(super) type Job = Box<dyn FnOnce(&Tx, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
 
 pub(super) struct Request {
     pub(super) job: Job,
@@ -38,16 +39,26 @@ impl Shared {
     }
 }
 
-/// The writer thread: group commits until every sender is gone.
+/// The writer thread: group commits until every sender is gone, then a
+/// last checkpoint.
 pub(super) fn write_loop(
     db: &Database,
+    mut journal: Journal,
     config: &BrokerConfig,
     shared: &Shared,
     requests: std::sync::mpsc::Receiver<Request>,
 ) {
     /// Enough to amortise one sync over many tasks without starving callers.
     const MAX_BATCH: usize = 512;
-    while let Ok(first) = requests.recv() {
+    loop {
+        let first = match requests.recv_timeout(SYNC_EVERY) {
+            Ok(first) => first,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                keep_up(db, &mut journal);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
@@ -58,18 +69,7 @@ pub(super) fn write_loop(
         let durable = batch.iter().any(|r| r.durable);
         let (jobs, answers): (Vec<Job>, Vec<_>) =
             batch.into_iter().map(|r| (r.job, r.done)).unzip();
-        let committed = (|| {
-            let mut txn = db.begin_write().map_err(storage)?;
-            if !durable {
-                // Leases and heartbeats only: losing the last few in a crash
-                // means a redelivery, which leases already allow for.
-                txn.set_durability(Durability::None).map_err(storage)?;
-            }
-            let results: Vec<_> = jobs.into_iter().map(|job| job(&txn, config)).collect();
-            txn.commit().map_err(storage)?;
-            Ok::<_, BrokerError>(results)
-        })();
-        match committed {
+        match commit(db, &mut journal, config, jobs, durable) {
             Ok(results) => {
                 for (result, answer) in results.into_iter().zip(answers) {
                     let _ = answer.send(result.map(|completion| completion(shared)));
@@ -82,5 +82,47 @@ pub(super) fn write_loop(
                 }
             }
         }
+        keep_up(db, &mut journal);
+    }
+    if let Err(error) = journal.checkpoint(db) {
+        tracing::error!(%error, "broker checkpoint at shutdown failed; the journal replays at the next start");
+    }
+}
+
+/// Runs `jobs` in one transaction, journals their changes (see
+/// [`JournalSync`] for when they are synced; `durable` says whether a
+/// caller relies on them) and commits without a sync of redb's own.
+fn commit(
+    db: &Database,
+    journal: &mut Journal,
+    config: &BrokerConfig,
+    jobs: Vec<Job>,
+    durable: bool,
+) -> Result<Vec<Result<Completion, BrokerError>>, BrokerError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    txn.set_durability(Durability::None).map_err(storage)?;
+    let tx = Tx::new(&txn);
+    let results: Vec<_> = jobs.into_iter().map(|job| job(&tx, config)).collect();
+    let changes = tx.into_changes();
+    let before = journal.len();
+    if !changes.is_empty() {
+        journal.append(&changes, durable)?;
+    }
+    if let Err(error) = txn.commit() {
+        journal.truncate_to(before)?;
+        return Err(storage(error));
+    }
+    Ok(results)
+}
+
+/// The journal's periodic work: its sync and redb's checkpoint, when due.
+fn keep_up(db: &Database, journal: &mut Journal) {
+    if let Err(error) = journal.sync_if_due() {
+        tracing::error!(%error, "broker journal sync failed; retrying later");
+    }
+    if journal.wants_checkpoint()
+        && let Err(error) = journal.checkpoint(db)
+    {
+        tracing::error!(%error, "broker checkpoint failed; retrying later");
     }
 }
