@@ -99,6 +99,11 @@ impl JournalFile {
         Ok(())
     }
 
+    /// Bytes a record with a body of `body_len` bytes takes in the file.
+    pub(crate) fn record_len(body_len: usize) -> u64 {
+        (HEADER + body_len) as u64
+    }
+
     /// Bytes of whole records.
     pub(crate) fn len(&self) -> u64 {
         self.len

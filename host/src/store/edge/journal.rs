@@ -32,15 +32,22 @@ fn unavailable(path: &Path, error: std::io::Error) -> StoreError {
 impl Journal {
     /// Opens (or creates) the journal and reads its whole entries.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Entry>), StoreError> {
-        let (file, bodies) = JournalFile::open(path).map_err(|e| unavailable(path, e))?;
+        let (mut file, bodies) = JournalFile::open(path).map_err(|e| unavailable(path, e))?;
         let mut entries = Vec::with_capacity(bodies.len());
+        let mut at = 0;
         for body in bodies {
             // A record that passed its digest but does not parse was written
-            // by another version: what follows it cannot be trusted either.
+            // by another version: it and what follows are cut off, as a torn
+            // record is, so later appends are not stranded behind it.
             match serde_json::from_slice(&body) {
                 Ok(entry) => entries.push(entry),
-                Err(_) => break,
+                Err(_) => {
+                    tracing::warn!(journal = %path.display(), "cut an unreadable record off the journal");
+                    file.truncate(at).map_err(|e| unavailable(path, e))?;
+                    break;
+                }
             }
+            at += JournalFile::record_len(body.len());
         }
         Ok((Journal(file), entries))
     }
@@ -121,5 +128,27 @@ mod tests {
         }
         j.truncate(whole).unwrap();
         assert_eq!(Journal::open(&path).unwrap().1.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_cut_so_later_appends_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&Entry::Delete(vec![Uuid::from_u128(1)])).unwrap();
+        // A whole record (its digest holds) that is not an entry.
+        j.0.append(b"not an entry", true).unwrap();
+        drop(j);
+        let (mut j, entries) = Journal::open(&path).unwrap();
+        assert_eq!(entries.len(), 1);
+        j.append(&Entry::Delete(vec![Uuid::from_u128(2)])).unwrap();
+        drop(j);
+        match &Journal::open(&path).unwrap().1[..] {
+            [Entry::Delete(first), Entry::Delete(second)] => {
+                assert_eq!(first, &[Uuid::from_u128(1)]);
+                assert_eq!(second, &[Uuid::from_u128(2)]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
