@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 const CHECKPOINT_BYTES: u64 = 16 << 20;
 /// Longest time between checkpoints while writes come in.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// Longest time an appended frame stays unsynced under
+/// Longest time an appended record stays unsynced under
 /// [`JournalSync::EverySecond`]; also how often an idle writer looks.
 pub(super) const SYNC_EVERY: Duration = Duration::from_secs(1);
 
@@ -112,7 +112,7 @@ impl<'a> Tx<'a> {
     ) -> Result<Table<'_, K, V>, BrokerError> {
         Ok(Table {
             inner: self.txn.open_table(definition).map_err(storage)?,
-            name: definition.name().to_owned(),
+            definition,
             changes: &self.changes,
         })
     }
@@ -126,7 +126,8 @@ impl<'a> Tx<'a> {
 /// A table of a [`Tx`]: reads through `Deref`, writes recorded.
 pub(super) struct Table<'t, K: Key + 'static, V: Value + 'static> {
     inner: redb::Table<'t, K, V>,
-    name: String,
+    /// Names the table in each recorded change.
+    definition: TableDefinition<'static, K, V>,
     changes: &'t RefCell<Vec<u8>>,
 }
 
@@ -140,9 +141,10 @@ impl<'t, K: Key + 'static, V: Value + 'static> std::ops::Deref for Table<'t, K, 
 
 impl<'t, K: Key + 'static, V: Value + 'static> Table<'t, K, V> {
     fn record(&self, key: &[u8], value: Option<&[u8]>) {
+        let name = self.definition.name();
         let mut changes = self.changes.borrow_mut();
-        changes.push(self.name.len() as u8);
-        changes.extend_from_slice(self.name.as_bytes());
+        changes.push(name.len() as u8);
+        changes.extend_from_slice(name.as_bytes());
         changes.extend_from_slice(&(key.len() as u32).to_le_bytes());
         changes.extend_from_slice(key);
         match value {
@@ -216,7 +218,9 @@ impl Journal {
         policy: JournalSync,
     ) -> Result<Journal, BrokerError> {
         let (file, records) = JournalFile::open(path).map_err(storage)?;
-        let txn = db.begin_write().map_err(storage)?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        // The checkpoint below makes it durable: one sync at start-up.
+        txn.set_durability(Durability::None).map_err(storage)?;
         create_tables(&txn)?;
         for changes in &records {
             replay(&txn, changes)?;
@@ -270,6 +274,7 @@ impl Journal {
         self.file.truncate(len).map_err(storage)
     }
 
+    /// Bytes of whole records.
     pub(super) fn len(&self) -> u64 {
         self.file.len()
     }
