@@ -476,12 +476,50 @@ async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backen
             .unwrap()
     );
 
-    // A consumer whose wait ended, with or without a task, takes nothing more.
-    let next = submit(&b, message("after", "default", 5)).await;
+    // The wait outlives the call on Redis, until its time is up or it
+    // brought `max` tasks: the next task goes to the waiter at once, and its
+    // next reserve returns it. (The embedded broker's wait ends with the
+    // call; the task waits in the queue for that reserve.)
+    let next = submit(&b, message("next", "default", 5)).await;
+    let started = Instant::now();
+    let got = b
+        .reserve("waiter", &all_queues(), 4, LEASE, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.id, next);
+    assert!(
+        b.settle(&got[0], success(json!(2), "waiter"))
+            .await
+            .unwrap()
+    );
+
+    // Ending the wait returns what was handed over since.
+    let third = submit(&b, message("third", "default", 5)).await;
+    let handed = b.stop_waiting("waiter", &all_queues()).await.unwrap();
+    let third_delivery = if b.redis.is_some() {
+        assert_eq!(handed.len(), 1, "the standing wait took the task");
+        handed.into_iter().next().unwrap()
+    } else {
+        assert!(handed.is_empty());
+        take_one(&b, "waiter").await.unwrap()
+    };
+    assert_eq!(third_delivery.message.id, third);
+    assert_eq!(third_delivery.consumer, "waiter");
+    assert_eq!(state(&b, &third).await, TaskState::Received);
+    assert!(
+        b.settle(&third_delivery, success(json!(3), "waiter"))
+            .await
+            .unwrap()
+    );
+
+    // A consumer whose wait ended, or ran out, takes nothing more.
+    let after = submit(&b, message("after", "default", 5)).await;
     let other = take_one(&b, "other")
         .await
         .expect("the next task is in the queue");
-    assert_eq!(other.message.id, next);
+    assert_eq!(other.message.id, after);
     let timed_out = b
         .reserve(
             "waiter",

@@ -133,6 +133,21 @@ pub trait Broker: kv::KeyValue + Send + Sync + std::fmt::Debug + 'static {
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError>;
 
+    /// Ends `consumer`'s wait for work on `queues` and returns the tasks
+    /// handed to it since its last `reserve`, which it now holds under
+    /// their leases. A backend may keep a consumer registered as waiting
+    /// after `reserve` returns (until `wait` passes or it brought `max`
+    /// tasks), so a consumer that stops reserving calls this; the default
+    /// is for backends whose waits end with the call.
+    async fn stop_waiting(
+        &self,
+        consumer: &str,
+        queues: &[String],
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let _ = (consumer, queues);
+        Ok(Vec::new())
+    }
+
     /// Extends the lease of a delivery the caller holds.
     async fn heartbeat(
         &self,

@@ -245,6 +245,18 @@ impl Worker {
                 }
             }
         }
+        // Tasks handed to us after the last reserve go back to the queue
+        // with the rest (no task starts after shutdown began).
+        match self
+            .broker
+            .stop_waiting(&self.config.name, &self.config.queues)
+            .await
+        {
+            Ok(late) => late.into_iter().for_each(|delivery| self.hold(delivery)),
+            Err(error) => {
+                tracing::warn!(%error, "could not end the wait for work; tasks handed meanwhile come back when their lease expires")
+            }
+        }
     }
 
     fn held_count(&self) -> usize {

@@ -72,6 +72,10 @@ const BATCH: usize = 500;
 const PRUNE_EVERY_MS: u64 = 60_000;
 const CONSUMER_IDLE_MS: u64 = 3_600_000;
 
+/// How long before its end a standing wait is no longer trusted: Redis
+/// expires it on its own clock, a moment after ours.
+const STANDING_MARGIN: Duration = Duration::from_millis(20);
+
 /// Idle connections kept for blocking reads.
 const MAX_IDLE_BLOCKING: usize = 16;
 
@@ -100,6 +104,8 @@ pub struct RedisBroker {
     conn: ConnectionManager,
     /// Connections for blocking reads, one per waiting `reserve`.
     blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// This process's consumers registered as waiting, by name.
+    standing: Mutex<HashMap<String, Standing>>,
     scripts: Scripts,
     /// Submissions, starts and settlements, sent in groups.
     writes: Writes,
@@ -209,6 +215,35 @@ fn published_record(id: &str, published: &str) -> Option<TaskRecord> {
         .filter(|record| record.state.is_terminal())
 }
 
+/// A consumer's registration as waiting for work (see the RESERVE script),
+/// as this process knows it.
+struct Standing {
+    queues: Vec<String>,
+    lease: Duration,
+    /// When the registration ends (at the latest).
+    until: Instant,
+    /// How many more tasks it may bring.
+    room: usize,
+}
+
+/// A delivery from the parts a script returns.
+fn delivery_of(
+    consumer: &str,
+    receipt: &str,
+    generation: &str,
+    message: &str,
+) -> Result<Delivery, BrokerError> {
+    Ok(Delivery {
+        message: serde_json::from_str(message)
+            .map_err(|e| corrupt(format!("entry {receipt}: message: {e}")))?,
+        generation: generation
+            .parse()
+            .map_err(|e| corrupt(format!("entry {receipt}: generation: {e}")))?,
+        consumer: consumer.to_owned(),
+        receipt: receipt.to_owned(),
+    })
+}
+
 /// The arguments of the SETTLE script ('' for what does not apply).
 struct SettleArgs {
     outcome: &'static str,
@@ -271,19 +306,15 @@ impl RedisBroker {
             .get_connection_manager_with_config(manager_config)
             .await
             .map_err(storage)?;
-        let channels = [format!("{prefix}done"), format!("{prefix}revoked")];
-        // Subscribed before the constructor returns, so no `wait` misses a completion.
-        let stream = subscribe(&client, &channels).await.map_err(storage)?;
-        let notifications = Arc::new(Notifications {
-            waiters: Mutex::new(Waiters::default()),
-            revocations: broadcast::channel(1024).0,
-        });
-        let relay = tokio::spawn(relay(
-            client.clone(),
-            channels,
-            notifications.clone(),
-            stream,
-        ));
+        let channels = Channels {
+            done: format!("{prefix}done"),
+            revoked: format!("{prefix}revoked"),
+        };
+        // Subscribed before the constructor returns, so no revocation is missed.
+        let (notifications, stream) = subscribe(&client, channels, config.result_expires)
+            .await
+            .map_err(storage)?;
+        let relay = tokio::spawn(relay(client.clone(), notifications.clone(), stream));
         let scripts = Scripts::new();
         let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(write_loop(
@@ -302,6 +333,7 @@ impl RedisBroker {
             client,
             conn,
             blocking: Mutex::new(Vec::new()),
+            standing: Mutex::default(),
             scripts,
             writes,
             notifications,
@@ -423,15 +455,17 @@ impl RedisBroker {
         Ok(out)
     }
 
-    /// Waits (up to `wait`) for a task handed to `consumer` (see the
-    /// RESERVE script), on a connection of its own: a blocking read would
-    /// stall every other command on the shared multiplexed connection.
-    /// Returns the inbox entry, `{entry id}\n{generation}\n{message}`.
+    /// Waits (up to `wait`) for tasks handed to `consumer` (see the RESERVE
+    /// script) and takes up to `max` of them, on a connection of its own: a
+    /// blocking read would stall every other command on the shared
+    /// multiplexed connection. Returns the inbox entries,
+    /// `{entry id}\n{generation}\n{message}`.
     async fn wait_in_inbox(
         &self,
         consumer: &str,
+        max: usize,
         wait: Duration,
-    ) -> Result<Option<String>, BrokerError> {
+    ) -> Result<Vec<String>, BrokerError> {
         let idle = self
             .blocking
             .lock()
@@ -449,14 +483,18 @@ impl RedisBroker {
                     .map_err(storage)?
             }
         };
-        let mut cmd = redis::cmd("BLPOP");
-        cmd.arg(self.key(&format!("inbox:{consumer}")))
-            .arg(wait.as_secs_f64().max(0.001));
+        let mut cmd = redis::cmd("BLMPOP");
+        cmd.arg(wait.as_secs_f64().max(0.001))
+            .arg(1)
+            .arg(self.key(&format!("inbox:{consumer}")))
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(max.max(1));
         // A guard against a server that never answers; the connection is
         // then dropped rather than reused.
         let reply = tokio::time::timeout(
             wait + Duration::from_secs(5),
-            cmd.query_async::<Option<(String, String)>>(&mut con),
+            cmd.query_async::<Option<(String, Vec<String>)>>(&mut con),
         )
         .await;
         match reply {
@@ -465,12 +503,39 @@ impl RedisBroker {
                 if idle.len() < MAX_IDLE_BLOCKING {
                     idle.push(con);
                 }
-                Ok(popped.map(|(_, delivery)| delivery))
+                Ok(popped.map(|(_, handed)| handed).unwrap_or_default())
             }
             Ok(Err(e)) => Err(storage(e)),
             Err(_) => Err(BrokerError::Storage(
                 "redis: blocking read timed out".into(),
             )),
+        }
+    }
+
+    /// The rest of `consumer`'s standing wait on exactly `queues` with
+    /// `lease`: how long it lasts and how many tasks it may still bring.
+    fn standing(
+        &self,
+        consumer: &str,
+        queues: &[String],
+        lease: Duration,
+    ) -> Option<(Duration, usize)> {
+        let standing = self.standing.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = standing.get(consumer)?;
+        let left = wait.until.checked_duration_since(Instant::now())?;
+        (wait.queues == queues && wait.lease == lease && wait.room > 0 && left > STANDING_MARGIN)
+            .then_some((left - STANDING_MARGIN, wait.room))
+    }
+
+    /// Counts `taken` tasks against `consumer`'s standing wait; it ends
+    /// when it brought all it was registered for.
+    fn took_from_standing(&self, consumer: &str, taken: usize) {
+        let mut standing = self.standing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = standing.get_mut(consumer) {
+            wait.room = wait.room.saturating_sub(taken);
+            if wait.room == 0 {
+                standing.remove(consumer);
+            }
         }
     }
 
@@ -513,7 +578,16 @@ impl Broker for RedisBroker {
             message.idempotency_key.clone().unwrap_or_default(),
             millis(self.config.idempotency_window).max(1).to_string(),
         ];
-        let (task_id, created): (String, i64) = self.write(args).await?;
+        // Followed and tracked before the submission, so that its end,
+        // however soon, is heard: a `wait` for it then reads nothing.
+        self.notifications.follow_results().await.map_err(storage)?;
+        self.notifications.track(&message.id);
+        let written: Result<(String, i64), _> = self.write(args).await;
+        let (task_id, created) =
+            written.inspect_err(|_| self.notifications.untrack(&message.id))?;
+        if created != 1 || task_id != message.id {
+            self.notifications.untrack(&message.id);
+        }
         Ok(Submitted {
             task_id,
             created: created == 1,
@@ -534,23 +608,38 @@ impl Broker for RedisBroker {
         if max == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let streams = self.streams(queues);
         let deadline = Instant::now() + wait;
-        let delivery = |receipt: &str, generation: &str, message: &str| {
-            Ok(Delivery {
-                message: serde_json::from_str(message)
-                    .map_err(|e| corrupt(format!("entry {receipt}: message: {e}")))?,
-                generation: generation
-                    .parse()
-                    .map_err(|e| corrupt(format!("entry {receipt}: generation: {e}")))?,
-                consumer: consumer.to_owned(),
-                receipt: receipt.to_owned(),
-            })
+        let delivery = |handed: &str| {
+            let mut parts = handed.splitn(3, '\n');
+            let (Some(receipt), Some(generation), Some(message)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("reserve: malformed hand-off"));
+            };
+            delivery_of(consumer, receipt, generation, message)
         };
+        // A standing wait (see below) brings everything new on our queues
+        // to our inbox: there is nothing else to look at.
+        if let Some((left, room)) = self
+            .standing(consumer, queues, lease)
+            .filter(|_| !wait.is_zero())
+        {
+            let handed = self
+                .wait_in_inbox(consumer, max.min(room), left.min(wait))
+                .await?;
+            self.took_from_standing(consumer, handed.len());
+            if !handed.is_empty() || wait < left {
+                return handed.iter().map(|h| delivery(h)).collect();
+            }
+        }
+        let streams = self.streams(queues);
         loop {
             // With time left, the script registers us as waiting when it
-            // finds nothing; without, it ends our wait.
+            // finds nothing; without, it ends our wait. A registration
+            // stands until the wait ends or it brought `max` tasks, also
+            // after this call returns: the next one then reads the inbox.
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let registered_at = Instant::now();
             let mut inv = self.invocation(&self.scripts.reserve);
             inv.key(&streams)
                 .arg(consumer)
@@ -560,24 +649,66 @@ impl Broker for RedisBroker {
                 .arg(queues);
             let reply: Vec<String> = self.run(&inv).await?;
             if !reply.is_empty() || remaining.is_zero() {
+                self.standing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(consumer);
                 return reply
                     .chunks(3)
                     .map(|chunk| match chunk {
-                        [receipt, message, generation] => delivery(receipt, generation, message),
+                        [receipt, message, generation] => {
+                            delivery_of(consumer, receipt, generation, message)
+                        }
                         _ => Err(corrupt("reserve: truncated reply")),
                     })
                     .collect();
             }
-            if let Some(handed) = self.wait_in_inbox(consumer, remaining).await? {
-                let mut parts = handed.splitn(3, '\n');
-                return match (parts.next(), parts.next(), parts.next()) {
-                    (Some(receipt), Some(generation), Some(message)) => {
-                        Ok(vec![delivery(receipt, generation, message)?])
-                    }
-                    _ => Err(corrupt("reserve: malformed hand-off")),
-                };
+            self.standing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    consumer.to_owned(),
+                    Standing {
+                        queues: queues.to_vec(),
+                        lease,
+                        until: registered_at + remaining,
+                        room: max,
+                    },
+                );
+            let handed = self.wait_in_inbox(consumer, max, remaining).await?;
+            if !handed.is_empty() {
+                self.took_from_standing(consumer, handed.len());
+                return handed.iter().map(|h| delivery(h)).collect();
             }
         }
+    }
+
+    async fn stop_waiting(
+        &self,
+        consumer: &str,
+        queues: &[String],
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        for queue in queues {
+            self.check_queue(queue)?;
+        }
+        self.standing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(consumer);
+        // Taking nothing new and not waiting: the script ends the wait and
+        // returns the inbox.
+        let mut inv = self.invocation(&self.scripts.reserve);
+        inv.arg(consumer).arg(0).arg(1).arg(0).arg(queues);
+        let reply: Vec<String> = self.run(&inv).await?;
+        reply
+            .chunks(3)
+            .map(|chunk| match chunk {
+                [receipt, message, generation] => {
+                    delivery_of(consumer, receipt, generation, message)
+                }
+                _ => Err(corrupt("reserve: truncated reply")),
+            })
+            .collect()
     }
 
     async fn heartbeat(
@@ -721,18 +852,29 @@ impl Broker for RedisBroker {
         timeout: Duration,
     ) -> Result<Option<TaskRecord>, BrokerError> {
         let deadline = Instant::now() + timeout;
+        self.notifications.follow_results().await.map_err(storage)?;
         let mut first = true;
         loop {
             // Interest first, then the check: a completion in between still wakes us.
-            let (_guard, notified) = self.notifications.register(task_id);
-            match self.task(task_id).await {
-                Ok(Some(record)) if !record.state.is_terminal() => {}
-                Ok(record) => return Ok(record),
-                // Redis is unreachable from the start: say so at once.
-                Err(e) if first => return Err(e),
-                // Woken because the subscription dropped: Redis may be
-                // restarting. The relay wakes us again once it is back.
-                Err(_) => {}
+            let (_guard, notified, known) = self.notifications.register(task_id);
+            let read = match known {
+                Known::Finished(Some(published)) => match published_record(task_id, &published) {
+                    Some(record) => return Ok(Some(record)),
+                    None => true,
+                },
+                Known::Finished(None) | Known::Nothing => true,
+                Known::Unfinished => false,
+            };
+            if read {
+                match self.task(task_id).await {
+                    Ok(Some(record)) if !record.state.is_terminal() => {}
+                    Ok(record) => return Ok(record),
+                    // Redis is unreachable from the start: say so at once.
+                    Err(e) if first => return Err(e),
+                    // Woken because the subscription dropped: Redis may be
+                    // restarting. The relay wakes us again once it is back.
+                    Err(_) => {}
+                }
             }
             first = false;
             let remaining = deadline.saturating_duration_since(Instant::now());

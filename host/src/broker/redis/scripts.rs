@@ -115,12 +115,13 @@ local function take(key, eid, id, consumer, lease_until)
 end
 
 -- Hands the newest entry of `key` (a stream of `queue`) to a consumer
--- blocked waiting for work on that queue, if any: the task is leased to it
--- at once and put in its inbox, which it is blocked reading. A consumer
--- waits only after finding its queues empty, and every entry added since
--- went to a waiting consumer, so the entry its group read returns is this
--- one (were it another, that one is handed over instead and this one waits
--- for the next reserve).
+-- waiting for work on that queue, if any: the task is leased to it at once
+-- and put in its inbox, which it is blocked reading (or reads next). A
+-- consumer waits only after finding its queues empty, and every entry added
+-- since went to a waiting consumer, so the entry its group read returns is
+-- this one (were it another, that one is handed over instead and this one
+-- waits for the next reserve). The consumer stays registered, at the back
+-- of the line, until it was handed as many tasks as it asked for.
 local function hand_off(key, queue)
   local waiting = P .. 'waiting:' .. queue
   while true do
@@ -129,16 +130,24 @@ local function hand_off(key, queue)
     local consumer, lease_ms = string.match(entry, '^(.*)|%d+|(%d+)$')
     local registration = P .. 'wait:' .. (consumer or '')
     if consumer and redis.call('GET', registration) == entry then
-      redis.call('DEL', registration)
       local entries = read_new(key, consumer, 1)
+      local taken = nil
       if entries then
         local lease_until = string.format('%d', NOW + tonumber(lease_ms))
-        local taken = take(key, entries[1][1], entries[1][2][2], consumer, lease_until)
-        if taken then
-          local inbox = P .. 'inbox:' .. consumer
-          redis.call('RPUSH', inbox, taken[1] .. '\n' .. taken[3] .. '\n' .. taken[2])
-          redis.call('PEXPIRE', inbox, lease_ms)
-        end
+        taken = take(key, entries[1][1], entries[1][2][2], consumer, lease_until)
+      end
+      if not taken then
+        -- Nothing to hand over after all: the consumer keeps its place.
+        redis.call('LPUSH', waiting, entry)
+        return
+      end
+      local inbox = P .. 'inbox:' .. consumer
+      redis.call('RPUSH', inbox, taken[1] .. '\n' .. taken[3] .. '\n' .. taken[2])
+      redis.call('PEXPIRE', inbox, lease_ms)
+      if redis.call('DECR', P .. 'room:' .. consumer) > 0 then
+        redis.call('RPUSH', waiting, entry)
+      else
+        redis.call('DEL', registration, P .. 'room:' .. consumer)
       end
       return
     end
@@ -294,11 +303,12 @@ return out
 
 /// Takes work for consumer ARGV[5]: first the tasks handed to it while it
 /// waited (its inbox), then up to ARGV[6] ready tasks from the streams in
-/// KEYS (priority order), under a lease of ARGV[7] ms. Taking work ends any
-/// earlier wait. When it finds none and ARGV[8] (ms) is not 0, the consumer
-/// registers as waiting on the queues ARGV[9..] for that long: a task that
-/// becomes ready meanwhile is leased to it and put in its inbox (see
-/// `hand_off`). Returns {entry id, message JSON, generation, ...}.
+/// KEYS (priority order), under a lease of ARGV[7] ms. It ends any earlier
+/// wait. When it finds none and ARGV[8] (ms) is not 0, the consumer
+/// registers as waiting on the queues ARGV[9..] for that long, for up to
+/// ARGV[6] tasks: a task that becomes ready meanwhile is leased to it and
+/// put in its inbox (see `hand_off`). Returns {entry id, message JSON,
+/// generation, ...}.
 const RESERVE: &str = r#"
 local consumer = ARGV[5]
 local max = tonumber(ARGV[6])
@@ -306,9 +316,10 @@ local lease_ms = ARGV[7]
 local wait_ms = tonumber(ARGV[8])
 local lease_until = string.format('%d', NOW + tonumber(lease_ms))
 local registration = P .. 'wait:' .. consumer
+local room = P .. 'room:' .. consumer
 local previous = redis.call('GET', registration)
 if previous then
-  redis.call('DEL', registration)
+  redis.call('DEL', registration, room)
   for i = 9, #ARGV do redis.call('LREM', P .. 'waiting:' .. ARGV[i], 0, previous) end
 end
 local out = {}
@@ -340,9 +351,10 @@ for _, key in ipairs(KEYS) do
   end
   if taken >= max then break end
 end
-if #out == 0 and wait_ms > 0 then
+if #out == 0 and wait_ms > 0 and max > 0 then
   local entry = consumer .. '|' .. redis.call('INCR', P .. 'wait-seq') .. '|' .. lease_ms
   redis.call('SET', registration, entry, 'PX', wait_ms)
+  redis.call('SET', room, max, 'PX', wait_ms)
   for i = 9, #ARGV do redis.call('RPUSH', P .. 'waiting:' .. ARGV[i], entry) end
 end
 return out
