@@ -198,6 +198,30 @@ on_both_brokers! {
         setup.shutdown().await;
     }
 
+    a_running_task_s_progress_reaches_the_broker(1, setup) {
+        // Works for 800 ms, reporting progress (in milliseconds) all along.
+        let mut message = TaskMessage::new("test.soft-partial", "default", json!(null));
+        message.limits.soft_time_limit_ms = Some(800);
+        message.limits.hard_time_limit_ms = Some(5_000);
+        let id = setup.submit_message(message).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let progress = loop {
+            let record = setup.broker.task(&id).await.unwrap().expect("task exists");
+            if record.state == TaskState::Progress
+                && let Some(progress) = record.progress.clone()
+            {
+                break progress;
+            }
+            assert!(!record.state.is_terminal(), "ended without reporting progress: {record:?}");
+            assert!(Instant::now() < deadline, "no progress while running: {record:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(progress.total >= 700 && progress.done <= progress.total, "{progress:?}");
+        let record = setup.finished(&id).await;
+        assert_eq!(record.state, TaskState::Success);
+        assert_eq!(record.result.unwrap()["partial"], json!(true));
+    }
+
     countdowns_are_honoured(2, setup) {
         let mut message = TaskMessage::new("test.noop", "default", json!(null));
         message.eta_ms = Some(hippo::broker::now_ms() + 700);

@@ -380,12 +380,12 @@ impl Worker {
                 meta,
             });
         };
-        let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<Progress>);
-        let forward = tokio::spawn(forward_progress(
-            self.broker.clone(),
-            delivery.clone(),
-            progress_rx,
-        ));
+        let forwarder = Arc::new(ProgressForwarder {
+            runtime: tokio::runtime::Handle::current(),
+            broker: self.broker.clone(),
+            delivery: delivery.clone(),
+            started: std::sync::OnceLock::new(),
+        });
         let request = TaskRequest {
             task_id: message.id.clone(),
             task_name: message.task.clone(),
@@ -394,13 +394,14 @@ impl Worker {
             input: serde_json::to_vec(&message.input).unwrap_or_else(|_| b"null".to_vec()),
             limits: message.limits,
             cancel,
-            progress: Some(Arc::new(move |p: &Progress| {
-                let _ = progress_tx.send(Some(p.clone()));
+            progress: Some(Arc::new({
+                let forwarder = forwarder.clone();
+                move |p: &Progress| forwarder.report(p)
             })),
         };
         let started_ms = now_ms();
         let outcome = self.registry.runtime().execute(plugin, request).await;
-        forward.abort();
+        forwarder.stop();
         let meta = self.meta(
             started_ms,
             Some(outcome.stats),
@@ -665,6 +666,42 @@ impl Worker {
             {
                 held.interrupt(Stop::Revoked);
             }
+        }
+    }
+}
+
+/// Sends a running task's progress reports to the broker, from a task of
+/// its own that starts with the first report: most tasks report none, and
+/// a task per run would cost more than the run of a short one.
+struct ProgressForwarder {
+    runtime: tokio::runtime::Handle,
+    broker: SharedBroker,
+    delivery: Delivery,
+    started: std::sync::OnceLock<(
+        tokio::sync::watch::Sender<Option<Progress>>,
+        tokio::task::AbortHandle,
+    )>,
+}
+
+impl ProgressForwarder {
+    /// Called from the task's thread with each report.
+    fn report(&self, progress: &Progress) {
+        let (latest, _) = self.started.get_or_init(|| {
+            let (latest, reports) = tokio::sync::watch::channel(None);
+            let forwarding = self.runtime.spawn(forward_progress(
+                self.broker.clone(),
+                self.delivery.clone(),
+                reports,
+            ));
+            (latest, forwarding.abort_handle())
+        });
+        let _ = latest.send(Some(progress.clone()));
+    }
+
+    /// Stops forwarding once the task ended.
+    fn stop(&self) {
+        if let Some((_, forwarding)) = self.started.get() {
+            forwarding.abort();
         }
     }
 }
