@@ -10,8 +10,8 @@
 //! wait for one task at a time. Celery: `delay()` in a loop, then `get()`
 //! of each result (its client is synchronous). hippo: `Broker::submit` from
 //! `--in-flight` (64) concurrent futures, then `Broker::wait` 64 at a time,
-//! as an async Rust caller does; concurrent calls share one connection and
-//! the broker sends them together.
+//! as an async Rust caller does, from a task of its runtime; concurrent
+//! calls share one connection and the broker sends them together.
 
 use crate::report::Report;
 use crate::stats::Summary;
@@ -23,11 +23,14 @@ use hippo::broker::{
 use hippo::runtime::{PluginRegistry, Runtime, RuntimeConfig};
 use hippo::worker::{Worker, WorkerConfig};
 use serde_json::Value;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[derive(Clone)]
 struct Options {
     tasks: usize,
     rtt: usize,
@@ -105,14 +108,21 @@ async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Fig
         finished(broker, &id).await?;
     }
     let started = Instant::now();
+    // Each future owns what it uses, so the measurement can be spawned.
     let ids: Vec<String> = futures::stream::iter(0..options.tasks)
-        .map(|_| submit_noop(broker))
+        .map(|_| {
+            let broker = broker.clone();
+            async move { submit_noop(&broker).await }
+        })
         .buffered(options.in_flight)
         .try_collect()
         .await?;
     let submit_per_s = options.tasks as f64 / started.elapsed().as_secs_f64();
-    futures::stream::iter(&ids)
-        .map(|id| finished(broker, id))
+    futures::stream::iter(ids)
+        .map(|id| {
+            let broker = broker.clone();
+            async move { finished(&broker, &id).await }
+        })
         .buffer_unordered(options.in_flight)
         .try_collect::<Vec<_>>()
         .await?;
@@ -208,7 +218,16 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     report.set("rtt_tasks", options.rtt);
     report.set("hippo_worker_concurrency", options.concurrency);
 
-    let redis = tokio.block_on(hippo_over_redis(&options))?;
+    // Each measurement runs as a task of the runtime, as a server's
+    // handlers do, rather than on the thread that blocks on it: from there
+    // every reply would cross to another thread and back.
+    let measured = |run: Pin<Box<dyn Future<Output = anyhow::Result<Figures>> + Send>>| {
+        tokio.block_on(tokio.spawn(run))?
+    };
+    let redis = measured(Box::pin({
+        let options = options.clone();
+        async move { hippo_over_redis(&options).await }
+    }))?;
     println!(
         "hippo over Redis: {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
         redis.tasks_per_s,
@@ -226,7 +245,10 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
         (JournalSync::EverySecond, "hippo_embedded"),
         (JournalSync::Always, "hippo_embedded_sync_always"),
     ] {
-        let embedded = tokio.block_on(hippo_embedded(&options, sync))?;
+        let embedded = measured(Box::pin({
+            let options = options.clone();
+            async move { hippo_embedded(&options, sync).await }
+        }))?;
         println!(
             "hippo embedded ({sync:?}): {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
             embedded.tasks_per_s,

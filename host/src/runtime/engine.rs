@@ -16,6 +16,10 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
+/// Stack a guest's fiber has beyond the wasm stack limit, for the host
+/// calls it makes (an embedding model runs on it): what a thread has.
+const HOST_STACK_BYTES: usize = 8 << 20;
+
 /// Builds the engine: component model, pooling allocator sized to the
 /// concurrency cap, epoch interruption and, when enabled, fuel.
 pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
@@ -35,13 +39,16 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         // a no-op task goes from ~36 us to ~10 us and two threads scale
         // (bench/RESULTS.md). Older kernels keep the plain reset.
         .pagemap_scan(Enabled::Auto)
-        .table_keep_resident(TABLE_KEEP_RESIDENT);
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
+        // One fiber stack per running task (guests run as futures).
+        .total_stacks(slots);
 
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
         .consume_fuel(config.fuel_metering)
         .max_wasm_stack(config.max_wasm_stack_bytes)
+        .async_stack_size(config.max_wasm_stack_bytes + HOST_STACK_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm)
 }

@@ -12,6 +12,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 wasmtime::component::bindgen!({
     world: "task-plugin",
     path: "../tasks-wit/wit",
+    // Guests run as futures: they yield at every epoch tick (see
+    // `on_epoch_tick`), so a task can run on the async runtime's own
+    // threads without stalling them.
+    exports: { default: async },
 });
 
 pub(crate) use self::hippo::tasks::types as wit;
@@ -162,7 +166,9 @@ pub(crate) fn on_epoch_tick(
     if Instant::now() >= state.deadlines.hard {
         return Err(wasmtime::Error::new(Interruption::HardTimeLimit));
     }
-    Ok(UpdateDeadline::Continue(1))
+    // Hand the thread back to the executor once per tick: a guest that
+    // computes for long shares its thread like any other future.
+    Ok(UpdateDeadline::Yield(1))
 }
 
 impl wit::Host for TaskState {}

@@ -139,7 +139,7 @@ impl Runtime {
         let engine =
             engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
@@ -205,10 +205,14 @@ impl Runtime {
             &request,
             services::TaskScope::describe(&self.services),
         );
-        let info = pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.hippo_tasks_plugin().call_describe(&mut store))
-            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        let info = block_on_here(async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .hippo_tasks_plugin()
+                .call_describe(&mut store)
+                .await
+        })
+        .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
         let (name, version, tasks) = plugin::tasks_from_describe(info)?;
         Ok(LoadedPlugin {
             name,
@@ -236,7 +240,16 @@ impl Runtime {
             .resolve(&self.config.defaults, &self.config.ceilings)
     }
 
-    /// Runs one task on a blocking thread once a pool slot is free.
+    /// Runs one task once a pool slot is free.
+    ///
+    /// A plugin granted only task-local capabilities (log, progress,
+    /// deadline) runs right here, on the async runtime: its guest yields at
+    /// every epoch tick and its host calls never block, so it shares the
+    /// thread like any future, and a short task costs no hand-over to
+    /// another thread and back (about a third of a worker's CPU per no-op
+    /// task, `bench/RESULTS.md`). Plugins that may call the models, the
+    /// store or the key-value service, which block, run on a blocking
+    /// thread; so does everything on a current-thread runtime.
     pub async fn execute(
         self: &Arc<Self>,
         plugin: Arc<LoadedPlugin>,
@@ -248,9 +261,16 @@ impl Runtime {
             .acquire_owned()
             .await
             .expect("the slot semaphore is never closed");
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        if multi_thread && plugin.manifest.grants_only_task_local() {
+            let outcome = self.run_in_slot(&plugin, &request).await;
+            drop(slot);
+            return outcome;
+        }
         let runtime = self.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = runtime.run_in_slot(&plugin, &request);
+            let outcome = block_on_here(runtime.run_in_slot(&plugin, &request));
             drop(slot);
             outcome
         })
@@ -262,10 +282,10 @@ impl Runtime {
     /// the CLI, benchmarks and callers that are already on a blocking thread.
     pub fn execute_blocking(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
         let _slot = self.acquire_slot_blocking();
-        self.run_in_slot(plugin, request)
+        block_on_here(self.run_in_slot(plugin, request))
     }
 
-    fn run_in_slot(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
+    async fn run_in_slot(&self, plugin: &LoadedPlugin, request: &TaskRequest) -> TaskOutcome {
         let Some(spec) = plugin.task(&request.task_name) else {
             let limits = request
                 .limits
@@ -296,10 +316,19 @@ impl Runtime {
             request,
             scope,
         )
+        .await
     }
 
     fn acquire_slot_blocking(&self) -> tokio::sync::OwnedSemaphorePermit {
         futures::executor::block_on(self.slots.clone().acquire_owned())
             .expect("the slot semaphore is never closed")
     }
+}
+
+/// Runs a guest's future to completion on the current thread. Not through
+/// Tokio's `block_on`: host calls inside it (the key-value service) use
+/// that themselves, and Tokio refuses to nest it. A Tokio context is
+/// present all the same (the ambient one, or WASI's own), for WASI's clocks.
+fn block_on_here<F: std::future::Future>(future: F) -> F::Output {
+    wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| futures::executor::block_on(future))
 }

@@ -187,9 +187,9 @@ pub struct TaskOutcome {
     pub plugin_version: String,
 }
 
-/// Runs `request` on `plugin` on the current thread. The caller holds a
-/// pool slot (see [`super::Runtime::execute`]).
-pub(crate) fn run(
+/// Runs `request` on `plugin`. The caller holds a pool slot (see
+/// [`super::Runtime::execute`]).
+pub(crate) async fn run(
     engine: &wasmtime::Engine,
     fuel_metering: bool,
     plugin: &LoadedPlugin,
@@ -207,20 +207,15 @@ pub(crate) fn run(
         soft_deadline_unix_ms: unix_ms_after(limits.soft_time_limit),
         hard_deadline_unix_ms: unix_ms_after(limits.hard_time_limit),
     };
-    let called = plugin
-        .pre
-        .instantiate(&mut store)
-        .map_err(|e| TaskFailure::Instantiate {
+    let called = match plugin.pre.instantiate_async(&mut store).await {
+        Err(e) => Err(TaskFailure::Instantiate {
             message: format!("{e:#}"),
-        })
-        .map(|instance| {
-            instance.hippo_tasks_plugin().call_run(
-                &mut store,
-                &context,
-                &request.task_name,
-                &request.input,
-            )
-        });
+        }),
+        Ok(instance) => Ok(instance
+            .hippo_tasks_plugin()
+            .call_run(&mut store, &context, &request.task_name, &request.input)
+            .await),
+    };
     let wall = started.elapsed();
     let result = match called {
         Err(failure) => Err(failure),
