@@ -251,6 +251,50 @@ on_both_brokers! {
     }
 }
 
+/// Guests of plugins with only task-local grants run on the async runtime's
+/// own threads; guests that never stop computing must still leave those
+/// threads to everything else (they yield at every epoch tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_do_not_stall_the_async_runtime() {
+    let setup = start("embedded", 4).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let mut message = TaskMessage::new("test.spin", "default", json!(null));
+        message.limits.hard_time_limit_ms = Some(10_000);
+        ids.push(setup.submit_message(message).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for id in &ids {
+        while setup.broker.task(id).await.unwrap().unwrap().state != TaskState::Started {
+            assert!(Instant::now() < deadline, "task {id} did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Four guests spin on the runtime's two threads; a timer on the same
+    // runtime still fires on time.
+    let late = tokio::spawn(async {
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let asked = Instant::now();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            worst = worst.max(asked.elapsed());
+        }
+        worst
+    })
+    .await
+    .unwrap();
+    assert!(
+        late < Duration::from_millis(200),
+        "a 10 ms timer took {late:?}"
+    );
+    for id in &ids {
+        setup.broker.revoke(id).await.unwrap();
+    }
+    for id in &ids {
+        assert_eq!(setup.finished(id).await.state, TaskState::Revoked);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autoscale_grows_under_backlog_and_shrinks_when_idle() {
     let setup = start_scaling("embedded", 4, 1).await;

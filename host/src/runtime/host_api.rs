@@ -167,8 +167,14 @@ pub(crate) fn on_epoch_tick(
         return Err(wasmtime::Error::new(Interruption::HardTimeLimit));
     }
     // Hand the thread back to the executor once per tick: a guest that
-    // computes for long shares its thread like any other future.
-    Ok(UpdateDeadline::Yield(1))
+    // computes for long shares its thread like any other future. Through
+    // Tokio's `yield_now`, which lets the runtime poll its timers and I/O
+    // first: a plain yield would leave them waiting for dozens of ticks
+    // while guests keep every thread busy.
+    Ok(UpdateDeadline::YieldCustom(
+        1,
+        Box::pin(tokio::task::yield_now()),
+    ))
 }
 
 impl wit::Host for TaskState {}

@@ -16,17 +16,22 @@
 //! - `events` and `event-seq`: the bounded event log (a stream whose entry
 //!   ids are `{seq}-0`) and its sequence counter.
 //! - `worker:{name}` (expiring) and `workers` (a set of names): worker heartbeats.
-//! - `waiting:{queue}` (a list), `wait:{consumer}` (expiring) and
-//!   `wait-seq`: consumers blocked waiting for work, and `inbox:{consumer}`
-//!   (a list) the tasks leased to them meanwhile. A task that becomes ready
-//!   while a consumer of its queue waits is leased to that consumer in the
-//!   same script and pushed to its inbox, which the consumer is blocked
-//!   reading (`BLPOP`): it gets the task in the same round trip, instead of
-//!   waking up and then asking for it.
+//! - `waiting:{queue}` (a list), `wait:{consumer}` and `room:{consumer}`
+//!   (expiring) and `wait-seq`: consumers waiting for work and how many
+//!   more tasks each takes, and `inbox:{consumer}` (a list) the tasks leased
+//!   to them meanwhile. A task that becomes ready while a consumer of its
+//!   queue waits is leased to that consumer in the same script and pushed to
+//!   its inbox, which the consumer is blocked reading (`BLMPOP`): it gets the
+//!   task in the same round trip, instead of waking up and then asking for
+//!   it. The wait stands after that, until it brought as many tasks as the
+//!   consumer asked for or its time is up, so a worker that got a task goes
+//!   straight back to reading its inbox; one that stops reserving ends its
+//!   wait with [`Broker::stop_waiting`].
 //! - channels `done` (`{id}\n{record}` for tasks that reached a terminal
 //!   state, the record as a JSON array of the hash's fields and values when
 //!   under 4 KiB, so a [`Broker::wait`] needs no read of its own) and
-//!   `revoked` (ids of running tasks revoked).
+//!   `revoked` (ids of running tasks revoked). A process follows `done` only
+//!   once it submits or waits (see `notify.rs`).
 //!
 //! Task hash fields: `msg` (the [`TaskMessage`] JSON), `name`, `queue`,
 //! `band`, `expires` (copies the scripts read), `state` (Celery name),
