@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
@@ -34,6 +35,8 @@ pub struct EmbeddedBroker {
     config: BrokerConfig,
     shared: Arc<Shared>,
     writer: std::sync::mpsc::Sender<Request>,
+    /// Names each wait in `reserve` (see `Shared::idle`).
+    next_idle_token: AtomicU64,
 }
 
 impl EmbeddedBroker {
@@ -58,6 +61,7 @@ impl EmbeddedBroker {
         let (revocations, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             work: Notify::new(),
+            idle: Mutex::default(),
             waiters: Mutex::default(),
             revocations,
         });
@@ -76,6 +80,7 @@ impl EmbeddedBroker {
             config,
             shared,
             writer,
+            next_idle_token: AtomicU64::new(0),
         })
     }
 
@@ -159,27 +164,8 @@ impl EmbeddedBroker {
                             finished.push(task_id);
                             continue;
                         }
-                        task.generation += 1;
-                        let expires_ms = now + lease.as_millis() as u64;
-                        let receipt = format!("{}:{}", task_id, task.generation);
-                        task.lease = Some(Lease {
-                            consumer: consumer.clone(),
-                            expires_ms,
-                            receipt: receipt.clone(),
-                        });
-                        txn.open(LEASES)?
-                            .insert((expires_ms, task_id.as_str()), ())?;
-                        task.record.state = TaskState::Received;
-                        task.record.worker = Some(consumer.clone());
-                        task.record.updated_ms = now;
-                        append_event(txn, config, &task.record, None)?;
+                        deliveries.push(lease_to(txn, config, &mut task, &consumer, lease, now)?);
                         store(txn, &task)?;
-                        deliveries.push(Delivery {
-                            message: task.record.message.clone(),
-                            generation: task.generation,
-                            consumer: consumer.clone(),
-                            receipt,
-                        });
                     }
                     if deliveries.len() >= max {
                         break 'queues;
@@ -236,6 +222,7 @@ impl Broker for EmbeddedBroker {
             return Err(BrokerError::UnknownQueue(message.queue));
         }
         let window = self.config.idempotency_window.as_millis() as u64;
+        let shared = self.shared.clone();
         self.write(true, move |txn, config| {
             let now = now_ms();
             if let Some(key) = &message.idempotency_key {
@@ -287,7 +274,29 @@ impl Broker for EmbeddedBroker {
                 }
                 None => {
                     make_ready(txn, config, &mut task, None)?;
-                    Some(Box::new(|shared: &Shared| shared.work.notify_waiters()))
+                    // (An already expired task is left for `reserve`, which ends it.)
+                    let live = task.record.message.expires_ms.is_none_or(|at| at > now);
+                    let idle = live.then(|| shared.take_idle(&task.record.message.queue));
+                    match idle.flatten() {
+                        // A consumer waits for this queue: the task is its
+                        // (it found the queue empty when it began to wait).
+                        Some(idle) => {
+                            if let Some(seq) = task.ready_seq.take() {
+                                let message = &task.record.message;
+                                txn.open(READY)?.remove((
+                                    message.queue.as_str(),
+                                    message.band() as u8,
+                                    seq,
+                                ))?;
+                            }
+                            let delivery =
+                                lease_to(txn, config, &mut task, &idle.consumer, idle.lease, now)?;
+                            Some(Box::new(move |_: &Shared| {
+                                let _ = idle.handed.send(delivery);
+                            }) as Completion)
+                        }
+                        None => Some(Box::new(|shared: &Shared| shared.work.notify_waiters())),
+                    }
                 }
             };
             store(txn, &task)?;
@@ -319,10 +328,40 @@ impl Broker for EmbeddedBroker {
             let deliveries = self
                 .reserve_now(consumer, queues, max.max(1), lease)
                 .await?;
-            if !deliveries.is_empty() {
+            if !deliveries.is_empty() || wait.is_zero() {
                 return Ok(deliveries);
             }
-            if tokio::time::timeout_at(deadline, work).await.is_err() {
+            // Wait: the next submission to our queues is leased to us in its
+            // own transaction (see `Shared::idle`); others wake us to look.
+            let (handed, mut arrives) = oneshot::channel();
+            let token = self.next_idle_token.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Idle {
+                    token,
+                    consumer: consumer.to_owned(),
+                    queues: queues.to_vec(),
+                    lease,
+                    handed,
+                });
+            let arrived = tokio::select! {
+                arrived = &mut arrives => arrived.ok(),
+                () = &mut work => None,
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            // A submission that took our wait has leased us its task: it
+            // arrives once its transaction committed (or never, if it failed).
+            let handed = match arrived {
+                Some(delivery) => Some(delivery),
+                None if self.shared.cancel_idle(token) => None,
+                None => arrives.await.ok(),
+            };
+            if let Some(delivery) = handed {
+                return Ok(vec![delivery]);
+            }
+            if tokio::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
         }
@@ -879,4 +918,37 @@ impl EmbeddedBroker {
         }
         Ok(found)
     }
+}
+
+/// Leases `task` (taken off its ready queue) to `consumer` until `lease`
+/// from `now`: a new generation, state RECEIVED. The caller stores it.
+fn lease_to(
+    txn: &Tx,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    consumer: &str,
+    lease: Duration,
+    now: u64,
+) -> Result<Delivery, BrokerError> {
+    let task_id = task.record.message.id.clone();
+    task.generation += 1;
+    let expires_ms = now + lease.as_millis() as u64;
+    let receipt = format!("{}:{}", task_id, task.generation);
+    task.lease = Some(Lease {
+        consumer: consumer.to_owned(),
+        expires_ms,
+        receipt: receipt.clone(),
+    });
+    txn.open(LEASES)?
+        .insert((expires_ms, task_id.as_str()), ())?;
+    task.record.state = TaskState::Received;
+    task.record.worker = Some(consumer.to_owned());
+    task.record.updated_ms = now;
+    append_event(txn, config, &task.record, None)?;
+    Ok(Delivery {
+        message: task.record.message.clone(),
+        generation: task.generation,
+        consumer: consumer.to_owned(),
+        receipt,
+    })
 }

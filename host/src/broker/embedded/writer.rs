@@ -20,12 +20,44 @@ pub(super) struct Request {
 pub(super) struct Shared {
     /// Wakes reservers when tasks become ready.
     pub(super) work: Notify,
+    /// Consumers waiting in `reserve`, longest waiting first: a submission
+    /// leases its task to the first one that takes its queue, in its own
+    /// transaction, instead of waking them all to ask for it.
+    pub(super) idle: Mutex<Vec<Idle>>,
     /// Waiters for one task's end, by task id.
     pub(super) waiters: Mutex<HashMap<String, Arc<Notify>>>,
     pub(super) revocations: broadcast::Sender<String>,
 }
 
+/// A consumer waiting in `reserve` (see [`Shared::idle`]).
+#[derive(Debug)]
+pub(super) struct Idle {
+    pub(super) token: u64,
+    pub(super) consumer: String,
+    pub(super) queues: Vec<String>,
+    pub(super) lease: std::time::Duration,
+    /// Where the task leased to it goes once its transaction committed.
+    pub(super) handed: oneshot::Sender<crate::broker::Delivery>,
+}
+
 impl Shared {
+    /// Takes the longest-waiting consumer of `queue`, if any.
+    pub(super) fn take_idle(&self, queue: &str) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = idle
+            .iter()
+            .position(|i| i.queues.iter().any(|q| q == queue))?;
+        Some(idle.remove(at))
+    }
+
+    /// Ends a wait; false when a submission took it (its task is on the way).
+    pub(super) fn cancel_idle(&self, token: u64) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = idle.len();
+        idle.retain(|i| i.token != token);
+        idle.len() != before
+    }
+
     pub(super) fn task_finished(&self, task_id: &str) {
         let waiter = self
             .waiters
