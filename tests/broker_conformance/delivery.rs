@@ -13,6 +13,7 @@ conformance!(
     eta_is_released_only_when_due,
     retry_comes_back_with_the_next_attempt,
     a_waiting_consumer_gets_a_task_submitted_while_it_waits,
+    a_reserve_dropped_while_it_waits_strands_no_task,
     a_task_settled_without_a_start_records_its_start_or_ends_revoked,
 );
 
@@ -534,6 +535,39 @@ async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backen
     let last = submit(&b, message("last", "default", 5)).await;
     let other = take_one(&b, "other").await.expect("nobody waits any more");
     assert_eq!(other.message.id, last);
+}
+
+/// Regression: the embedded broker's hand-off leased the next submission to
+/// a consumer whose `reserve` had been dropped, so the task sat with nobody
+/// until its lease ran out.
+async fn a_reserve_dropped_while_it_waits_strands_no_task(backend: Backend) {
+    let b = Arc::new(open(backend).await);
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.reserve("gone", &all_queues(), 4, LEASE, Duration::from_secs(10))
+                .await
+        }
+    });
+    // Long enough for the consumer to find nothing and wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    waiting.abort();
+    let _ = waiting.await;
+    let id = submit(&b, message("after a dropped wait", "default", 5)).await;
+    let handed = b.stop_waiting("gone", &all_queues()).await.unwrap();
+    if b.redis.is_some() {
+        // Redis' wait outlives the call by design; ending it returns the
+        // task, which the consumer hands back.
+        assert_eq!(handed.len(), 1, "the standing wait took the task");
+        assert_eq!(handed[0].message.id, id);
+        assert!(b.release(&handed[0]).await.unwrap());
+    } else {
+        assert!(handed.is_empty());
+    }
+    let other = take_one(&b, "other")
+        .await
+        .expect("the task is not stranded with the dropped consumer");
+    assert_eq!(other.message.id, id);
 }
 
 async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backend: Backend) {

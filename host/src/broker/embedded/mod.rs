@@ -335,17 +335,13 @@ impl Broker for EmbeddedBroker {
             // own transaction (see `Shared::idle`); others wake us to look.
             let (handed, mut arrives) = oneshot::channel();
             let token = self.next_idle_token.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Idle {
-                    token,
-                    consumer: consumer.to_owned(),
-                    queues: queues.to_vec(),
-                    lease,
-                    handed,
-                });
+            self.shared.add_idle(Idle {
+                token,
+                consumer: consumer.to_owned(),
+                queues: queues.to_vec(),
+                lease,
+                handed,
+            });
             let arrived = tokio::select! {
                 arrived = &mut arrives => arrived.ok(),
                 () = &mut work => None,

@@ -41,9 +41,19 @@ pub(super) struct Idle {
 }
 
 impl Shared {
-    /// Takes the longest-waiting consumer of `queue`, if any.
+    /// Registers a consumer waiting in `reserve`.
+    pub(super) fn add_idle(&self, waiting: Idle) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(waiting);
+    }
+
+    /// Takes the longest-waiting consumer of `queue`, if any. Waits whose
+    /// `reserve` was dropped (cancelled) are forgotten, not handed a task.
     pub(super) fn take_idle(&self, queue: &str) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|i| !i.handed.is_closed());
         let at = idle
             .iter()
             .position(|i| i.queues.iter().any(|q| q == queue))?;
