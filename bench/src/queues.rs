@@ -25,7 +25,6 @@ use hippo::worker::{Worker, WorkerConfig};
 use serde_json::Value;
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,7 +149,7 @@ pub(crate) fn plugins_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-async fn hippo_over_redis(options: &Options) -> anyhow::Result<Figures> {
+async fn hippo_over_redis(options: Options) -> anyhow::Result<Figures> {
     let url = format!("{}/3", options.redis.trim_end_matches('/'));
     let flushed = Command::new("redis-cli")
         .args(["-u", &url, "flushdb"])
@@ -174,13 +173,13 @@ async fn hippo_over_redis(options: &Options) -> anyhow::Result<Figures> {
         .spawn()
         .context("starting hippo worker")?;
     let broker: SharedBroker = Arc::new(RedisBroker::connect(&url, BrokerConfig::default()).await?);
-    let figures = measure(&broker, options).await;
+    let figures = measure(&broker, &options).await;
     let _ = worker.kill();
     let _ = worker.wait();
     figures
 }
 
-async fn hippo_embedded(options: &Options, journal_sync: JournalSync) -> anyhow::Result<Figures> {
+async fn hippo_embedded(options: Options, journal_sync: JournalSync) -> anyhow::Result<Figures> {
     let (plugins, data) = (plugins_dir()?, tempfile::tempdir()?);
     let config = BrokerConfig {
         journal_sync,
@@ -201,10 +200,20 @@ async fn hippo_embedded(options: &Options, journal_sync: JournalSync) -> anyhow:
         let (worker, stop) = (worker.clone(), stop.clone());
         async move { worker.run(async move { stop.notified().await }).await }
     });
-    let figures = measure(&broker, options).await;
+    let figures = measure(&broker, &options).await;
     stop.notify_one();
     running.await?;
     figures
+}
+
+/// Runs one measurement as a task of the runtime, as a server's handlers
+/// run, rather than on the thread that blocks on it: from there every reply
+/// would cross to another thread and back.
+fn measured(
+    tokio: &tokio::runtime::Runtime,
+    measurement: impl Future<Output = anyhow::Result<Figures>> + Send + 'static,
+) -> anyhow::Result<Figures> {
+    tokio.block_on(tokio.spawn(measurement))?
 }
 
 /// Runs the benchmark.
@@ -218,16 +227,7 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     report.set("rtt_tasks", options.rtt);
     report.set("hippo_worker_concurrency", options.concurrency);
 
-    // Each measurement runs as a task of the runtime, as a server's
-    // handlers do, rather than on the thread that blocks on it: from there
-    // every reply would cross to another thread and back.
-    let measured = |run: Pin<Box<dyn Future<Output = anyhow::Result<Figures>> + Send>>| {
-        tokio.block_on(tokio.spawn(run))?
-    };
-    let redis = measured(Box::pin({
-        let options = options.clone();
-        async move { hippo_over_redis(&options).await }
-    }))?;
+    let redis = measured(&tokio, hippo_over_redis(options.clone()))?;
     println!(
         "hippo over Redis: {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
         redis.tasks_per_s,
@@ -245,10 +245,7 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
         (JournalSync::EverySecond, "hippo_embedded"),
         (JournalSync::Always, "hippo_embedded_sync_always"),
     ] {
-        let embedded = measured(Box::pin({
-            let options = options.clone();
-            async move { hippo_embedded(&options, sync).await }
-        }))?;
+        let embedded = measured(&tokio, hippo_embedded(options.clone(), sync))?;
         println!(
             "hippo embedded ({sync:?}): {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
             embedded.tasks_per_s,

@@ -231,6 +231,28 @@ struct Standing {
     room: usize,
 }
 
+/// The deliveries of a RESERVE reply: {entry id, message JSON, generation, ...}.
+fn reserved(consumer: &str, reply: &[String]) -> Result<Vec<Delivery>, BrokerError> {
+    reply
+        .chunks(3)
+        .map(|chunk| match chunk {
+            [receipt, message, generation] => delivery_of(consumer, receipt, generation, message),
+            _ => Err(corrupt("reserve: truncated reply")),
+        })
+        .collect()
+}
+
+/// The delivery of an inbox entry, `{entry id}\n{generation}\n{message}`.
+fn handed_over(consumer: &str, handed: &str) -> Result<Delivery, BrokerError> {
+    let mut parts = handed.splitn(3, '\n');
+    let (Some(receipt), Some(generation), Some(message)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(corrupt("reserve: malformed hand-off"));
+    };
+    delivery_of(consumer, receipt, generation, message)
+}
+
 /// A delivery from the parts a script returns.
 fn delivery_of(
     consumer: &str,
@@ -517,6 +539,11 @@ impl RedisBroker {
         }
     }
 
+    fn standing_waits(&self) -> MutexGuard<'_, HashMap<String, Standing>> {
+        // A panic while holding this lock leaves the map consistent.
+        self.standing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The rest of `consumer`'s standing wait on exactly `queues` with
     /// `lease`: how long it lasts and how many tasks it may still bring.
     fn standing(
@@ -525,7 +552,7 @@ impl RedisBroker {
         queues: &[String],
         lease: Duration,
     ) -> Option<(Duration, usize)> {
-        let standing = self.standing.lock().unwrap_or_else(|p| p.into_inner());
+        let standing = self.standing_waits();
         let wait = standing.get(consumer)?;
         let left = wait.until.checked_duration_since(Instant::now())?;
         (wait.queues == queues && wait.lease == lease && wait.room > 0 && left > STANDING_MARGIN)
@@ -535,7 +562,7 @@ impl RedisBroker {
     /// Counts `taken` tasks against `consumer`'s standing wait; it ends
     /// when it brought all it was registered for.
     fn took_from_standing(&self, consumer: &str, taken: usize) {
-        let mut standing = self.standing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut standing = self.standing_waits();
         if let Some(wait) = standing.get_mut(consumer) {
             wait.room = wait.room.saturating_sub(taken);
             if wait.room == 0 {
@@ -614,15 +641,6 @@ impl Broker for RedisBroker {
             return Ok(Vec::new());
         }
         let deadline = Instant::now() + wait;
-        let delivery = |handed: &str| {
-            let mut parts = handed.splitn(3, '\n');
-            let (Some(receipt), Some(generation), Some(message)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(corrupt("reserve: malformed hand-off"));
-            };
-            delivery_of(consumer, receipt, generation, message)
-        };
         // A standing wait (see below) brings everything new on our queues
         // to our inbox: there is nothing else to look at.
         if let Some((left, room)) = self
@@ -634,7 +652,7 @@ impl Broker for RedisBroker {
                 .await?;
             self.took_from_standing(consumer, handed.len());
             if !handed.is_empty() || wait < left {
-                return handed.iter().map(|h| delivery(h)).collect();
+                return handed.iter().map(|h| handed_over(consumer, h)).collect();
             }
         }
         let streams = self.streams(queues);
@@ -654,36 +672,22 @@ impl Broker for RedisBroker {
                 .arg(queues);
             let reply: Vec<String> = self.run(&inv).await?;
             if !reply.is_empty() || remaining.is_zero() {
-                self.standing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(consumer);
-                return reply
-                    .chunks(3)
-                    .map(|chunk| match chunk {
-                        [receipt, message, generation] => {
-                            delivery_of(consumer, receipt, generation, message)
-                        }
-                        _ => Err(corrupt("reserve: truncated reply")),
-                    })
-                    .collect();
+                self.standing_waits().remove(consumer);
+                return reserved(consumer, &reply);
             }
-            self.standing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    consumer.to_owned(),
-                    Standing {
-                        queues: queues.to_vec(),
-                        lease,
-                        until: registered_at + remaining,
-                        room: max,
-                    },
-                );
+            self.standing_waits().insert(
+                consumer.to_owned(),
+                Standing {
+                    queues: queues.to_vec(),
+                    lease,
+                    until: registered_at + remaining,
+                    room: max,
+                },
+            );
             let handed = self.wait_in_inbox(consumer, max, remaining).await?;
             if !handed.is_empty() {
                 self.took_from_standing(consumer, handed.len());
-                return handed.iter().map(|h| delivery(h)).collect();
+                return handed.iter().map(|h| handed_over(consumer, h)).collect();
             }
         }
     }
@@ -696,24 +700,13 @@ impl Broker for RedisBroker {
         for queue in queues {
             self.check_queue(queue)?;
         }
-        self.standing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(consumer);
+        self.standing_waits().remove(consumer);
         // Taking nothing new and not waiting: the script ends the wait and
         // returns the inbox.
         let mut inv = self.invocation(&self.scripts.reserve);
         inv.arg(consumer).arg(0).arg(1).arg(0).arg(queues);
         let reply: Vec<String> = self.run(&inv).await?;
-        reply
-            .chunks(3)
-            .map(|chunk| match chunk {
-                [receipt, message, generation] => {
-                    delivery_of(consumer, receipt, generation, message)
-                }
-                _ => Err(corrupt("reserve: truncated reply")),
-            })
-            .collect()
+        reserved(consumer, &reply)
     }
 
     async fn heartbeat(

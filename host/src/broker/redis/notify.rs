@@ -60,6 +60,12 @@ pub(super) struct Waiters {
 }
 
 impl Waiters {
+    /// `done` is followed from now on, in a new subscription epoch.
+    fn start_following(&mut self) {
+        self.epochs += 1;
+        self.following = Some(self.epochs);
+    }
+
     fn forget_old_locals(&mut self, now: Instant) {
         while let Some((at, _)) = self.local_order.front() {
             if now.duration_since(*at) < LOCAL_TTL && self.local_order.len() < LOCAL_MAX {
@@ -76,9 +82,9 @@ impl Waiters {
 pub(super) struct Notifications {
     waiters: Mutex<Waiters>,
     pub(super) revocations: broadcast::Sender<String>,
-    /// The subscribing half of the live pub/sub connection (`None` while
-    /// the relay reconnects). Its lock orders subscribing with reconnecting.
-    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// The subscribing half of the pub/sub connection. The relay holds its
+    /// lock while it reconnects, so subscribing waits for the new one.
+    sink: tokio::sync::Mutex<PubSubSink>,
     /// Set once this process submits or waits: from then on `done` is
     /// followed, also after reconnecting.
     results_wanted: std::sync::atomic::AtomicBool,
@@ -103,9 +109,8 @@ impl Notifications {
     }
 
     /// Starts following `done` if this process does not yet. Returns once
-    /// Redis confirmed the subscription, or at once while the connection is
-    /// being re-established (the relay follows `done` once it is back, and
-    /// wakes every waiter to read their task again).
+    /// Redis confirmed the subscription; while the relay reconnects, once it
+    /// is back (it then follows `done` itself).
     pub(super) async fn follow_results(&self) -> Result<(), RedisError> {
         if self.waiters().following.is_some() {
             return Ok(());
@@ -115,12 +120,8 @@ impl Notifications {
         if self.waiters().following.is_some() {
             return Ok(());
         }
-        if let Some(sink) = sink.as_mut() {
-            sink.subscribe(&self.channels.done).await?;
-            let mut waiters = self.waiters();
-            waiters.epochs += 1;
-            waiters.following = Some(waiters.epochs);
-        }
+        sink.subscribe(&self.channels.done).await?;
+        self.waiters().start_following();
         Ok(())
     }
 
@@ -244,7 +245,7 @@ pub(super) async fn subscribe(
     let notifications = Arc::new(Notifications {
         waiters: Mutex::default(),
         revocations: broadcast::channel(1024).0,
-        sink: tokio::sync::Mutex::new(Some(sink)),
+        sink: tokio::sync::Mutex::new(sink),
         results_wanted: false.into(),
         channels,
         result_expires,
@@ -303,7 +304,6 @@ pub(super) async fn relay(
             }
         }
         let mut sink = notifications.sink.lock().await;
-        *sink = None;
         notifications.waiters().following = None;
         notifications.wake_all();
         let mut backoff = Duration::from_millis(50);
@@ -312,12 +312,10 @@ pub(super) async fn relay(
             let results = notifications.results_wanted.load(Ordering::SeqCst);
             match connect(&client, &notifications.channels, results).await {
                 Ok((live, live_stream)) => {
-                    *sink = Some(live);
+                    *sink = live;
                     stream = live_stream;
                     if results {
-                        let mut waiters = notifications.waiters();
-                        waiters.epochs += 1;
-                        waiters.following = Some(waiters.epochs);
+                        notifications.waiters().start_following();
                     }
                     break;
                 }
