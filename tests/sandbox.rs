@@ -58,6 +58,39 @@ fn infinite_loop_is_stopped_at_the_hard_limit() {
     assert_still_healthy(&runtime, &plugin);
 }
 
+/// A guest run to completion (`execute_blocking`, and `load`, which runs
+/// `describe`) from inside a task of a multi-thread Tokio runtime, as a
+/// server's start-up or a benchmark does, hung at its first epoch tick: the
+/// guest yielded through Tokio's `yield_now`, which parks the wake-up on the
+/// worker thread that the blocked call itself occupies.
+#[test]
+fn a_guest_run_to_completion_inside_a_runtime_task_does_not_hang_at_its_first_tick() {
+    let (finished, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = tokio.block_on(tokio.spawn(async {
+            let runtime = runtime();
+            let plugin = hostile(&runtime);
+            let limits = LimitOverrides {
+                hard_time_limit_ms: Some(100),
+                ..Default::default()
+            };
+            runtime
+                .execute_blocking(&plugin, &with_limits("test.spin", json!(null), limits))
+                .result
+        }));
+        let _ = finished.send(result.unwrap());
+    });
+    let result = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the spinning guest was never interrupted: its run hung");
+    assert_eq!(result, Err(TaskFailure::HardTimeLimit { limit_ms: 100 }));
+}
+
 #[test]
 fn soft_limit_lets_the_guest_return_a_partial_result() {
     let runtime = runtime();

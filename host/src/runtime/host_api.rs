@@ -166,6 +166,11 @@ pub(crate) fn on_epoch_tick(
     if Instant::now() >= state.deadlines.hard {
         return Err(wasmtime::Error::new(Interruption::HardTimeLimit));
     }
+    // A guest run to completion on its own thread has nobody to share it
+    // with (see `block_on_here`).
+    if super::BlockingExecutor::is_current() {
+        return Ok(UpdateDeadline::Continue(1));
+    }
     // Hand the thread back to the executor once per tick: a guest that
     // computes for long shares its thread like any other future. Through
     // Tokio's `yield_now`, which lets the runtime poll its timers and I/O

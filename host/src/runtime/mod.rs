@@ -329,6 +329,42 @@ impl Runtime {
 /// Tokio's `block_on`: host calls inside it (the key-value service) use
 /// that themselves, and Tokio refuses to nest it. A Tokio context is
 /// present all the same (the ambient one, or WASI's own), for WASI's clocks.
+///
+/// The guest keeps the thread to itself: its epoch ticks do not yield (see
+/// [`host_api::on_epoch_tick`]). Tokio's `yield_now` would even hang it
+/// when this thread is one of Tokio's workers, as a server's start-up
+/// scanning its plugins is: the wake-up waits for that worker's next turn,
+/// which never comes while this call blocks it.
 fn block_on_here<F: std::future::Future>(future: F) -> F::Output {
+    let _entered = BlockingExecutor::enter();
     wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| futures::executor::block_on(future))
+}
+
+thread_local! {
+    /// Whether this thread runs a guest in [`block_on_here`].
+    static IN_BLOCK_ON_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as inside [`block_on_here`] until dropped.
+struct BlockingExecutor {
+    outer: bool,
+}
+
+impl BlockingExecutor {
+    fn enter() -> Self {
+        BlockingExecutor {
+            outer: IN_BLOCK_ON_HERE.replace(true),
+        }
+    }
+
+    /// Whether the current thread runs a guest in [`block_on_here`].
+    fn is_current() -> bool {
+        IN_BLOCK_ON_HERE.get()
+    }
+}
+
+impl Drop for BlockingExecutor {
+    fn drop(&mut self) {
+        IN_BLOCK_ON_HERE.set(self.outer);
+    }
 }
