@@ -26,7 +26,8 @@ benchmarks:
             embedded) against Celery on the same Redis (run it through
             bench/run queues, which starts Redis and Celery)
             --redis URL --hippo PATH [--celery FILE] [--tasks N] [--rtt N]
-            [--concurrency N]
+            [--concurrency N] [--in-flight N]
+            [--only redis|embedded|embedded-always]   one setup (to profile it)
   api       the REST API against the broker it fronts: sequential round trips
             through the broker and through HTTP (the API's overhead), then
             submissions and round trips from concurrent HTTP clients, for the

@@ -38,6 +38,14 @@ struct Options {
     hippo: PathBuf,
     concurrency: usize,
     in_flight: usize,
+    /// Which of hippo's setups to measure (`--only`, for profiling one).
+    only: Option<String>,
+}
+
+impl Options {
+    fn measures(&self, setup: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == setup)
+    }
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -49,6 +57,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         hippo: PathBuf::new(),
         concurrency: 32,
         in_flight: 64,
+        only: None,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -61,6 +70,13 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--hippo" => options.hippo = value()?.into(),
             "--concurrency" => options.concurrency = value()?.parse()?,
             "--in-flight" => options.in_flight = value()?.parse()?,
+            "--only" => {
+                let setup = value()?;
+                if !SETUPS.contains(&setup.as_str()) {
+                    bail!("--only takes one of {SETUPS:?}");
+                }
+                options.only = Some(setup.clone());
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -216,6 +232,9 @@ fn measured(
     tokio.block_on(tokio.spawn(measurement))?
 }
 
+/// hippo's setups, as `--only` names them.
+const SETUPS: [&str; 3] = ["redis", "embedded", "embedded-always"];
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> anyhow::Result<Report> {
     let options = options(args)?;
@@ -227,46 +246,47 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     report.set("rtt_tasks", options.rtt);
     report.set("hippo_worker_concurrency", options.concurrency);
 
-    let redis = measured(&tokio, hippo_over_redis(options.clone()))?;
-    println!(
-        "hippo over Redis: {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
-        redis.tasks_per_s,
-        redis.rtt.p50_us / 1e3,
-        redis.rtt.p99_us / 1e3
-    );
-    report.float("hippo_redis_tasks_per_s", redis.tasks_per_s, 0);
-    report.float("hippo_redis_submit_per_s", redis.submit_per_s, 0);
-    report.float("hippo_redis_rtt_p50_ms", redis.rtt.p50_us / 1e3, 3);
-    report.float("hippo_redis_rtt_p99_ms", redis.rtt.p99_us / 1e3, 3);
-
-    // The default journal sync (once a second, as Redis' `everysec`), and
-    // a sync before every answer (`always`).
-    for (sync, prefix) in [
-        (JournalSync::EverySecond, "hippo_embedded"),
-        (JournalSync::Always, "hippo_embedded_sync_always"),
-    ] {
-        let embedded = measured(&tokio, hippo_embedded(options.clone(), sync))?;
+    let mut redis = None;
+    for setup in SETUPS.into_iter().filter(|s| options.measures(s)) {
+        // The embedded broker with its default journal sync (once a
+        // second, as Redis' `everysec`) and with a sync before every
+        // answer (`always`).
+        let (figures, prefix, name) = match setup {
+            "redis" => (
+                measured(&tokio, hippo_over_redis(options.clone()))?,
+                "hippo_redis",
+                "hippo over Redis",
+            ),
+            "embedded" => (
+                measured(
+                    &tokio,
+                    hippo_embedded(options.clone(), JournalSync::EverySecond),
+                )?,
+                "hippo_embedded",
+                "hippo embedded (journal sync every second)",
+            ),
+            _ => (
+                measured(&tokio, hippo_embedded(options.clone(), JournalSync::Always))?,
+                "hippo_embedded_sync_always",
+                "hippo embedded (journal sync always)",
+            ),
+        };
         println!(
-            "hippo embedded ({sync:?}): {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
-            embedded.tasks_per_s,
-            embedded.rtt.p50_us / 1e3,
-            embedded.rtt.p99_us / 1e3
+            "{name}: {:.0} tasks/s, round trip p50 {:.3} ms, p99 {:.3} ms",
+            figures.tasks_per_s,
+            figures.rtt.p50_us / 1e3,
+            figures.rtt.p99_us / 1e3
         );
-        report.float(&format!("{prefix}_tasks_per_s"), embedded.tasks_per_s, 0);
-        report.float(&format!("{prefix}_submit_per_s"), embedded.submit_per_s, 0);
-        report.float(
-            &format!("{prefix}_rtt_p50_ms"),
-            embedded.rtt.p50_us / 1e3,
-            3,
-        );
-        report.float(
-            &format!("{prefix}_rtt_p99_ms"),
-            embedded.rtt.p99_us / 1e3,
-            3,
-        );
+        report.float(&format!("{prefix}_tasks_per_s"), figures.tasks_per_s, 0);
+        report.float(&format!("{prefix}_submit_per_s"), figures.submit_per_s, 0);
+        report.float(&format!("{prefix}_rtt_p50_ms"), figures.rtt.p50_us / 1e3, 3);
+        report.float(&format!("{prefix}_rtt_p99_ms"), figures.rtt.p99_us / 1e3, 3);
+        if setup == "redis" {
+            redis = Some(figures);
+        }
     }
 
-    if let Some(path) = &options.celery {
+    if let (Some(path), Some(redis)) = (&options.celery, &redis) {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
         let celery: serde_json::Value =
             serde_json::from_str(text.lines().last().unwrap_or_default())?;

@@ -8,6 +8,7 @@ conformance!(
     revoked_queued_task_never_starts,
     revoked_running_task_is_reported,
     expired_task_never_starts,
+    the_task_behind_an_expired_one_is_handed_out,
 );
 
 async fn dead_letters_list_replay_and_purge(backend: Backend) {
@@ -200,4 +201,19 @@ async fn expired_task_never_starts(backend: Backend) {
             .iter()
             .all(|s| s.ready == 0 && s.reserved == 0)
     );
+}
+
+/// A reserve that ends an expired task goes on to the next one: it does
+/// not come back empty while tasks are ready.
+async fn the_task_behind_an_expired_one_is_handed_out(backend: Backend) {
+    let b = open(backend).await;
+    let mut m = message("stale", "default", 5);
+    m.expires_ms = Some(now_ms() - 1);
+    let stale = submit(&b, m).await;
+    let fresh = submit(&b, message("fresh", "default", 5)).await;
+    let taken = take_one(&b, "c")
+        .await
+        .expect("the fresh task is handed out");
+    assert_eq!(taken.message.id, fresh);
+    assert_eq!(state(&b, &stale).await, TaskState::Revoked);
 }

@@ -95,6 +95,7 @@ fn put<K: Key + 'static, V: Value + 'static>(
 pub(super) struct Tx<'a> {
     txn: &'a redb::WriteTransaction,
     changes: RefCell<Vec<u8>>,
+    open: OpenTables<'a>,
 }
 
 impl<'a> Tx<'a> {
@@ -102,17 +103,35 @@ impl<'a> Tx<'a> {
         Tx {
             txn,
             changes: RefCell::default(),
+            open: OpenTables::default(),
         }
     }
 
-    /// Opens a table for reading and recorded writing.
+    /// Opens a table for reading and recorded writing. It stays open until
+    /// the transaction ends (see [`OpenTables`]).
     pub(super) fn open<K: Key + 'static, V: Value + 'static>(
         &self,
         definition: TableDefinition<'static, K, V>,
-    ) -> Result<Table<'_, K, V>, BrokerError> {
+    ) -> Result<Table<'_, 'a, K, V>, BrokerError>
+    where
+        OpenTables<'a>: OpenOf<'a, K, V>,
+    {
+        let open = self.open.of();
+        let kept = {
+            let mut open = open.borrow_mut();
+            let at = open
+                .iter()
+                .position(|(kept, _)| kept.name() == definition.name());
+            at.map(|at| open.swap_remove(at).1)
+        };
+        let inner = match kept {
+            Some(table) => table,
+            None => self.txn.open_table(definition).map_err(storage)?,
+        };
         Ok(Table {
-            inner: self.txn.open_table(definition).map_err(storage)?,
+            inner: Some(inner),
             definition,
+            open,
             changes: &self.changes,
         })
     }
@@ -123,23 +142,73 @@ impl<'a> Tx<'a> {
     }
 }
 
-/// A table of a [`Tx`]: reads through `Deref`, writes recorded.
-pub(super) struct Table<'t, K: Key + 'static, V: Value + 'static> {
-    inner: redb::Table<'t, K, V>,
+/// The tables a transaction opened, by key and value types, each with its
+/// name. Opening a redb table looks it up in the table tree and closing it
+/// stages its new root: a tenth of the writer's time while every step of
+/// every operation opened its own (`bench/RESULTS.md`). Kept open, a group
+/// commit opens each table once.
+macro_rules! open_tables {
+    ($($field:ident: $key:ty => $value:ty),* $(,)?) => {
+        #[derive(Default)]
+        pub(super) struct OpenTables<'a> {
+            $( $field: RefCell<Vec<(TableDefinition<'static, $key, $value>, redb::Table<'a, $key, $value>)>>, )*
+        }
+
+        $(
+            impl<'a> OpenOf<'a, $key, $value> for OpenTables<'a> {
+                fn of(&self) -> &RefCell<Vec<(TableDefinition<'static, $key, $value>, redb::Table<'a, $key, $value>)>> {
+                    &self.$field
+                }
+            }
+        )*
+    };
+}
+
+open_tables!(
+    by_name: &'static str => &'static [u8],
+    queued: (&'static str, u8, u64) => &'static str,
+    by_time: (u64, &'static str) => (),
+    by_seq: u64 => &'static [u8],
+    counters: &'static str => u64,
+);
+
+/// The open tables of one key and value type.
+pub(super) trait OpenOf<'a, K: Key + 'static, V: Value + 'static> {
+    fn of(&self) -> &RefCell<Vec<(TableDefinition<'static, K, V>, redb::Table<'a, K, V>)>>;
+}
+
+/// A table of a [`Tx`]: reads through `Deref`, writes recorded. Dropping it
+/// hands it back to the transaction's [`OpenTables`].
+pub(super) struct Table<'t, 'a, K: Key + 'static, V: Value + 'static> {
+    /// Present until dropped.
+    inner: Option<redb::Table<'a, K, V>>,
     /// Names the table in each recorded change.
     definition: TableDefinition<'static, K, V>,
+    open: &'t RefCell<Vec<(TableDefinition<'static, K, V>, redb::Table<'a, K, V>)>>,
     changes: &'t RefCell<Vec<u8>>,
 }
 
-impl<'t, K: Key + 'static, V: Value + 'static> std::ops::Deref for Table<'t, K, V> {
-    type Target = redb::Table<'t, K, V>;
+impl<'a, K: Key + 'static, V: Value + 'static> std::ops::Deref for Table<'_, 'a, K, V> {
+    type Target = redb::Table<'a, K, V>;
 
     fn deref(&self) -> &Self::Target {
-        &self.inner
+        self.inner.as_ref().expect("present until dropped")
     }
 }
 
-impl<'t, K: Key + 'static, V: Value + 'static> Table<'t, K, V> {
+impl<K: Key + 'static, V: Value + 'static> Drop for Table<'_, '_, K, V> {
+    fn drop(&mut self) {
+        if let Some(table) = self.inner.take() {
+            self.open.borrow_mut().push((self.definition, table));
+        }
+    }
+}
+
+impl<'a, K: Key + 'static, V: Value + 'static> Table<'_, 'a, K, V> {
+    fn table(&mut self) -> &mut redb::Table<'a, K, V> {
+        self.inner.as_mut().expect("present until dropped")
+    }
+
     fn record(&self, key: &[u8], value: Option<&[u8]>) {
         let name = self.definition.name();
         let mut changes = self.changes.borrow_mut();
@@ -166,7 +235,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Table<'t, K, V> {
             K::as_bytes(key.borrow()).as_ref(),
             Some(V::as_bytes(value.borrow()).as_ref()),
         );
-        self.inner.insert(key, value).map_err(storage)?;
+        self.table().insert(key, value).map_err(storage)?;
         Ok(())
     }
 
@@ -175,7 +244,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Table<'t, K, V> {
         key: impl std::borrow::Borrow<K::SelfType<'k>>,
     ) -> Result<(), BrokerError> {
         self.record(K::as_bytes(key.borrow()).as_ref(), None);
-        self.inner.remove(key).map_err(storage)?;
+        self.table().remove(key).map_err(storage)?;
         Ok(())
     }
 
@@ -185,7 +254,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Table<'t, K, V> {
         mut keep: impl for<'f> FnMut(K::SelfType<'f>, V::SelfType<'f>) -> bool,
     ) -> Result<(), BrokerError> {
         let mut doomed = Vec::new();
-        for entry in self.inner.iter().map_err(storage)? {
+        for entry in self.iter().map_err(storage)? {
             let (key, value) = entry.map_err(storage)?;
             if !keep(key.value(), value.value()) {
                 doomed.push(K::as_bytes(&key.value()).as_ref().to_vec());

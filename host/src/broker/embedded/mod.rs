@@ -135,18 +135,25 @@ impl EmbeddedBroker {
             let mut deliveries = Vec::new();
             let mut finished = Vec::new();
             let mut ready = txn.open(READY)?;
-            'queues: for queue in &queues {
-                for band in Band::ALL {
-                    let band = band as u8;
-                    while deliveries.len() < max {
-                        let first = ready
-                            .range((queue.as_str(), band, 0)..=(queue.as_str(), band, u64::MAX))
-                            .map_err(storage)?
-                            .next()
-                            .transpose()
-                            .map_err(storage)?
-                            .map(|(k, v)| (k.value().2, v.value().to_string()));
-                        let Some((seq, task_id)) = first else { break };
+            for queue in &queues {
+                // Keys sort by band, highest first, then by arrival. Tasks
+                // that expired while they waited end here and are not
+                // delivered: look again until the queue or `max` runs out.
+                while deliveries.len() < max {
+                    let waiting: Vec<(u8, u64, String)> = ready
+                        .range((queue.as_str(), 0, 0)..=(queue.as_str(), u8::MAX, u64::MAX))
+                        .map_err(storage)?
+                        .take(max - deliveries.len())
+                        .map(|entry| {
+                            let (key, id) = entry.map_err(storage)?;
+                            let (_, band, seq) = key.value();
+                            Ok((band, seq, id.value().to_string()))
+                        })
+                        .collect::<Result<_, BrokerError>>()?;
+                    if waiting.is_empty() {
+                        break;
+                    }
+                    for (band, seq, task_id) in waiting {
                         ready.remove((queue.as_str(), band, seq))?;
                         let Some(mut task) = load(txn, &task_id)? else {
                             continue;
@@ -166,9 +173,6 @@ impl EmbeddedBroker {
                         }
                         deliveries.push(lease_to(txn, config, &mut task, &consumer, lease, now)?);
                         store(txn, &task)?;
-                    }
-                    if deliveries.len() >= max {
-                        break 'queues;
                     }
                 }
             }
@@ -716,7 +720,7 @@ impl Broker for EmbeddedBroker {
             txn.open(DEAD)?.remove((seq, task_id.as_str()))?;
             store(txn, &dead)?;
             let mut message = dead.record.message;
-            message.id = uuid::Uuid::new_v4().to_string();
+            message.id = new_task_id();
             message.attempt = 1;
             message.eta_ms = None;
             message.idempotency_key = None;

@@ -54,7 +54,7 @@
 use super::{
     Band, Broker, BrokerConfig, BrokerError, Delivery, Event, LeaseStatus, QueueStats,
     RevokeOutcome, RunMeta, Settlement, Submitted, TaskMessage, TaskRecord, TaskState,
-    WorkerHeartbeat, now_ms,
+    WorkerHeartbeat, new_task_id, now_ms,
 };
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSubStream};
@@ -1020,7 +1020,7 @@ impl Broker for RedisBroker {
         let old: TaskMessage = serde_json::from_str(&msg)
             .map_err(|e| corrupt(format!("task {task_id}: message: {e}")))?;
         let message = TaskMessage {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: new_task_id(),
             attempt: 1,
             eta_ms: None,
             expires_ms: None,
