@@ -96,15 +96,22 @@ pub(super) struct Tx<'a> {
     txn: &'a redb::WriteTransaction,
     changes: RefCell<Vec<u8>>,
     open: OpenTables<'a>,
+    live: &'a RefCell<LiveTasks>,
 }
 
 impl<'a> Tx<'a> {
-    pub(super) fn new(txn: &'a redb::WriteTransaction) -> Self {
+    pub(super) fn new(txn: &'a redb::WriteTransaction, live: &'a RefCell<LiveTasks>) -> Self {
         Tx {
             txn,
             changes: RefCell::default(),
             open: OpenTables::default(),
+            live,
         }
+    }
+
+    /// The writer's decoded live tasks (see [`LiveTasks`]).
+    pub(super) fn live(&self) -> std::cell::RefMut<'_, LiveTasks> {
+        self.live.borrow_mut()
     }
 
     /// Opens a table for reading and recorded writing. It stays open until

@@ -4,6 +4,7 @@
 use super::journal::{Journal, SYNC_EVERY, Tx};
 use super::*;
 use redb::Durability;
+use std::cell::RefCell;
 
 pub(super) type Completion = Box<dyn FnOnce(&Shared) + Send>;
 pub(super) type Job = Box<dyn FnOnce(&Tx, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
@@ -92,6 +93,7 @@ pub(super) fn write_loop(
 ) {
     /// Enough to amortise one sync over many tasks without starving callers.
     const MAX_BATCH: usize = 512;
+    let live = RefCell::new(LiveTasks::default());
     loop {
         let first = match requests.recv_timeout(SYNC_EVERY) {
             Ok(first) => first,
@@ -111,7 +113,7 @@ pub(super) fn write_loop(
         let durable = batch.iter().any(|r| r.durable);
         let (jobs, answers): (Vec<Job>, Vec<_>) =
             batch.into_iter().map(|r| (r.job, r.done)).unzip();
-        match commit(db, &mut journal, config, jobs, durable) {
+        match commit(db, &mut journal, config, &live, jobs, durable) {
             Ok(results) => {
                 for (result, answer) in results.into_iter().zip(answers) {
                     let _ = answer.send(result.map(|completion| completion(shared)));
@@ -119,6 +121,8 @@ pub(super) fn write_loop(
             }
             Err(error) => {
                 tracing::error!(%error, "broker commit failed");
+                // It holds copies of what the failed transaction stored.
+                live.borrow_mut().clear();
                 for answer in answers {
                     let _ = answer.send(Err(BrokerError::Storage(error.to_string())));
                 }
@@ -138,12 +142,13 @@ fn commit(
     db: &Database,
     journal: &mut Journal,
     config: &BrokerConfig,
+    live: &RefCell<LiveTasks>,
     jobs: Vec<Job>,
     durable: bool,
 ) -> Result<Vec<Result<Completion, BrokerError>>, BrokerError> {
     let mut txn = db.begin_write().map_err(storage)?;
     txn.set_durability(Durability::None).map_err(storage)?;
-    let tx = Tx::new(&txn);
+    let tx = Tx::new(&txn, live);
     let results: Vec<_> = jobs.into_iter().map(|job| job(&tx, config)).collect();
     let changes = tx.into_changes();
     let before = journal.len();
