@@ -158,12 +158,12 @@ macro_rules! open_tables {
     ($($field:ident: $key:ty => $value:ty),* $(,)?) => {
         #[derive(Default)]
         pub(super) struct OpenTables<'a> {
-            $( $field: RefCell<Vec<(TableDefinition<'static, $key, $value>, redb::Table<'a, $key, $value>)>>, )*
+            $( $field: Kept<'a, $key, $value>, )*
         }
 
         $(
             impl<'a> OpenOf<'a, $key, $value> for OpenTables<'a> {
-                fn of(&self) -> &RefCell<Vec<(TableDefinition<'static, $key, $value>, redb::Table<'a, $key, $value>)>> {
+                fn of(&self) -> &Kept<'a, $key, $value> {
                     &self.$field
                 }
             }
@@ -179,9 +179,13 @@ open_tables!(
     counters: &'static str => u64,
 );
 
+/// The open tables of one key and value type, each with its definition.
+pub(super) type Kept<'a, K, V> =
+    RefCell<Vec<(TableDefinition<'static, K, V>, redb::Table<'a, K, V>)>>;
+
 /// The open tables of one key and value type.
 pub(super) trait OpenOf<'a, K: Key + 'static, V: Value + 'static> {
-    fn of(&self) -> &RefCell<Vec<(TableDefinition<'static, K, V>, redb::Table<'a, K, V>)>>;
+    fn of(&self) -> &Kept<'a, K, V>;
 }
 
 /// A table of a [`Tx`]: reads through `Deref`, writes recorded. Dropping it
@@ -191,7 +195,7 @@ pub(super) struct Table<'t, 'a, K: Key + 'static, V: Value + 'static> {
     inner: Option<redb::Table<'a, K, V>>,
     /// Names the table in each recorded change.
     definition: TableDefinition<'static, K, V>,
-    open: &'t RefCell<Vec<(TableDefinition<'static, K, V>, redb::Table<'a, K, V>)>>,
+    open: &'t Kept<'a, K, V>,
     changes: &'t RefCell<Vec<u8>>,
 }
 
