@@ -73,19 +73,43 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
 /// so a copy is never older than the table; the writer empties it when a
 /// transaction fails.
 #[derive(Debug, Default)]
-pub(super) struct LiveTasks(HashMap<String, StoredTask>);
+pub(super) struct LiveTasks {
+    /// Each copy with the size of its stored form.
+    tasks: HashMap<String, (usize, StoredTask)>,
+    /// The sum of those sizes.
+    bytes: usize,
+}
 
 impl LiveTasks {
-    /// Bounds the memory of a long backlog; tasks beyond it are decoded.
-    const MAX: usize = 65_536;
+    /// Bounds the memory of a backlog (by the tasks' stored size, as a
+    /// task's input may be large); tasks beyond it are decoded.
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn take(&mut self, task_id: &str) -> Option<StoredTask> {
+        let (size, task) = self.tasks.remove(task_id)?;
+        self.bytes -= size;
+        Some(task)
+    }
+
+    /// Keeps a copy of `task`, whose stored form is `size` bytes, if there
+    /// is room. The caller took any older copy out first: without room,
+    /// it must not stay behind.
+    fn keep(&mut self, task: &StoredTask, size: usize) {
+        if self.bytes + size <= Self::MAX_BYTES {
+            self.bytes += size;
+            let id = task.record.message.id.clone();
+            self.tasks.insert(id, (size, task.clone()));
+        }
+    }
 
     pub(super) fn clear(&mut self) {
-        self.0.clear();
+        self.tasks.clear();
+        self.bytes = 0;
     }
 }
 
 pub(super) fn load(txn: &Tx, task_id: &str) -> Result<Option<StoredTask>, BrokerError> {
-    if let Some(task) = txn.live().0.remove(task_id) {
+    if let Some(task) = txn.live().take(task_id) {
         return Ok(Some(task));
     }
     let tasks = txn.open(TASKS)?;
@@ -98,10 +122,9 @@ pub(super) fn store(txn: &Tx, task: &StoredTask) -> Result<(), BrokerError> {
     let id = task.record.message.id.as_str();
     txn.open(TASKS)?.insert(id, bytes.as_slice())?;
     let mut live = txn.live();
-    if task.record.state.is_terminal() {
-        live.0.remove(id);
-    } else if live.0.len() < LiveTasks::MAX {
-        live.0.insert(id.to_owned(), task.clone());
+    live.take(id);
+    if !task.record.state.is_terminal() {
+        live.keep(task, bytes.len());
     }
     Ok(())
 }
@@ -234,4 +257,37 @@ pub(super) fn keys_before(
         keys.push((at, id.to_string()));
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> StoredTask {
+        StoredTask {
+            record: TaskRecord::pending(TaskMessage::new("t", "default", serde_json::Value::Null)),
+            generation: 0,
+            lease: None,
+            ready_seq: None,
+            due_ms: None,
+            expires_ms: None,
+            revoke_requested: false,
+            dead_seq: None,
+        }
+    }
+
+    #[test]
+    fn live_tasks_keep_copies_within_their_byte_bound() {
+        let mut live = LiveTasks::default();
+        let (big, small) = (task(), task());
+        live.keep(&big, LiveTasks::MAX_BYTES - 10);
+        live.keep(&small, 20);
+        assert!(live.take(&small.record.message.id).is_none(), "no room");
+        assert!(live.take(&big.record.message.id).is_some());
+        assert_eq!(live.bytes, 0);
+        live.keep(&small, 20);
+        assert_eq!(live.bytes, 20);
+        assert!(live.take(&small.record.message.id).is_some());
+        assert!(live.take(&small.record.message.id).is_none(), "taken once");
+    }
 }
