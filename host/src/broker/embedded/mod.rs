@@ -255,16 +255,7 @@ impl Broker for EmbeddedBroker {
             }
             let task_id = message.id.clone();
             let due = message.eta_ms.filter(|eta| *eta > now);
-            let mut task = StoredTask {
-                record: TaskRecord::pending(message),
-                generation: 0,
-                lease: None,
-                ready_seq: None,
-                due_ms: None,
-                expires_ms: None,
-                revoke_requested: false,
-                dead_seq: None,
-            };
+            let mut task = StoredTask::pending(message);
             let completion: Option<Completion> = match due {
                 Some(due) => {
                     schedule(txn, &mut task, due)?;
@@ -726,16 +717,7 @@ impl Broker for EmbeddedBroker {
             message.idempotency_key = None;
             message.submitted_ms = now_ms();
             let new_id = message.id.clone();
-            let mut task = StoredTask {
-                record: TaskRecord::pending(message),
-                generation: 0,
-                lease: None,
-                ready_seq: None,
-                due_ms: None,
-                expires_ms: None,
-                revoke_requested: false,
-                dead_seq: None,
-            };
+            let mut task = StoredTask::pending(message);
             make_ready(
                 txn,
                 config,

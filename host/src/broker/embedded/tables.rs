@@ -43,6 +43,22 @@ pub(super) struct StoredTask {
     pub(super) dead_seq: Option<u64>,
 }
 
+impl StoredTask {
+    /// A task just accepted, in no queue yet.
+    pub(super) fn pending(message: TaskMessage) -> Self {
+        StoredTask {
+            record: TaskRecord::pending(message),
+            generation: 0,
+            lease: None,
+            ready_seq: None,
+            due_ms: None,
+            expires_ms: None,
+            revoke_requested: false,
+            dead_seq: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Lease {
     pub(super) consumer: String,
@@ -264,16 +280,7 @@ mod tests {
     use super::*;
 
     fn task() -> StoredTask {
-        StoredTask {
-            record: TaskRecord::pending(TaskMessage::new("t", "default", serde_json::Value::Null)),
-            generation: 0,
-            lease: None,
-            ready_seq: None,
-            due_ms: None,
-            expires_ms: None,
-            revoke_requested: false,
-            dead_seq: None,
-        }
+        StoredTask::pending(TaskMessage::new("t", "default", serde_json::Value::Null))
     }
 
     #[test]
