@@ -445,18 +445,27 @@ async fn retry_comes_back_with_the_next_attempt(backend: Backend) {
     );
 }
 
-async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backend) {
-    let b = Arc::new(open(backend).await);
+/// Starts `consumer` reserving up to 4 tasks for up to 10 s, and returns
+/// once it has had time to find nothing and wait.
+async fn waiting_reserve(
+    b: &Arc<Fixture>,
+    consumer: &'static str,
+) -> tokio::task::JoinHandle<Vec<Delivery>> {
     let waiting = tokio::spawn({
         let b = b.clone();
         async move {
-            b.reserve("waiter", &all_queues(), 4, LEASE, Duration::from_secs(10))
+            b.reserve(consumer, &all_queues(), 4, LEASE, Duration::from_secs(10))
                 .await
                 .expect("reserve")
         }
     });
-    // Long enough for the consumer to find nothing and wait.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    waiting
+}
+
+async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backend) {
+    let b = Arc::new(open(backend).await);
+    let waiting = waiting_reserve(&b, "waiter").await;
     let started = Instant::now();
     let id = submit(&b, message("handed", "default", 5)).await;
     let got = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -542,15 +551,7 @@ async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backen
 /// until its lease ran out.
 async fn a_reserve_dropped_while_it_waits_strands_no_task(backend: Backend) {
     let b = Arc::new(open(backend).await);
-    let waiting = tokio::spawn({
-        let b = b.clone();
-        async move {
-            b.reserve("gone", &all_queues(), 4, LEASE, Duration::from_secs(10))
-                .await
-        }
-    });
-    // Long enough for the consumer to find nothing and wait.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = waiting_reserve(&b, "gone").await;
     waiting.abort();
     let _ = waiting.await;
     let id = submit(&b, message("after a dropped wait", "default", 5)).await;

@@ -276,14 +276,7 @@ impl Broker for EmbeddedBroker {
                         // A consumer waits for this queue: the task is its
                         // (it found the queue empty when it began to wait).
                         Some(idle) => {
-                            if let Some(seq) = task.ready_seq.take() {
-                                let message = &task.record.message;
-                                txn.open(READY)?.remove((
-                                    message.queue.as_str(),
-                                    message.band() as u8,
-                                    seq,
-                                ))?;
-                            }
+                            detach(txn, &mut task)?;
                             let delivery =
                                 lease_to(txn, config, &mut task, &idle.consumer, idle.lease, now)?;
                             Some(Box::new(move |_: &Shared| {
