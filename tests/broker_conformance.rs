@@ -10,9 +10,9 @@
 //! inspection and the key-value store; the fixtures are here.
 
 use hippo::broker::{
-    Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, RedisBroker,
-    RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskState, WorkerHeartbeat,
-    now_ms,
+    Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
+    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskState,
+    WorkerHeartbeat, now_ms,
 };
 use hippo::runtime::{ExecStats, Progress, TaskFailure};
 use hippo_integration_tests::redis_url;

@@ -15,6 +15,8 @@ conformance!(
     a_waiting_consumer_gets_a_task_submitted_while_it_waits,
     a_reserve_dropped_while_it_waits_strands_no_task,
     a_task_settled_without_a_start_records_its_start_or_ends_revoked,
+    a_task_handed_to_a_waiting_consumer_is_reserved_like_any,
+    tasks_that_come_back_go_to_a_waiting_consumer,
 );
 
 async fn round_trip_keeps_every_field(backend: Backend) {
@@ -445,16 +447,17 @@ async fn retry_comes_back_with_the_next_attempt(backend: Backend) {
     );
 }
 
-/// Starts `consumer` reserving up to 4 tasks for up to 10 s, and returns
-/// once it has had time to find nothing and wait.
+/// Starts `consumer` reserving up to 4 tasks (under `lease`) for up to
+/// 10 s, and returns once it has had time to find nothing and wait.
 async fn waiting_reserve(
     b: &Arc<Fixture>,
     consumer: &'static str,
+    lease: Duration,
 ) -> tokio::task::JoinHandle<Vec<Delivery>> {
     let waiting = tokio::spawn({
         let b = b.clone();
         async move {
-            b.reserve(consumer, &all_queues(), 4, LEASE, Duration::from_secs(10))
+            b.reserve(consumer, &all_queues(), 4, lease, Duration::from_secs(10))
                 .await
                 .expect("reserve")
         }
@@ -465,7 +468,7 @@ async fn waiting_reserve(
 
 async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backend) {
     let b = Arc::new(open(backend).await);
-    let waiting = waiting_reserve(&b, "waiter").await;
+    let waiting = waiting_reserve(&b, "waiter", LEASE).await;
     let started = Instant::now();
     let id = submit(&b, message("handed", "default", 5)).await;
     let got = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -551,7 +554,7 @@ async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backen
 /// until its lease ran out.
 async fn a_reserve_dropped_while_it_waits_strands_no_task(backend: Backend) {
     let b = Arc::new(open(backend).await);
-    let waiting = waiting_reserve(&b, "gone").await;
+    let waiting = waiting_reserve(&b, "gone", LEASE).await;
     waiting.abort();
     let _ = waiting.await;
     let id = submit(&b, message("after a dropped wait", "default", 5)).await;
@@ -608,4 +611,103 @@ async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backen
     let seen = states(b.events(None, 1000).await.unwrap(), &revoked);
     assert!(!seen.contains(&TaskState::Started), "{seen:?}");
     assert_eq!(seen.last(), Some(&TaskState::Revoked));
+}
+
+/// The one task a waiting reserve returns, at once.
+async fn handed_at_once(waiting: tokio::task::JoinHandle<Vec<Delivery>>) -> Delivery {
+    let mut got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting reserve returns once a task is ready")
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    got.remove(0)
+}
+
+/// A task handed straight to a waiting consumer (on Redis it never enters
+/// a stream) is a delivery like any other: listed and counted as reserved,
+/// and back in its queue once its lease expires, its holder fenced out.
+async fn a_task_handed_to_a_waiting_consumer_is_reserved_like_any(backend: Backend) {
+    let b = Arc::new(open(backend).await);
+    let waiting = waiting_reserve(&b, "waiter", Duration::from_millis(300)).await;
+    let id = submit(&b, message("handed", "default", 5)).await;
+    let handed = handed_at_once(waiting).await;
+    assert_eq!(handed.message.id, id);
+
+    let reserved = b.reserved().await.unwrap();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0].message.id, id);
+    assert_eq!(reserved[0].generation, handed.generation);
+    assert_eq!(reserved[0].consumer, "waiter");
+    let counts = |stats: Vec<QueueStats>| {
+        stats
+            .into_iter()
+            .find(|s| s.name == "default")
+            .map(|s| (s.ready, s.reserved))
+    };
+    assert_eq!(counts(b.queue_stats().await.unwrap()), Some((0, 1)));
+
+    // Redis' wait stands after the call: ended here, so the task does not
+    // go back to the same consumer.
+    assert!(
+        b.stop_waiting("waiter", &all_queues())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        b.maintain().await.unwrap() >= 1,
+        "maintain returns the expired lease to its queue"
+    );
+    let fresh = take_one(&b, "fresh")
+        .await
+        .expect("redelivered after its lease expired");
+    assert_eq!(fresh.message.id, id);
+    assert!(fresh.generation > handed.generation);
+    assert!(
+        !b.settle(&handed, success(json!("stale"), "waiter"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.settle(&fresh, success(json!("fresh"), "fresh"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(counts(b.queue_stats().await.unwrap()), Some((0, 0)));
+    assert!(b.reserved().await.unwrap().is_empty());
+}
+
+/// A task handed back, or one whose ETA comes, while a consumer waits goes
+/// to that consumer at once.
+async fn tasks_that_come_back_go_to_a_waiting_consumer(backend: Backend) {
+    let b = Arc::new(open(backend).await);
+    let id = submit(&b, message("back", "default", 5)).await;
+    let first = take_one(&b, "first").await.unwrap();
+    let waiting = waiting_reserve(&b, "waiter", LEASE).await;
+    assert!(b.release(&first).await.unwrap());
+    let back = handed_at_once(waiting).await;
+    assert_eq!(back.message.id, id);
+    assert_eq!(back.consumer, "waiter");
+    assert!(back.generation > first.generation);
+    assert_eq!(back.message.attempt, first.message.attempt);
+    assert_eq!(state(&b, &id).await, TaskState::Received);
+    assert!(
+        b.stop_waiting("waiter", &all_queues())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(b.settle(&back, success(json!(1), "waiter")).await.unwrap());
+
+    let mut later = message("later", "default", 5);
+    later.eta_ms = Some(now_ms() + 300);
+    let later = submit(&b, later).await;
+    let waiting = waiting_reserve(&b, "waiter", LEASE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.maintain().await.unwrap();
+    let due = handed_at_once(waiting).await;
+    assert_eq!(due.message.id, later);
+    assert_eq!(state(&b, &later).await, TaskState::Received);
+    assert!(b.settle(&due, success(json!(2), "waiter")).await.unwrap());
 }

@@ -235,8 +235,17 @@ impl Worker {
                 .await;
             match reserved {
                 Ok(deliveries) => {
+                    let fetched = !deliveries.is_empty();
                     for delivery in deliveries {
                         self.hold(delivery);
+                    }
+                    if fetched {
+                        // The tasks just held start first (each runs until
+                        // it first waits, a short one until its result is
+                        // sent): asking for more is a socket write and, over
+                        // Redis, a command Redis runs, neither of which
+                        // should come before a result someone waits for.
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(error) => {

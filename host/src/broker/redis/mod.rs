@@ -3,6 +3,8 @@
 //! # Key layout (every key starts with the prefix, `hippo:` by default)
 //! - `q:{queue}:{band}`: a stream per queue and priority band, read through
 //!   the consumer group `hippo`. An entry carries only the task id (`id`).
+//!   A task that finds a consumer waiting for it never enters a stream
+//!   (see `waiting:` below).
 //! - `task:{id}`: a hash with the task's record, one field per part (see
 //!   below), so the scripts change states without decoding JSON.
 //! - `delayed:{queue}`: a sorted set of tasks waiting for their ETA,
@@ -13,8 +15,10 @@
 //!   `maintain` drops the ids whose record has expired.
 //! - `idem:{key}`: the first task id seen with an idempotency key (expires
 //!   after the idempotency window).
-//! - `events` and `event-seq`: the bounded event log (a stream whose entry
-//!   ids are `{seq}-0`) and its sequence counter.
+//! - `events` and `event-seq`: the bounded event log and its sequence
+//!   counter. An entry holds the events of one script, numbered up to its
+//!   id `{seq}-0`: field `at` (Unix ms) and field `e`, a JSON array of
+//!   `[task id, state, task name, queue, worker, detail]`.
 //! - `worker:{name}` (expiring) and `workers` (a set of names): worker heartbeats.
 //! - `waiting:{queue}` (a list), `wait:{consumer}` and `room:{consumer}`
 //!   (expiring) and `wait-seq`: consumers waiting for work and how many
@@ -36,7 +40,8 @@
 //! Task hash fields: `msg` (the [`TaskMessage`] JSON), `name`, `queue`,
 //! `band`, `expires` (copies the scripts read), `state` (Celery name),
 //! `phase` (`ready` in a stream, `delayed`, `leased` or `done`), `gen` (the
-//! fencing generation), `receipt` (its stream entry while ready or leased),
+//! fencing generation), `receipt` (its stream entry while ready or leased,
+//! if it has one),
 //! `consumer` (the lease holder), `worker`, `result`, `error`, `progress`,
 //! `last_run` (JSON), `runs`, `updated` (Unix ms), `revoked` and `dead`
 //! (flags).
@@ -482,6 +487,17 @@ impl RedisBroker {
         Ok(out)
     }
 
+    /// The number of the oldest event the log keeps: it keeps the newest
+    /// `event_log_capacity`.
+    async fn oldest_event(&self) -> Result<u64, BrokerError> {
+        let last: Option<u64> = redis::cmd("GET")
+            .arg(self.key("event-seq"))
+            .query_async(&mut self.con())
+            .await
+            .map_err(storage)?;
+        Ok((last.unwrap_or(0) + 1).saturating_sub(self.config.event_log_capacity))
+    }
+
     /// Waits (up to `wait`) for tasks handed to `consumer` (see the RESERVE
     /// script) and takes up to `max` of them, on a connection of its own: a
     /// blocking read would stall every other command on the shared
@@ -896,6 +912,7 @@ impl Broker for RedisBroker {
             }
             inv.key(self.delayed_key(queue));
         }
+        inv.arg(&self.config.queues);
         let counts: Vec<i64> = self.run(&inv).await?;
         if counts.len() != 3 * self.config.queues.len() {
             return Err(corrupt("queue stats: malformed reply"));
@@ -961,8 +978,8 @@ impl Broker for RedisBroker {
         let rows: Vec<Fields> = pipe.query_async(&mut con).await.map_err(storage)?;
         let mut out = Vec::new();
         for (id, row) in ids.iter().zip(rows) {
-            let (Some(phase), Some(msg), Some(generation), Some(consumer), Some(receipt)) = row
-            else {
+            // A task handed straight to a waiting consumer has no receipt.
+            let (Some(phase), Some(msg), Some(generation), Some(consumer), receipt) = row else {
                 continue;
             };
             if phase != "leased" {
@@ -975,7 +992,7 @@ impl Broker for RedisBroker {
                     .parse()
                     .map_err(|e| corrupt(format!("task {id}: generation: {e}")))?,
                 consumer,
-                receipt,
+                receipt: receipt.unwrap_or_default(),
             });
         }
         Ok(out)
@@ -1102,45 +1119,67 @@ impl Broker for RedisBroker {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let start = match after {
-            Some(seq) => format!("{}-0", seq.saturating_add(1)),
-            None => "-".to_owned(),
-        };
+        // An entry holds the events of one script, numbered up to its id
+        // (see `flush_events`). Starting the range at the first wanted
+        // number, only the first entry can hold events before it, and it
+        // holds one after it: `limit` entries bring `limit` events.
+        let first = self
+            .oldest_event()
+            .await?
+            .max(after.map_or(0, |seq| seq + 1));
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
             .arg(self.key("events"))
-            .arg(start)
+            .arg(format!("{first}-0"))
             .arg("+")
             .arg("COUNT")
             .arg(limit)
             .query_async(&mut self.con())
             .await
             .map_err(storage)?;
-        entries
-            .into_iter()
-            .map(|(entry, f)| {
-                let bad = |what: &str| corrupt(format!("event {entry}: {what}"));
-                let text = |name: &str| f.get(name).filter(|s| !s.is_empty()).cloned();
-                let seq = entry
-                    .split('-')
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| bad("id"))?;
-                let state = text("state").ok_or_else(|| bad("no state"))?;
-                Ok(Event {
+        let mut out = Vec::with_capacity(limit);
+        for (entry, fields) in entries {
+            let bad = |what: &str| corrupt(format!("event entry {entry}: {what}"));
+            let last: u64 = entry
+                .split('-')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("id"))?;
+            let at_ms = fields
+                .get("at")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("time"))?;
+            let packed: Vec<[String; 6]> = fields
+                .get("e")
+                .ok_or_else(|| bad("no events"))
+                .and_then(|e| serde_json::from_str(e).map_err(|e| bad(&e.to_string())))?;
+            let count = packed.len() as u64;
+            if count == 0 || count > last {
+                return Err(bad("event count"));
+            }
+            let text = |s: String| (!s.is_empty()).then_some(s);
+            for (seq, [task_id, state, task, queue, worker, detail]) in
+                (last + 1 - count..).zip(packed)
+            {
+                if seq < first {
+                    continue;
+                }
+                out.push(Event {
                     seq,
-                    at_ms: text("at")
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| bad("time"))?,
-                    task_id: text("id").ok_or_else(|| bad("no task id"))?,
-                    task: text("task").unwrap_or_default(),
-                    queue: text("queue").unwrap_or_default(),
+                    at_ms,
+                    task_id,
+                    task,
+                    queue,
                     state: serde_json::from_value(serde_json::Value::String(state))
                         .map_err(|e| bad(&e.to_string()))?,
-                    worker: text("worker"),
-                    detail: text("detail"),
-                })
-            })
-            .collect()
+                    worker: text(worker),
+                    detail: text(detail),
+                });
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn maintain(&self) -> Result<u64, BrokerError> {
@@ -1161,11 +1200,13 @@ impl Broker for RedisBroker {
                 inv
             })
             .await?;
-        // Writes trim the event log by whole nodes; this trims it exactly.
+        // Writes trim the event log by whole nodes; this trims it to the
+        // entries that hold one of the newest events.
+        let oldest = self.oldest_event().await?;
         let _: i64 = redis::cmd("XTRIM")
             .arg(self.key("events"))
-            .arg("MAXLEN")
-            .arg(self.config.event_log_capacity)
+            .arg("MINID")
+            .arg(oldest)
             .query_async(&mut self.con())
             .await
             .map_err(storage)?;

@@ -28,23 +28,28 @@ local function stream_key(queue, band) return P .. 'q:' .. queue .. ':' .. band 
 local function delayed_key(queue) return P .. 'delayed:' .. queue end
 
 -- State changes for the event log, appended by `flush_events` when the
--- script ends: one sequence increment for all of them.
+-- script ends.
 local EVENTS = {}
 local function event(id, state, name, queue, worker, detail)
   EVENTS[#EVENTS + 1] = {id, state, name or '', queue or '', worker or '', detail or ''}
 end
+-- Appends this script's events as one entry: its id is the last event's
+-- sequence number and its field `e` the events (a JSON array of
+-- {task id, state, name, queue, worker, detail}), numbered up to that one.
+-- The log is trimmed by sequence number, so it keeps about EVENT_CAP events
+-- however they are grouped (`~`: by whole nodes, which is cheap; `maintain`
+-- trims exactly and `events` reads no further back than that).
 local function flush_events()
   local n = #EVENTS
   if n == 0 then return end
   local last = redis.call('INCRBY', P .. 'event-seq', n)
-  for i, e in ipairs(EVENTS) do
-    -- Trimming by whole nodes (`~`) is cheap; `maintain` trims exactly.
-    redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENT_CAP, string.format('%d-0', last - n + i),
-      'at', NOW_S, 'id', e[1], 'task', e[3], 'queue', e[4], 'state', e[2], 'worker', e[5], 'detail', e[6])
-  end
+  local oldest = math.max(0, last - tonumber(EVENT_CAP) + 1)
+  redis.call('XADD', P .. 'events', 'MINID', '~', string.format('%d', oldest),
+    string.format('%d-0', last), 'at', NOW_S, 'e', cjson.encode(EVENTS))
 end
 
--- Acknowledges and deletes a stream entry (a no-op when it is gone).
+-- Acknowledges and deletes a stream entry (a no-op when there is none: a
+-- task handed straight to a waiting consumer never had one).
 local function drop_entry(skey, eid)
   if eid then
     redis.call('XACK', skey, GROUP, eid)
@@ -84,14 +89,32 @@ local function read_new(key, consumer, count)
   return res[1][2]
 end
 
+-- Leases task `id` (generation `gen`) to `consumer` for `lease_ms`: the
+-- next generation, state RECEIVED, written with `fields` (more hash fields,
+-- a flat list). Returns the new generation.
+local function lease(id, gen, consumer, lease_ms, name, queue, fields)
+  local next_gen = string.format('%d', (tonumber(gen) or 0) + 1)
+  local n = #fields
+  fields[n + 1], fields[n + 2] = 'phase', 'leased'
+  fields[n + 3], fields[n + 4] = 'state', 'RECEIVED'
+  fields[n + 5], fields[n + 6] = 'consumer', consumer
+  fields[n + 7], fields[n + 8] = 'worker', consumer
+  fields[n + 9], fields[n + 10] = 'gen', next_gen
+  fields[n + 11], fields[n + 12] = 'updated', NOW_S
+  redis.call('HSET', task_key(id), unpack(fields))
+  redis.call('ZADD', LEASES, string.format('%d', NOW + tonumber(lease_ms)), id)
+  event(id, 'RECEIVED', name, queue, consumer, nil)
+  return next_gen
+end
+
 -- Leases ready stream entry `eid` of stream `key` (just read for
--- `consumer`) until `lease_until`: a new generation, state RECEIVED. The
--- entry of a revoked, expired or vanished task is dropped instead (the task
--- ends REVOKED). Returns {eid, message JSON, generation} or nil.
-local function take(key, eid, id, consumer, lease_until)
+-- `consumer`) for `lease_ms`. The entry of a revoked, expired or vanished
+-- task is dropped instead (the task ends REVOKED). Returns {eid, message
+-- JSON, generation} or nil.
+local function take(key, eid, id, consumer, lease_ms)
   local f = {}
   if id then
-    f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue')
+    f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue', 'gen')
   end
   if f[1] ~= 'ready' or f[2] ~= eid then
     -- A stale entry: the task moved on (or is gone).
@@ -105,62 +128,61 @@ local function take(key, eid, id, consumer, lease_until)
     finish(id, 'REVOKED', f[6], f[7], nil, why)
     return nil
   end
-  local t = task_key(id)
-  local gen = redis.call('HINCRBY', t, 'gen', 1)
-  redis.call('HSET', t, 'phase', 'leased', 'state', 'RECEIVED', 'consumer', consumer,
-    'worker', consumer, 'updated', NOW_S)
-  redis.call('ZADD', LEASES, lease_until, id)
-  event(id, 'RECEIVED', f[6], f[7], consumer, nil)
-  return {eid, f[5], string.format('%d', gen)}
+  return {eid, f[5], lease(id, f[8], consumer, lease_ms, f[6], f[7], {})}
 end
 
--- Hands the newest entry of `key` (a stream of `queue`) to a consumer
--- waiting for work on that queue, if any: the task is leased to it at once
--- and put in its inbox, which it is blocked reading (or reads next). A
--- consumer waits only after finding its queues empty, and every entry added
--- since went to a waiting consumer, so the entry its group read returns is
--- this one (were it another, that one is handed over instead and this one
--- waits for the next reserve). The consumer stays registered, at the back
--- of the line, until it was handed as many tasks as it asked for.
-local function hand_off(key, queue)
+-- The first consumer in line for work on `queue` (see RESERVE), taken out
+-- of the line: its name, lease (ms) and waiting-list entry; nil when none
+-- waits. Entries of waits that ended are dropped on the way.
+local function next_waiting(queue)
   local waiting = P .. 'waiting:' .. queue
   while true do
     local entry = redis.call('LPOP', waiting)
-    if not entry then return end
+    if not entry then return nil end
     local consumer, lease_ms = string.match(entry, '^(.*)|%d+|(%d+)$')
-    local registration = P .. 'wait:' .. (consumer or '')
-    if consumer and redis.call('GET', registration) == entry then
-      local entries = read_new(key, consumer, 1)
-      local taken = nil
-      if entries then
-        local lease_until = string.format('%d', NOW + tonumber(lease_ms))
-        taken = take(key, entries[1][1], entries[1][2][2], consumer, lease_until)
-      end
-      if not taken then
-        -- Nothing to hand over after all: the consumer keeps its place.
-        redis.call('LPUSH', waiting, entry)
-        return
-      end
-      local inbox = P .. 'inbox:' .. consumer
-      redis.call('RPUSH', inbox, taken[1] .. '\n' .. taken[3] .. '\n' .. taken[2])
-      redis.call('PEXPIRE', inbox, lease_ms)
-      if redis.call('DECR', P .. 'room:' .. consumer) > 0 then
-        redis.call('RPUSH', waiting, entry)
-      else
-        redis.call('DEL', registration, P .. 'room:' .. consumer)
-      end
-      return
+    if consumer and redis.call('GET', P .. 'wait:' .. consumer) == entry then
+      return consumer, lease_ms, entry
     end
   end
 end
 
--- Appends a task to its stream, ready to be taken (by a waiting consumer
--- at once, if there is one).
-local function enqueue(id, queue, band)
-  local key = stream_key(queue, band)
-  local eid = redis.call('XADD', key, '*', 'id', id)
-  redis.call('HSET', task_key(id), 'phase', 'ready', 'receipt', eid)
-  hand_off(key, queue)
+-- Makes task `id` ready to run. When a consumer waits for work on its
+-- queue, the task is leased to it at once and put in its inbox, which it is
+-- blocked reading (or reads next): it never enters a stream. The consumer
+-- then goes to the back of the line, or out of it once it was handed as
+-- many tasks as it asked for. A consumer waits only after finding its
+-- queues empty, and every task readied since went to a waiting consumer,
+-- so this task is the next in line for it. Otherwise the task is appended
+-- to the stream of its queue and band. A task that has expired ends
+-- REVOKED instead. `gen` is its generation, `msg` its message, `state` its
+-- state while in the stream (nil: unchanged) and `fields` more hash fields
+-- to write in any case (a flat list).
+local function make_ready(id, queue, band, name, expires, gen, msg, state, fields)
+  if expires and expires ~= '' and tonumber(expires) < NOW then
+    if #fields > 0 then redis.call('HSET', task_key(id), unpack(fields)) end
+    finish(id, 'REVOKED', name, queue, nil, 'expired')
+    return
+  end
+  local consumer, lease_ms, entry = next_waiting(queue)
+  if not consumer then
+    local eid = redis.call('XADD', stream_key(queue, band), '*', 'id', id)
+    local n = #fields
+    fields[n + 1], fields[n + 2] = 'phase', 'ready'
+    fields[n + 3], fields[n + 4] = 'receipt', eid
+    fields[n + 5], fields[n + 6] = 'updated', NOW_S
+    if state then fields[n + 7], fields[n + 8] = 'state', state end
+    redis.call('HSET', task_key(id), unpack(fields))
+    return
+  end
+  local leased_gen = lease(id, gen, consumer, lease_ms, name, queue, fields)
+  local inbox = P .. 'inbox:' .. consumer
+  redis.call('RPUSH', inbox, '\n' .. leased_gen .. '\n' .. msg)
+  redis.call('PEXPIRE', inbox, lease_ms)
+  if redis.call('DECR', P .. 'room:' .. consumer) > 0 then
+    redis.call('RPUSH', P .. 'waiting:' .. queue, entry)
+  else
+    redis.call('DEL', P .. 'wait:' .. consumer, P .. 'room:' .. consumer)
+  end
 end
 
 -- The fields of a task whose current lease is generation `gen`, else nil:
@@ -170,6 +192,17 @@ local function holder(id, gen)
     'name', 'state', 'runs')
   if f[1] ~= 'leased' or f[2] ~= gen then return nil end
   return f
+end
+
+-- Puts leased task `id` back in line, PENDING, without counting a run
+-- (released, or its lease expired); `worker` and `why` go to its event.
+local function requeue(id, queue, band, name, worker, why)
+  local t = task_key(id)
+  local f = redis.call('HMGET', t, 'gen', 'expires', 'msg')
+  redis.call('HDEL', t, 'consumer', 'receipt')
+  redis.call('ZREM', LEASES, id)
+  event(id, 'PENDING', name, queue, worker, why)
+  make_ready(id, queue, band, name, f[2], f[1], f[3], 'PENDING', {})
 end
 
 -- Accepts a task: ready now, or delayed until `eta` (ms, or ''). With an
@@ -184,18 +217,17 @@ local function submit(id, msg, name, queue, band, expires, eta, idem, window)
   end
   local t = task_key(id)
   -- The id was submitted before (a retried submission): keep the first.
-  if redis.call('HSETNX', t, 'msg', msg) == 0 then return {id, 0} end
+  if redis.call('EXISTS', t) == 1 then return {id, 0} end
+  local fields = {'msg', msg, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
+    'gen', '0', 'runs', '0'}
   local due = tonumber(eta)
   if due and due > NOW then
-    redis.call('HSET', t, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
-      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S, 'phase', 'delayed')
+    redis.call('HSET', t, 'phase', 'delayed', 'state', 'PENDING', 'updated', NOW_S, unpack(fields))
     redis.call('ZADD', delayed_key(queue), eta, id)
     event(id, 'PENDING', name, queue, nil, 'eta ' .. eta)
   else
-    redis.call('HSET', t, 'name', name, 'queue', queue, 'band', band, 'expires', expires,
-      'state', 'PENDING', 'gen', '0', 'runs', '0', 'updated', NOW_S)
     event(id, 'PENDING', name, queue, nil, nil)
-    enqueue(id, queue, band)
+    make_ready(id, queue, band, name, expires, '0', msg, 'PENDING', fields)
   end
   return {id, 1}
 end
@@ -307,14 +339,13 @@ return out
 /// wait. When it finds none and ARGV[8] (ms) is not 0, the consumer
 /// registers as waiting on the queues ARGV[9..] for that long, for up to
 /// ARGV[6] tasks: a task that becomes ready meanwhile is leased to it and
-/// put in its inbox (see `hand_off`). Returns {entry id, message JSON,
+/// put in its inbox (see `make_ready`). Returns {entry id, message JSON,
 /// generation, ...}.
 const RESERVE: &str = r#"
 local consumer = ARGV[5]
 local max = tonumber(ARGV[6])
 local lease_ms = ARGV[7]
 local wait_ms = tonumber(ARGV[8])
-local lease_until = string.format('%d', NOW + tonumber(lease_ms))
 local registration = P .. 'wait:' .. consumer
 local room = P .. 'room:' .. consumer
 local previous = redis.call('GET', registration)
@@ -340,7 +371,7 @@ for _, key in ipairs(KEYS) do
     local entries = read_new(key, consumer, max - taken)
     if not entries then break end
     for _, entry in ipairs(entries) do
-      local got = take(key, entry[1], entry[2][2], consumer, lease_until)
+      local got = take(key, entry[1], entry[2][2], consumer, lease_ms)
       if got then
         out[#out + 1] = got[1]
         out[#out + 1] = got[2]
@@ -384,8 +415,8 @@ if f[8] ~= 'PROGRESS' then event(id, 'PROGRESS', f[7], f[3], nil, ARGV[8]) end
 return 1
 "#;
 
-/// Hands a delivery back to the tail of its stream without counting an
-/// attempt (a revoked one ends REVOKED). ARGV[5] id, [6] generation.
+/// Hands a delivery back to its queue without counting an attempt (a
+/// revoked one ends REVOKED). ARGV[5] id, [6] generation.
 /// Returns 1, or 0 when the caller does not hold the current lease.
 const RELEASE: &str = r#"
 local id = ARGV[5]
@@ -396,12 +427,7 @@ if f[6] then
   finish(id, 'REVOKED', f[7], f[3], nil, 'revoked')
   return 1
 end
-local t = task_key(id)
-redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
-redis.call('HDEL', t, 'consumer')
-redis.call('ZREM', LEASES, id)
-event(id, 'PENDING', f[7], f[3], nil, 'released')
-enqueue(id, f[3], f[4])
+requeue(id, f[3], f[4], f[7], nil, 'released')
 return 1
 "#;
 
@@ -428,8 +454,8 @@ finish(id, 'REVOKED', f[5], f[2], nil, 'revoked')
 return 0
 "#;
 
-/// Moves due tasks of queue ARGV[5]'s delayed set (at most ARGV[6]) to
-/// their streams (state unchanged: PENDING or RETRY). Returns {moved, scanned}.
+/// Makes due tasks of queue ARGV[5]'s delayed set (at most ARGV[6]) ready
+/// (state unchanged, PENDING or RETRY, until one is leased). Returns {moved, scanned}.
 const PROMOTE: &str = r#"
 local queue = ARGV[5]
 local dkey = delayed_key(queue)
@@ -437,13 +463,14 @@ local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOW, 'LIMIT', 0, tonumber(
 local moved = 0
 for _, id in ipairs(due) do
   redis.call('ZREM', dkey, id)
-  local f = redis.call('HMGET', task_key(id), 'phase', 'band', 'revoked', 'state', 'name')
+  local f = redis.call('HMGET', task_key(id), 'phase', 'band', 'revoked', 'state', 'name', 'expires',
+    'gen', 'msg')
   if f[1] == 'delayed' then
     if f[3] then
       finish(id, 'REVOKED', f[5], queue, nil, 'revoked')
     else
       event(id, f[4], f[5], queue, nil, 'due')
-      enqueue(id, queue, f[2])
+      make_ready(id, queue, f[2], f[5], f[6], f[7], f[8], nil, {})
     end
     moved = moved + 1
   end
@@ -451,9 +478,9 @@ end
 return {moved, #due}
 "#;
 
-/// Returns expired leases (dead or frozen workers), at most ARGV[5], to the
-/// tail of their streams as PENDING (a revoked one ends REVOKED). The next
-/// reserve bumps the generation, which fences the old holder out.
+/// Returns expired leases (dead or frozen workers), at most ARGV[5], to
+/// their queues as PENDING (a revoked one ends REVOKED). The next lease
+/// bumps the generation, which fences the old holder out.
 /// Returns {moved, scanned}.
 const RECLAIM: &str = r#"
 local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[5]))
@@ -467,10 +494,7 @@ for _, id in ipairs(expired) do
     if f[5] then
       finish(id, 'REVOKED', f[7], f[2], f[6], 'revoked; lease expired')
     else
-      redis.call('HSET', t, 'state', 'PENDING', 'updated', NOW_S)
-      redis.call('HDEL', t, 'consumer')
-      event(id, 'PENDING', f[7], f[2], f[6], 'lease of ' .. (f[6] or '?') .. ' expired')
-      enqueue(id, f[2], f[3])
+      requeue(id, f[2], f[3], f[7], f[6], 'lease of ' .. (f[6] or '?') .. ' expired')
     end
     moved = moved + 1
   end
@@ -506,21 +530,30 @@ return {purged, scanned}
 "#;
 
 /// Counts per queue. KEYS: for each queue its three streams, then its
-/// delayed set. Returns {ready, reserved, scheduled} per queue.
+/// delayed set; ARGV[5..] the queues' names, in the same order. Returns
+/// {ready, reserved, scheduled} per queue. Ready tasks are the stream
+/// entries not yet delivered; reserved ones are counted from the leases,
+/// because a task handed straight to a waiting consumer has no entry: one
+/// read per lease, which an inspection can afford.
 const STATS: &str = r#"
+local position = {}
+for i = 5, #ARGV do position[ARGV[i]] = i - 4 end
+local reserved = {}
+for _, id in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
+  local at = position[redis.call('HGET', task_key(id), 'queue')]
+  if at then reserved[at] = (reserved[at] or 0) + 1 end
+end
 local out = {}
 for i = 1, #KEYS, 4 do
-  local ready, reserved = 0, 0
+  local ready = 0
   for j = i, i + 2 do
-    local len = redis.call('XLEN', KEYS[j])
     local pending = redis.pcall('XPENDING', KEYS[j], GROUP)
     local n = 0
     if type(pending) == 'table' and not pending.err then n = pending[1] end
-    ready = ready + len - n
-    reserved = reserved + n
+    ready = ready + redis.call('XLEN', KEYS[j]) - n
   end
   out[#out + 1] = ready
-  out[#out + 1] = reserved
+  out[#out + 1] = reserved[(i + 3) / 4] or 0
   out[#out + 1] = redis.call('ZCARD', KEYS[i + 3])
 end
 return out
