@@ -34,6 +34,11 @@ async fn wait_returns_as_soon_as_the_task_settles(backend: Backend) {
     settler.await.unwrap();
     assert_eq!(record.state, TaskState::Success);
     assert_eq!(record.result, Some(json!({"answer": 42})));
+    assert_eq!(
+        Some(&record),
+        b.task(&id).await.unwrap().as_ref(),
+        "a waiter gets the stored record"
+    );
     assert!(
         elapsed >= Duration::from_millis(250),
         "returned before the task settled: {elapsed:?}"
@@ -55,10 +60,13 @@ async fn wait_returns_as_soon_as_the_task_settles(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let d2 = take_one(&b, "c").await.unwrap();
     let started = Instant::now();
-    assert!(b.settle(&d2, success(json!(2), "w")).await.unwrap());
+    // A `null` output reads as no result, however the record reaches a waiter.
+    assert!(b.settle(&d2, success(json!(null), "w")).await.unwrap());
     for w in waiters {
         let record = w.await.unwrap().unwrap().unwrap();
         assert_eq!(record.state, TaskState::Success);
+        assert_eq!(record.result, None);
+        assert_eq!(Some(&record), b.task(&id2).await.unwrap().as_ref());
     }
     assert!(started.elapsed() < Duration::from_secs(3));
     let started = Instant::now();

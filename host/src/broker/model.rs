@@ -258,7 +258,7 @@ pub struct TaskRecord {
     pub message: TaskMessage,
     /// Current state.
     pub state: TaskState,
-    /// Output, once `SUCCESS`.
+    /// Output, once `SUCCESS` (`None` when the output is JSON `null`).
     pub result: Option<serde_json::Value>,
     /// Why it failed (or why the last attempt failed, while `RETRY`).
     pub error: Option<TaskFailure>,

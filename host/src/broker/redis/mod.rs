@@ -64,8 +64,8 @@ use super::{
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, ScriptInvocation, Value};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -201,7 +201,8 @@ fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRec
     Ok(Some(TaskRecord {
         message,
         state,
-        result: json(id, "result", text("result"))?,
+        // A `null` output reads as none, as serde reads the published record.
+        result: json::<serde_json::Value>(id, "result", text("result"))?.filter(|v| !v.is_null()),
         error: json(id, "error", text("error"))?,
         progress: json(id, "progress", text("progress"))?,
         worker: text("worker").map(str::to_owned),
@@ -211,18 +212,41 @@ fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRec
     }))
 }
 
+/// A finished task's record as a settling script publishes it (see
+/// `announce`): the hash's fields, those holding JSON embedded as they are.
+#[derive(Deserialize)]
+struct Published {
+    msg: TaskMessage,
+    state: TaskState,
+    result: Option<serde_json::Value>,
+    error: Option<crate::runtime::TaskFailure>,
+    progress: Option<crate::runtime::Progress>,
+    worker: Option<String>,
+    last_run: Option<RunMeta>,
+    runs: Option<String>,
+    updated: Option<String>,
+}
+
 /// The record a settling script published with a task's end, when it
 /// decodes to a finished task (else the waiter reads the record itself).
-fn published_record(id: &str, published: &str) -> Option<TaskRecord> {
-    let fields: Vec<String> = serde_json::from_str(published).ok()?;
-    let hash: HashMap<String, String> = fields
-        .chunks_exact(2)
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
-        .collect();
-    decode_record(id, &hash)
-        .ok()
-        .flatten()
-        .filter(|record| record.state.is_terminal())
+fn published_record(published: &str) -> Option<TaskRecord> {
+    let p: Published = serde_json::from_str(published).ok()?;
+    let number = |s: Option<String>| {
+        s.filter(|s| !s.is_empty())
+            .map_or(Some(0), |s| s.parse::<u64>().ok())
+    };
+    let record = TaskRecord {
+        message: p.msg,
+        state: p.state,
+        result: p.result,
+        error: p.error,
+        progress: p.progress,
+        worker: p.worker.filter(|w| !w.is_empty()),
+        last_run: p.last_run,
+        runs: u32::try_from(number(p.runs)?).unwrap_or(u32::MAX),
+        updated_ms: number(p.updated)?,
+    };
+    record.state.is_terminal().then_some(record)
 }
 
 /// A consumer's registration as waiting for work (see the RESERVE script),
@@ -872,7 +896,7 @@ impl Broker for RedisBroker {
             // Interest first, then the check: a completion in between still wakes us.
             let (_guard, notified, known) = self.notifications.register(task_id);
             let read = match known {
-                Known::Finished(Some(published)) => match published_record(task_id, &published) {
+                Known::Finished(Some(published)) => match published_record(&published) {
                     Some(record) => return Ok(Some(record)),
                     None => true,
                 },
@@ -894,7 +918,7 @@ impl Broker for RedisBroker {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, notified).await {
                 Ok(Ok(Some(published))) => {
-                    if let Some(record) = published_record(task_id, &published) {
+                    if let Some(record) = published_record(&published) {
                         return Ok(Some(record));
                     }
                 }

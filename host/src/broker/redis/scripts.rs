@@ -58,9 +58,19 @@ local function drop_entry(skey, eid)
 end
 
 -- Tells waiters that a task ended, with its record when that is small:
--- then they need no read of their own.
+-- then they need no read of their own. The record is a JSON object of the
+-- hash's fields, those holding JSON embedded as they are, so a waiter
+-- decodes it in one pass.
+local JSON_FIELDS = {msg = true, result = true, error = true, progress = true, last_run = true}
 local function announce(t, id)
-  local record = cjson.encode(redis.call('HGETALL', t))
+  local h = redis.call('HGETALL', t)
+  local parts = {}
+  for i = 1, #h, 2 do
+    local value = h[i + 1]
+    if not JSON_FIELDS[h[i]] then value = cjson.encode(value) end
+    parts[#parts + 1] = '"' .. h[i] .. '":' .. value
+  end
+  local record = '{' .. table.concat(parts, ',') .. '}'
   if #record > 4096 then record = '' end
   redis.call('PUBLISH', P .. 'done', id .. '\n' .. record)
 end
