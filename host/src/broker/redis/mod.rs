@@ -48,11 +48,11 @@
 //!
 //! Every change of a task is one Lua script, so it is atomic and any number
 //! of processes may run the same operation (including [`Broker::maintain`])
-//! concurrently. Submissions, starts and settlements of one process go
-//! through one task that sends whatever is waiting in one script call
-//! (`writes.rs`): Redis spends more on starting a script than on most of
-//! what one write does, so a busy process pays that once per group. Times are the caller's clock (`now_ms`), like the ETAs
-//! callers submit. Keys are built inside the scripts from the prefix, so
+//! concurrently. Submissions, starts and settlements of one process that
+//! come together go to Redis in one script call (`writes.rs`): Redis spends
+//! more on starting a script than on most of what one write does, so a busy
+//! process pays that once per group. Times are the caller's clock
+//! (`now_ms`), like the ETAs callers submit. Keys are built inside the scripts from the prefix, so
 //! this backend targets a single Redis (or a primary with replicas), not
 //! Redis Cluster.
 
@@ -99,7 +99,7 @@ mod writes;
 
 use notify::*;
 use scripts::Scripts;
-use writes::{Write, WriteContext, Writes, write_loop};
+use writes::Writes;
 
 // ---------------------------------------------------------------------------
 // The broker.
@@ -372,17 +372,13 @@ impl RedisBroker {
             .map_err(storage)?;
         let relay = tokio::spawn(relay(client.clone(), notifications.clone(), stream));
         let scripts = Scripts::new();
-        let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(write_loop(
-            WriteContext {
-                con: conn.clone(),
-                script: scripts.writes.clone(),
-                prefix: prefix.to_owned(),
-                event_log_capacity: config.event_log_capacity,
-                result_expires_ms: millis(config.result_expires).max(1),
-            },
-            queue,
-        ));
+        let writes = Writes::new(
+            conn.clone(),
+            scripts.writes.clone(),
+            prefix.to_owned(),
+            config.event_log_capacity,
+            millis(config.result_expires).max(1),
+        );
         let broker = RedisBroker {
             config,
             prefix: prefix.to_owned(),
@@ -474,15 +470,9 @@ impl RedisBroker {
     }
 
     /// Applies one write of the `WRITES` script (its kind, then its
-    /// arguments) in the next group, and returns its reply.
+    /// arguments) and returns its reply.
     async fn write<T: redis::FromRedisValue>(&self, args: Vec<String>) -> Result<T, BrokerError> {
-        let (reply, replied) = oneshot::channel();
-        self.writes
-            .send(Write { args, reply })
-            .map_err(|_| BrokerError::Storage("redis: the write loop stopped".into()))?;
-        let value = replied
-            .await
-            .map_err(|_| BrokerError::Storage("redis: the write loop stopped".into()))??;
+        let value = self.writes.write(args).await?;
         redis::from_redis_value(value).map_err(|e| corrupt(format!("redis write reply: {e}")))
     }
 

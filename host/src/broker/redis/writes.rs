@@ -1,11 +1,18 @@
 //! Grouped writes: submissions, starts and settlements from every caller of
-//! one [`RedisBroker`] go through one task that sends whatever is waiting as
-//! a single script call (the `WRITES` script), one call in flight at a
-//! time. An idle broker sends each write at once; a busy one pays Redis'
-//! per-script cost once for many tasks instead of once per write, which is
-//! what bounds a single Redis server's task rate.
+//! one [`RedisBroker`] go to Redis through the `WRITES` script, many in one
+//! call when they come together. A busy broker pays Redis' per-script cost
+//! once for many tasks instead of once per write, which is what bounds a
+//! single Redis server's task rate.
+//!
+//! A write that finds no call in flight is sent at once by its caller,
+//! alone. Others queue for a task that sends whatever is waiting as one
+//! call, one call at a time. Sending it from the caller saves two hand-overs between
+//! tasks (often between threads) on the way to Redis and back, which a
+//! lone write, such as the submission a caller then waits for, would pay on
+//! its round trip.
 
 use super::*;
+use std::sync::atomic::AtomicUsize;
 use tokio::sync::mpsc;
 
 /// Writes sent in one script call at most, and the bytes of arguments after
@@ -14,40 +21,136 @@ use tokio::sync::mpsc;
 const MAX_GROUP: usize = 256;
 const MAX_GROUP_BYTES: usize = 1 << 20;
 
-/// One write of a group: its kind and arguments (as the `WRITES` script
-/// reads them) and where its reply goes.
-pub(super) struct Write {
-    pub(super) args: Vec<String>,
-    pub(super) reply: oneshot::Sender<Result<Value, BrokerError>>,
+/// One queued write: its kind and arguments (as the `WRITES` script reads
+/// them) and where its reply goes.
+struct Queued {
+    args: Vec<String>,
+    reply: oneshot::Sender<Result<Value, BrokerError>>,
 }
 
-/// The sending side, held by the broker; the loop ends when it is dropped.
-pub(super) type Writes = mpsc::UnboundedSender<Write>;
-
-/// What the loop needs to build its script calls.
-pub(super) struct WriteContext {
-    pub(super) con: ConnectionManager,
-    pub(super) script: Script,
-    pub(super) prefix: String,
-    pub(super) event_log_capacity: u64,
-    pub(super) result_expires_ms: u64,
+/// What every call needs.
+struct Sender {
+    con: ConnectionManager,
+    script: Script,
+    prefix: String,
+    event_log_capacity: u64,
+    result_expires_ms: u64,
 }
 
-/// Sends waiting writes in groups until every sender is gone.
-pub(super) async fn write_loop(context: WriteContext, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let WriteContext {
-        mut con,
-        script,
-        prefix,
-        event_log_capacity,
-        result_expires_ms,
-    } = context;
-    while let Some(first) = queue.recv().await {
-        let size = |write: &Write| write.args.iter().map(String::len).sum::<usize>();
+impl Sender {
+    /// Sends `group` (each write's arguments) as one script call and
+    /// returns each write's reply, in order.
+    async fn send(&self, group: &[&[String]]) -> Result<Vec<Value>, BrokerError> {
+        let mut call = self.script.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(now_ms())
+            .arg(self.event_log_capacity)
+            .arg(self.result_expires_ms);
+        for args in group {
+            call.arg(*args);
+        }
+        let replies: Vec<Value> = call
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(storage)?;
+        if replies.len() != group.len() {
+            return Err(corrupt(format!(
+                "{} replies to {} writes",
+                replies.len(),
+                group.len()
+            )));
+        }
+        Ok(replies)
+    }
+}
+
+/// The writes of one broker. The queue's task ends when this is dropped.
+pub(super) struct Writes {
+    sender: Arc<Sender>,
+    /// Script calls in flight: a caller's own, the queue's, or both.
+    calls: Arc<AtomicUsize>,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+impl Writes {
+    pub(super) fn new(
+        con: ConnectionManager,
+        script: Script,
+        prefix: String,
+        event_log_capacity: u64,
+        result_expires_ms: u64,
+    ) -> Self {
+        let sender = Arc::new(Sender {
+            con,
+            script,
+            prefix,
+            event_log_capacity,
+            result_expires_ms,
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(send_queued(sender.clone(), calls.clone(), queued));
+        Writes {
+            sender,
+            calls,
+            queue,
+        }
+    }
+
+    /// Applies one write (its kind, then its arguments) and returns its reply.
+    pub(super) async fn write(&self, args: Vec<String>) -> Result<Value, BrokerError> {
+        if let Some(_call) = Call::alone(&self.calls) {
+            let mut replies = self.sender.send(&[&args]).await?;
+            return Ok(replies.remove(0));
+        }
+        let stopped = || BrokerError::Storage("redis: the write queue stopped".into());
+        let (reply, replied) = oneshot::channel();
+        self.queue
+            .send(Queued { args, reply })
+            .map_err(|_| stopped())?;
+        replied.await.map_err(|_| stopped())?
+    }
+}
+
+/// A script call in flight, counted until dropped (also when the caller's
+/// future is dropped mid-call).
+struct Call<'a>(&'a AtomicUsize);
+
+impl<'a> Call<'a> {
+    /// A call of its own for a caller, when no other is in flight.
+    fn alone(calls: &'a AtomicUsize) -> Option<Self> {
+        calls
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| Call(calls))
+    }
+
+    /// A call of the queue's, whatever else is in flight.
+    fn queued(calls: &'a AtomicUsize) -> Self {
+        calls.fetch_add(1, Ordering::AcqRel);
+        Call(calls)
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Sends queued writes in groups, one call at a time, until every sender
+/// is gone.
+async fn send_queued(
+    sender: Arc<Sender>,
+    calls: Arc<AtomicUsize>,
+    mut queued: mpsc::UnboundedReceiver<Queued>,
+) {
+    while let Some(first) = queued.recv().await {
+        let size = |write: &Queued| write.args.iter().map(String::len).sum::<usize>();
         let mut bytes = size(&first);
         let mut group = vec![first];
         while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
-            match queue.try_recv() {
+            match queued.try_recv() {
                 Ok(write) => {
                     bytes += size(&write);
                     group.push(write);
@@ -55,26 +158,15 @@ pub(super) async fn write_loop(context: WriteContext, mut queue: mpsc::Unbounded
                 Err(_) => break,
             }
         }
-        let mut call = script.prepare_invoke();
-        call.arg(&prefix)
-            .arg(now_ms())
-            .arg(event_log_capacity)
-            .arg(result_expires_ms);
-        for write in &group {
-            call.arg(&write.args);
-        }
-        let replies: Result<Vec<Value>, BrokerError> =
-            call.invoke_async(&mut con).await.map_err(storage);
-        match replies {
-            Ok(replies) if replies.len() == group.len() => {
+        let args: Vec<&[String]> = group.iter().map(|write| write.args.as_slice()).collect();
+        let sent = {
+            let _call = Call::queued(&calls);
+            sender.send(&args).await
+        };
+        match sent {
+            Ok(replies) => {
                 for (write, reply) in group.into_iter().zip(replies) {
                     let _ = write.reply.send(Ok(reply));
-                }
-            }
-            Ok(replies) => {
-                let error = format!("{} replies to {} writes", replies.len(), group.len());
-                for write in group {
-                    let _ = write.reply.send(Err(corrupt(&error)));
                 }
             }
             Err(error) => {
