@@ -32,8 +32,8 @@
 //!   straight back to reading its inbox; one that stops reserving ends its
 //!   wait with [`Broker::stop_waiting`].
 //! - channels `done` (`{id}\n{record}` for tasks that reached a terminal
-//!   state, the record as a JSON array of the hash's fields and values when
-//!   under 4 KiB, so a [`Broker::wait`] needs no read of its own) and
+//!   state, the record as a JSON object when under 4 KiB, so a
+//!   [`Broker::wait`] needs no read of its own) and
 //!   `revoked` (ids of running tasks revoked). A process follows `done` only
 //!   once it submits or waits (see `notify.rs`).
 //!
@@ -213,7 +213,8 @@ fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRec
 }
 
 /// A finished task's record as a settling script publishes it (see
-/// `announce`): the hash's fields, those holding JSON embedded as they are.
+/// `announce`): the hash fields a record is made of, those holding JSON
+/// embedded as they are.
 #[derive(Deserialize)]
 struct Published {
     msg: TaskMessage,
@@ -1248,5 +1249,92 @@ impl Broker for RedisBroker {
         }
         // Finished records, idempotency keys and worker heartbeats expire by TTL.
         Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ExecStats, TaskFailure};
+    use serde_json::json;
+
+    fn run_meta(worker: &str) -> RunMeta {
+        RunMeta {
+            worker: worker.to_owned(),
+            started_ms: 1,
+            finished_ms: 2,
+            stats: ExecStats {
+                fuel_used: Some(42),
+                peak_memory_bytes: 1 << 16,
+                wall_time_us: 7,
+                soft_limit_passed: false,
+            },
+            plugin_version: "1.0.0".into(),
+        }
+    }
+
+    /// The record a settlement publishes (built in Lua) decodes to the
+    /// stored one, text that needs escaping included. A record that did not
+    /// decode would go unnoticed elsewhere: the waiter reads it instead.
+    #[tokio::test]
+    async fn a_published_record_decodes_to_the_stored_one() {
+        let url = std::env::var("HIPPO_TEST_REDIS_URL")
+            .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test");
+        let prefix = format!("hippo-test:{}:", new_task_id());
+        let broker = RedisBroker::connect_with_prefix(&url, BrokerConfig::default(), &prefix)
+            .await
+            .unwrap();
+        let client = Client::open(url.as_str()).unwrap();
+        let mut announcements = client.get_async_pubsub().await.unwrap();
+        announcements
+            .subscribe(format!("{prefix}done"))
+            .await
+            .unwrap();
+        let mut announcements = announcements.into_on_message();
+        let worker = "w \"quoted\" \\ é\n";
+        let outcomes = [
+            Settlement::Success {
+                output: json!({"text": "a \"quote\", a \\ and \u{1F600}", "n": [1, 2.5, null]}),
+                meta: run_meta(worker),
+            },
+            Settlement::Failure {
+                failure: TaskFailure::Fatal {
+                    message: "bad \"input\"\n".into(),
+                },
+                dead_letter: true,
+                meta: run_meta(worker),
+            },
+        ];
+        for settlement in outcomes {
+            let mut message = TaskMessage::new("t\"ask", "default", json!({"k": "v\"\\"}));
+            message.idempotency_key = None;
+            let id = broker.submit(message).await.unwrap().task_id;
+            let delivery = broker
+                .reserve(
+                    "c",
+                    &["default".to_owned()],
+                    1,
+                    Duration::from_secs(30),
+                    Duration::ZERO,
+                )
+                .await
+                .unwrap()
+                .remove(0);
+            assert!(broker.settle(&delivery, settlement).await.unwrap());
+            let payload: String =
+                tokio::time::timeout(Duration::from_secs(5), announcements.next())
+                    .await
+                    .expect("the end is announced")
+                    .unwrap()
+                    .get_payload()
+                    .unwrap();
+            let (announced, record) = payload.split_once('\n').unwrap();
+            assert_eq!(announced, id);
+            assert_eq!(
+                published_record(record),
+                broker.task(&id).await.unwrap(),
+                "published: {record}"
+            );
+        }
     }
 }

@@ -16,8 +16,8 @@ use redis::aio::PubSubSink;
 use std::collections::VecDeque;
 
 /// What wakes a waiter: the finished task's record as the settling script
-/// published it (a JSON array of the hash's fields and values), or `None`
-/// when the waiter must read the record itself.
+/// published it (see `Published`), or `None` when the waiter must read the
+/// record itself.
 pub(super) type Wake = Option<Arc<str>>;
 
 /// How long a task submitted here is remembered, and how many at most: a
