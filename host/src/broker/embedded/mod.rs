@@ -268,22 +268,25 @@ impl Broker for EmbeddedBroker {
                     None
                 }
                 None => {
-                    make_ready(txn, config, &mut task, None)?;
+                    mark_ready(txn, config, &mut task, None)?;
                     // (An already expired task is left for `reserve`, which ends it.)
                     let live = task.record.message.expires_ms.is_none_or(|at| at > now);
                     let idle = live.then(|| shared.take_idle(&task.record.message.queue));
                     match idle.flatten() {
                         // A consumer waits for this queue: the task is its
-                        // (it found the queue empty when it began to wait).
+                        // (it found the queue empty when it began to wait),
+                        // without passing through the ready queue.
                         Some(idle) => {
-                            detach(txn, &mut task)?;
                             let delivery =
                                 lease_to(txn, config, &mut task, &idle.consumer, idle.lease, now)?;
                             Some(Box::new(move |_: &Shared| {
                                 let _ = idle.handed.send(delivery);
                             }) as Completion)
                         }
-                        None => Some(Box::new(|shared: &Shared| shared.work.notify_waiters())),
+                        None => {
+                            enqueue(txn, &mut task)?;
+                            Some(Box::new(|shared: &Shared| shared.work.notify_waiters()))
+                        }
                     }
                 }
             };

@@ -189,13 +189,19 @@ pub(super) fn make_ready(
     task: &mut StoredTask,
     detail: Option<String>,
 ) -> Result<(), BrokerError> {
-    let seq = next(txn, "ready")?;
-    let message = &task.record.message;
-    txn.open(READY)?.insert(
-        (message.queue.as_str(), message.band() as u8, seq),
-        message.id.as_str(),
-    )?;
-    task.ready_seq = Some(seq);
+    mark_ready(txn, config, task, detail)?;
+    enqueue(txn, task)
+}
+
+/// Marks a task ready to run (PENDING, or RETRY when it waits for its next
+/// attempt), with its event. [`enqueue`] then puts it in its ready queue,
+/// unless it goes straight to a waiting consumer.
+pub(super) fn mark_ready(
+    txn: &Tx,
+    config: &BrokerConfig,
+    task: &mut StoredTask,
+    detail: Option<String>,
+) -> Result<(), BrokerError> {
     task.record.state = if task.record.state == TaskState::Retry {
         TaskState::Retry
     } else {
@@ -203,6 +209,18 @@ pub(super) fn make_ready(
     };
     task.record.updated_ms = now_ms();
     append_event(txn, config, &task.record, detail)
+}
+
+/// Puts a task marked ready at the back of its ready queue.
+pub(super) fn enqueue(txn: &Tx, task: &mut StoredTask) -> Result<(), BrokerError> {
+    let seq = next(txn, "ready")?;
+    let message = &task.record.message;
+    txn.open(READY)?.insert(
+        (message.queue.as_str(), message.band() as u8, seq),
+        message.id.as_str(),
+    )?;
+    task.ready_seq = Some(seq);
+    Ok(())
 }
 
 pub(super) fn schedule(txn: &Tx, task: &mut StoredTask, due_ms: u64) -> Result<(), BrokerError> {
