@@ -52,9 +52,9 @@
 //! come together go to Redis in one script call (`writes.rs`): Redis spends
 //! more on starting a script than on most of what one write does, so a busy
 //! process pays that once per group. Times are the caller's clock
-//! (`now_ms`), like the ETAs callers submit. Keys are built inside the scripts from the prefix, so
-//! this backend targets a single Redis (or a primary with replicas), not
-//! Redis Cluster.
+//! (`now_ms`), like the ETAs callers submit. Keys are built inside the
+//! scripts from the prefix, so this backend targets a single Redis (or a
+//! primary with replicas), not Redis Cluster.
 
 use super::{
     Band, Broker, BrokerConfig, BrokerError, Delivery, Event, LeaseStatus, QueueStats,
@@ -1141,7 +1141,7 @@ impl Broker for RedisBroker {
         let first = self
             .oldest_event()
             .await?
-            .max(after.map_or(0, |seq| seq + 1));
+            .max(after.map_or(0, |seq| seq.saturating_add(1)));
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
             .arg(self.key("events"))
             .arg(format!("{first}-0"))

@@ -6,10 +6,10 @@
 //!
 //! A write that finds no call in flight is sent at once by its caller,
 //! alone. Others queue for a task that sends whatever is waiting as one
-//! call, one call at a time. Sending it from the caller saves two hand-overs between
-//! tasks (often between threads) on the way to Redis and back, which a
-//! lone write, such as the submission a caller then waits for, would pay on
-//! its round trip.
+//! call, one call at a time. Sending it from the caller saves two
+//! hand-overs between tasks (often between threads) on the way to Redis and
+//! back, which a lone write, such as the submission a caller then waits
+//! for, would pay on its round trip.
 
 use super::*;
 use std::sync::atomic::AtomicUsize;
@@ -28,8 +28,8 @@ struct Queued {
     reply: oneshot::Sender<Result<Value, BrokerError>>,
 }
 
-/// What every call needs.
-struct Sender {
+/// The `WRITES` script and what every call of it needs.
+struct WriteScript {
     con: ConnectionManager,
     script: Script,
     prefix: String,
@@ -37,7 +37,7 @@ struct Sender {
     result_expires_ms: u64,
 }
 
-impl Sender {
+impl WriteScript {
     /// Sends `group` (each write's arguments) as one script call and
     /// returns each write's reply, in order.
     async fn send(&self, group: &[&[String]]) -> Result<Vec<Value>, BrokerError> {
@@ -66,7 +66,7 @@ impl Sender {
 
 /// The writes of one broker. The queue's task ends when this is dropped.
 pub(super) struct Writes {
-    sender: Arc<Sender>,
+    script: Arc<WriteScript>,
     /// Script calls in flight: a caller's own, the queue's, or both.
     calls: Arc<AtomicUsize>,
     queue: mpsc::UnboundedSender<Queued>,
@@ -80,7 +80,7 @@ impl Writes {
         event_log_capacity: u64,
         result_expires_ms: u64,
     ) -> Self {
-        let sender = Arc::new(Sender {
+        let write_script = Arc::new(WriteScript {
             con,
             script,
             prefix,
@@ -89,9 +89,9 @@ impl Writes {
         });
         let calls = Arc::new(AtomicUsize::new(0));
         let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(send_queued(sender.clone(), calls.clone(), queued));
+        tokio::spawn(send_queued(write_script.clone(), calls.clone(), queued));
         Writes {
-            sender,
+            script: write_script,
             calls,
             queue,
         }
@@ -100,7 +100,7 @@ impl Writes {
     /// Applies one write (its kind, then its arguments) and returns its reply.
     pub(super) async fn write(&self, args: Vec<String>) -> Result<Value, BrokerError> {
         if let Some(_call) = Call::alone(&self.calls) {
-            let mut replies = self.sender.send(&[&args]).await?;
+            let mut replies = self.script.send(&[&args]).await?;
             return Ok(replies.remove(0));
         }
         let stopped = || BrokerError::Storage("redis: the write queue stopped".into());
@@ -141,7 +141,7 @@ impl Drop for Call<'_> {
 /// Sends queued writes in groups, one call at a time, until every sender
 /// is gone.
 async fn send_queued(
-    sender: Arc<Sender>,
+    script: Arc<WriteScript>,
     calls: Arc<AtomicUsize>,
     mut queued: mpsc::UnboundedReceiver<Queued>,
 ) {
@@ -161,7 +161,7 @@ async fn send_queued(
         let args: Vec<&[String]> = group.iter().map(|write| write.args.as_slice()).collect();
         let sent = {
             let _call = Call::queued(&calls);
-            sender.send(&args).await
+            script.send(&args).await
         };
         match sent {
             Ok(replies) => {
@@ -170,9 +170,8 @@ async fn send_queued(
                 }
             }
             Err(error) => {
-                let error = error.to_string();
                 for write in group {
-                    let _ = write.reply.send(Err(BrokerError::Storage(error.clone())));
+                    let _ = write.reply.send(Err(error.clone()));
                 }
             }
         }
