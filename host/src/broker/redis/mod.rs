@@ -1163,10 +1163,14 @@ impl Broker for RedisBroker {
                 .get("at")
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| bad("time"))?;
-            let packed: Vec<[String; 6]> = fields
-                .get("e")
-                .ok_or_else(|| bad("no events"))
-                .and_then(|e| serde_json::from_str(e).map_err(|e| bad(&e.to_string())))?;
+            let packed: Vec<[String; 6]> = match fields.get("e") {
+                Some(e) => serde_json::from_str(e).map_err(|e| bad(&e.to_string()))?,
+                // An entry an earlier version wrote: one event, a field each.
+                None => {
+                    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+                    vec![["id", "state", "task", "queue", "worker", "detail"].map(field)]
+                }
+            };
             let count = packed.len() as u64;
             if count == 0 || count > last {
                 return Err(bad("event count"));
@@ -1273,23 +1277,80 @@ mod tests {
         }
     }
 
-    /// The record a settlement publishes (built in Lua) decodes to the
-    /// stored one, text that needs escaping included. A record that did not
-    /// decode would go unnoticed elsewhere: the waiter reads it instead.
-    #[tokio::test]
-    async fn a_published_record_decodes_to_the_stored_one() {
+    async fn test_broker() -> (RedisBroker, String) {
         let url = std::env::var("HIPPO_TEST_REDIS_URL")
             .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test");
         let prefix = format!("hippo-test:{}:", new_task_id());
         let broker = RedisBroker::connect_with_prefix(&url, BrokerConfig::default(), &prefix)
             .await
             .unwrap();
-        let client = Client::open(url.as_str()).unwrap();
-        let mut announcements = client.get_async_pubsub().await.unwrap();
-        announcements
-            .subscribe(format!("{prefix}done"))
+        (broker, url)
+    }
+
+    /// An event log written before events were grouped per entry (one
+    /// event per entry, a field each) still reads, followed by new events.
+    #[tokio::test]
+    async fn an_event_log_of_single_event_entries_still_reads() {
+        let (broker, _) = test_broker().await;
+        let _: String = redis::cmd("XADD")
+            .arg(broker.key("events"))
+            .arg("7-0")
+            .arg(&[
+                ("at", "1700000000000"),
+                ("id", "t-old"),
+                ("task", "old.task"),
+                ("queue", "default"),
+                ("state", "SUCCESS"),
+                ("worker", "w"),
+                ("detail", ""),
+            ])
+            .query_async(&mut broker.con())
             .await
             .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(broker.key("event-seq"))
+            .arg(7)
+            .query_async(&mut broker.con())
+            .await
+            .unwrap();
+        let id = broker
+            .submit(TaskMessage::new(
+                "new.task",
+                "default",
+                serde_json::Value::Null,
+            ))
+            .await
+            .unwrap()
+            .task_id;
+        let events = broker.events(None, 10).await.unwrap();
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert_eq!(
+            (events[0].seq, events[0].at_ms, events[0].task_id.as_str()),
+            (7, 1_700_000_000_000, "t-old")
+        );
+        assert_eq!(
+            (events[0].task.as_str(), events[0].queue.as_str()),
+            ("old.task", "default")
+        );
+        assert_eq!(events[0].state, TaskState::Success);
+        assert_eq!(events[0].worker.as_deref(), Some("w"));
+        assert_eq!(events[0].detail, None);
+        assert_eq!(
+            (events[1].seq, events[1].task_id.as_str()),
+            (8, id.as_str())
+        );
+        assert_eq!(events[1].state, TaskState::Pending);
+    }
+
+    /// The record a settlement publishes (built in Lua) decodes to the
+    /// stored one, text that needs escaping included. A record that did not
+    /// decode would go unnoticed elsewhere: the waiter reads it instead.
+    #[tokio::test]
+    async fn a_published_record_decodes_to_the_stored_one() {
+        let (broker, url) = test_broker().await;
+        let client = Client::open(url.as_str()).unwrap();
+        let mut announcements = client.get_async_pubsub().await.unwrap();
+        announcements.subscribe(broker.key("done")).await.unwrap();
         let mut announcements = announcements.into_on_message();
         let worker = "w \"quoted\" \\ é\n";
         let outcomes = [
