@@ -466,28 +466,30 @@ async fn waiting_reserve(
     waiting
 }
 
+/// The one task a waiting reserve returns, at once.
+async fn handed_at_once(waiting: tokio::task::JoinHandle<Vec<Delivery>>) -> Delivery {
+    let mut got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting reserve returns once a task is ready")
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    got.remove(0)
+}
+
 async fn a_waiting_consumer_gets_a_task_submitted_while_it_waits(backend: Backend) {
     let b = Arc::new(open(backend).await);
     let waiting = waiting_reserve(&b, "waiter", LEASE).await;
     let started = Instant::now();
     let id = submit(&b, message("handed", "default", 5)).await;
-    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("the waiting reserve returns once a task arrives")
-        .unwrap();
+    let got = handed_at_once(waiting).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "at once, not at the end of the wait"
     );
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].message.id, id);
-    assert_eq!(got[0].consumer, "waiter");
+    assert_eq!(got.message.id, id);
+    assert_eq!(got.consumer, "waiter");
     assert_eq!(state(&b, &id).await, TaskState::Received);
-    assert!(
-        b.settle(&got[0], success(json!(1), "waiter"))
-            .await
-            .unwrap()
-    );
+    assert!(b.settle(&got, success(json!(1), "waiter")).await.unwrap());
 
     // The wait outlives the call on Redis, until its time is up or it
     // brought `max` tasks: the next task goes to the waiter at once, and its
@@ -611,16 +613,6 @@ async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backen
     let seen = states(b.events(None, 1000).await.unwrap(), &revoked);
     assert!(!seen.contains(&TaskState::Started), "{seen:?}");
     assert_eq!(seen.last(), Some(&TaskState::Revoked));
-}
-
-/// The one task a waiting reserve returns, at once.
-async fn handed_at_once(waiting: tokio::task::JoinHandle<Vec<Delivery>>) -> Delivery {
-    let mut got = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("the waiting reserve returns once a task is ready")
-        .unwrap();
-    assert_eq!(got.len(), 1);
-    got.remove(0)
 }
 
 /// A task handed straight to a waiting consumer (on Redis it never enters

@@ -168,6 +168,12 @@ fn truncate(mut s: String) -> String {
     s
 }
 
+/// A hash field holding a count or a time (`runs`, `updated`): 0 when it is
+/// missing or empty.
+fn count_field(value: Option<&str>) -> Result<u64, std::num::ParseIntError> {
+    value.filter(|s| !s.is_empty()).map_or(Ok(0), str::parse)
+}
+
 /// Decodes a task hash (`HGETALL`); `None` when the hash does not exist.
 fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRecord>, BrokerError> {
     if h.is_empty() {
@@ -185,13 +191,8 @@ fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRec
         .transpose()
     }
     let number = |name: &str| -> Result<u64, BrokerError> {
-        text(name)
-            .map(|s| {
-                s.parse::<u64>()
-                    .map_err(|e| corrupt(format!("task {id}: field {name}: {e}")))
-            })
-            .transpose()
-            .map(Option::unwrap_or_default)
+        count_field(h.get(name).map(String::as_str))
+            .map_err(|e| corrupt(format!("task {id}: field {name}: {e}")))
     };
     let message: TaskMessage =
         json(id, "msg", text("msg"))?.ok_or_else(|| corrupt(format!("task {id}: no message")))?;
@@ -232,10 +233,7 @@ struct Published {
 /// decodes to a finished task (else the waiter reads the record itself).
 fn published_record(published: &str) -> Option<TaskRecord> {
     let p: Published = serde_json::from_str(published).ok()?;
-    let number = |s: Option<String>| {
-        s.filter(|s| !s.is_empty())
-            .map_or(Some(0), |s| s.parse::<u64>().ok())
-    };
+    let number = |s: Option<String>| count_field(s.as_deref()).ok();
     let record = TaskRecord {
         message: p.msg,
         state: p.state,
