@@ -94,10 +94,12 @@ const MAX_DETAIL: usize = 500;
 
 mod kv;
 mod notify;
+mod records;
 mod scripts;
 mod writes;
 
 use notify::*;
+use records::*;
 use scripts::Scripts;
 use writes::Writes;
 
@@ -168,86 +170,6 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// A hash field holding a count or a time (`runs`, `updated`): 0 when it is
-/// missing or empty.
-fn count_field(value: Option<&str>) -> Result<u64, std::num::ParseIntError> {
-    value.filter(|s| !s.is_empty()).map_or(Ok(0), str::parse)
-}
-
-/// Decodes a task hash (`HGETALL`); `None` when the hash does not exist.
-fn decode_record(id: &str, h: &HashMap<String, String>) -> Result<Option<TaskRecord>, BrokerError> {
-    if h.is_empty() {
-        return Ok(None);
-    }
-    let text = |name: &str| h.get(name).map(String::as_str).filter(|s| !s.is_empty());
-    fn json<T: DeserializeOwned>(
-        id: &str,
-        name: &str,
-        s: Option<&str>,
-    ) -> Result<Option<T>, BrokerError> {
-        s.map(|s| {
-            serde_json::from_str(s).map_err(|e| corrupt(format!("task {id}: field {name}: {e}")))
-        })
-        .transpose()
-    }
-    let number = |name: &str| -> Result<u64, BrokerError> {
-        count_field(h.get(name).map(String::as_str))
-            .map_err(|e| corrupt(format!("task {id}: field {name}: {e}")))
-    };
-    let message: TaskMessage =
-        json(id, "msg", text("msg"))?.ok_or_else(|| corrupt(format!("task {id}: no message")))?;
-    let state = text("state").ok_or_else(|| corrupt(format!("task {id}: no state")))?;
-    let state: TaskState = serde_json::from_value(serde_json::Value::String(state.to_owned()))
-        .map_err(|e| corrupt(format!("task {id}: state {state:?}: {e}")))?;
-    Ok(Some(TaskRecord {
-        message,
-        state,
-        // A `null` output reads as none, as serde reads the published record.
-        result: json::<serde_json::Value>(id, "result", text("result"))?.filter(|v| !v.is_null()),
-        error: json(id, "error", text("error"))?,
-        progress: json(id, "progress", text("progress"))?,
-        worker: text("worker").map(str::to_owned),
-        last_run: json(id, "last_run", text("last_run"))?,
-        runs: u32::try_from(number("runs")?).unwrap_or(u32::MAX),
-        updated_ms: number("updated")?,
-    }))
-}
-
-/// A finished task's record as a settling script publishes it (see
-/// `announce`): the hash fields a record is made of, those holding JSON
-/// embedded as they are.
-#[derive(Deserialize)]
-struct Published {
-    msg: TaskMessage,
-    state: TaskState,
-    result: Option<serde_json::Value>,
-    error: Option<crate::runtime::TaskFailure>,
-    progress: Option<crate::runtime::Progress>,
-    worker: Option<String>,
-    last_run: Option<RunMeta>,
-    runs: Option<String>,
-    updated: Option<String>,
-}
-
-/// The record a settling script published with a task's end, when it
-/// decodes to a finished task (else the waiter reads the record itself).
-fn published_record(published: &str) -> Option<TaskRecord> {
-    let p: Published = serde_json::from_str(published).ok()?;
-    let number = |s: Option<String>| count_field(s.as_deref()).ok();
-    let record = TaskRecord {
-        message: p.msg,
-        state: p.state,
-        result: p.result,
-        error: p.error,
-        progress: p.progress,
-        worker: p.worker.filter(|w| !w.is_empty()),
-        last_run: p.last_run,
-        runs: u32::try_from(number(p.runs)?).unwrap_or(u32::MAX),
-        updated_ms: number(p.updated)?,
-    };
-    record.state.is_terminal().then_some(record)
-}
-
 /// A consumer's registration as waiting for work (see the RESERVE script),
 /// as this process knows it.
 struct Standing {
@@ -257,46 +179,6 @@ struct Standing {
     until: Instant,
     /// How many more tasks it may bring.
     room: usize,
-}
-
-/// The deliveries of a RESERVE reply: {entry id, message JSON, generation, ...}.
-fn reserved(consumer: &str, reply: &[String]) -> Result<Vec<Delivery>, BrokerError> {
-    reply
-        .chunks(3)
-        .map(|chunk| match chunk {
-            [receipt, message, generation] => delivery_of(consumer, receipt, generation, message),
-            _ => Err(corrupt("reserve: truncated reply")),
-        })
-        .collect()
-}
-
-/// The delivery of an inbox entry, `{entry id}\n{generation}\n{message}`.
-fn handed_over(consumer: &str, handed: &str) -> Result<Delivery, BrokerError> {
-    let mut parts = handed.splitn(3, '\n');
-    let (Some(receipt), Some(generation), Some(message)) =
-        (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(corrupt("reserve: malformed hand-off"));
-    };
-    delivery_of(consumer, receipt, generation, message)
-}
-
-/// A delivery from the parts a script returns.
-fn delivery_of(
-    consumer: &str,
-    receipt: &str,
-    generation: &str,
-    message: &str,
-) -> Result<Delivery, BrokerError> {
-    Ok(Delivery {
-        message: serde_json::from_str(message)
-            .map_err(|e| corrupt(format!("entry {receipt}: message: {e}")))?,
-        generation: generation
-            .parse()
-            .map_err(|e| corrupt(format!("entry {receipt}: generation: {e}")))?,
-        consumer: consumer.to_owned(),
-        receipt: receipt.to_owned(),
-    })
 }
 
 /// The arguments of the SETTLE script ('' for what does not apply).
@@ -1255,145 +1137,4 @@ impl Broker for RedisBroker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::{ExecStats, TaskFailure};
-    use serde_json::json;
-
-    fn run_meta(worker: &str) -> RunMeta {
-        RunMeta {
-            worker: worker.to_owned(),
-            started_ms: 1,
-            finished_ms: 2,
-            stats: ExecStats {
-                fuel_used: Some(42),
-                peak_memory_bytes: 1 << 16,
-                wall_time_us: 7,
-                soft_limit_passed: false,
-            },
-            plugin_version: "1.0.0".into(),
-        }
-    }
-
-    async fn test_broker() -> (RedisBroker, String) {
-        let url = std::env::var("HIPPO_TEST_REDIS_URL")
-            .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test");
-        let prefix = format!("hippo-test:{}:", new_task_id());
-        let broker = RedisBroker::connect_with_prefix(&url, BrokerConfig::default(), &prefix)
-            .await
-            .unwrap();
-        (broker, url)
-    }
-
-    /// An event log written before events were grouped per entry (one
-    /// event per entry, a field each) still reads, followed by new events.
-    #[tokio::test]
-    async fn an_event_log_of_single_event_entries_still_reads() {
-        let (broker, _) = test_broker().await;
-        let _: String = redis::cmd("XADD")
-            .arg(broker.key("events"))
-            .arg("7-0")
-            .arg(&[
-                ("at", "1700000000000"),
-                ("id", "t-old"),
-                ("task", "old.task"),
-                ("queue", "default"),
-                ("state", "SUCCESS"),
-                ("worker", "w"),
-                ("detail", ""),
-            ])
-            .query_async(&mut broker.con())
-            .await
-            .unwrap();
-        let _: () = redis::cmd("SET")
-            .arg(broker.key("event-seq"))
-            .arg(7)
-            .query_async(&mut broker.con())
-            .await
-            .unwrap();
-        let id = broker
-            .submit(TaskMessage::new(
-                "new.task",
-                "default",
-                serde_json::Value::Null,
-            ))
-            .await
-            .unwrap()
-            .task_id;
-        let events = broker.events(None, 10).await.unwrap();
-        assert_eq!(events.len(), 2, "{events:#?}");
-        assert_eq!(
-            (events[0].seq, events[0].at_ms, events[0].task_id.as_str()),
-            (7, 1_700_000_000_000, "t-old")
-        );
-        assert_eq!(
-            (events[0].task.as_str(), events[0].queue.as_str()),
-            ("old.task", "default")
-        );
-        assert_eq!(events[0].state, TaskState::Success);
-        assert_eq!(events[0].worker.as_deref(), Some("w"));
-        assert_eq!(events[0].detail, None);
-        assert_eq!(
-            (events[1].seq, events[1].task_id.as_str()),
-            (8, id.as_str())
-        );
-        assert_eq!(events[1].state, TaskState::Pending);
-    }
-
-    /// The record a settlement publishes (built in Lua) decodes to the
-    /// stored one, text that needs escaping included. A record that did not
-    /// decode would go unnoticed elsewhere: the waiter reads it instead.
-    #[tokio::test]
-    async fn a_published_record_decodes_to_the_stored_one() {
-        let (broker, url) = test_broker().await;
-        let client = Client::open(url.as_str()).unwrap();
-        let mut announcements = client.get_async_pubsub().await.unwrap();
-        announcements.subscribe(broker.key("done")).await.unwrap();
-        let mut announcements = announcements.into_on_message();
-        let worker = "w \"quoted\" \\ é\n";
-        let outcomes = [
-            Settlement::Success {
-                output: json!({"text": "a \"quote\", a \\ and \u{1F600}", "n": [1, 2.5, null]}),
-                meta: run_meta(worker),
-            },
-            Settlement::Failure {
-                failure: TaskFailure::Fatal {
-                    message: "bad \"input\"\n".into(),
-                },
-                dead_letter: true,
-                meta: run_meta(worker),
-            },
-        ];
-        for settlement in outcomes {
-            let mut message = TaskMessage::new("t\"ask", "default", json!({"k": "v\"\\"}));
-            message.idempotency_key = None;
-            let id = broker.submit(message).await.unwrap().task_id;
-            let delivery = broker
-                .reserve(
-                    "c",
-                    &["default".to_owned()],
-                    1,
-                    Duration::from_secs(30),
-                    Duration::ZERO,
-                )
-                .await
-                .unwrap()
-                .remove(0);
-            assert!(broker.settle(&delivery, settlement).await.unwrap());
-            let payload: String =
-                tokio::time::timeout(Duration::from_secs(5), announcements.next())
-                    .await
-                    .expect("the end is announced")
-                    .unwrap()
-                    .get_payload()
-                    .unwrap();
-            let (announced, record) = payload.split_once('\n').unwrap();
-            assert_eq!(announced, id);
-            assert_eq!(
-                published_record(record),
-                broker.task(&id).await.unwrap(),
-                "published: {record}"
-            );
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,142 @@
+//! Unit tests of the Redis backend against the Redis the suite starts
+//! (`HIPPO_TEST_REDIS_URL`).
+
+use super::*;
+use crate::runtime::{ExecStats, TaskFailure};
+use serde_json::json;
+
+fn run_meta(worker: &str) -> RunMeta {
+    RunMeta {
+        worker: worker.to_owned(),
+        started_ms: 1,
+        finished_ms: 2,
+        stats: ExecStats {
+            fuel_used: Some(42),
+            peak_memory_bytes: 1 << 16,
+            wall_time_us: 7,
+            soft_limit_passed: false,
+        },
+        plugin_version: "1.0.0".into(),
+    }
+}
+
+async fn test_broker() -> (RedisBroker, String) {
+    let url = std::env::var("HIPPO_TEST_REDIS_URL")
+        .expect("HIPPO_TEST_REDIS_URL is not set: run the suite with scripts/test");
+    let prefix = format!("hippo-test:{}:", new_task_id());
+    let broker = RedisBroker::connect_with_prefix(&url, BrokerConfig::default(), &prefix)
+        .await
+        .unwrap();
+    (broker, url)
+}
+
+/// An event log written before events were grouped per entry (one
+/// event per entry, a field each) still reads, followed by new events.
+#[tokio::test]
+async fn an_event_log_of_single_event_entries_still_reads() {
+    let (broker, _) = test_broker().await;
+    let _: String = redis::cmd("XADD")
+        .arg(broker.key("events"))
+        .arg("7-0")
+        .arg(&[
+            ("at", "1700000000000"),
+            ("id", "t-old"),
+            ("task", "old.task"),
+            ("queue", "default"),
+            ("state", "SUCCESS"),
+            ("worker", "w"),
+            ("detail", ""),
+        ])
+        .query_async(&mut broker.con())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(broker.key("event-seq"))
+        .arg(7)
+        .query_async(&mut broker.con())
+        .await
+        .unwrap();
+    let id = broker
+        .submit(TaskMessage::new(
+            "new.task",
+            "default",
+            serde_json::Value::Null,
+        ))
+        .await
+        .unwrap()
+        .task_id;
+    let events = broker.events(None, 10).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(
+        (events[0].seq, events[0].at_ms, events[0].task_id.as_str()),
+        (7, 1_700_000_000_000, "t-old")
+    );
+    assert_eq!(
+        (events[0].task.as_str(), events[0].queue.as_str()),
+        ("old.task", "default")
+    );
+    assert_eq!(events[0].state, TaskState::Success);
+    assert_eq!(events[0].worker.as_deref(), Some("w"));
+    assert_eq!(events[0].detail, None);
+    assert_eq!(
+        (events[1].seq, events[1].task_id.as_str()),
+        (8, id.as_str())
+    );
+    assert_eq!(events[1].state, TaskState::Pending);
+}
+
+/// The record a settlement publishes (built in Lua) decodes to the
+/// stored one, text that needs escaping included. A record that did not
+/// decode would go unnoticed elsewhere: the waiter reads it instead.
+#[tokio::test]
+async fn a_published_record_decodes_to_the_stored_one() {
+    let (broker, url) = test_broker().await;
+    let client = Client::open(url.as_str()).unwrap();
+    let mut announcements = client.get_async_pubsub().await.unwrap();
+    announcements.subscribe(broker.key("done")).await.unwrap();
+    let mut announcements = announcements.into_on_message();
+    let worker = "w \"quoted\" \\ é\n";
+    let outcomes = [
+        Settlement::Success {
+            output: json!({"text": "a \"quote\", a \\ and \u{1F600}", "n": [1, 2.5, null]}),
+            meta: run_meta(worker),
+        },
+        Settlement::Failure {
+            failure: TaskFailure::Fatal {
+                message: "bad \"input\"\n".into(),
+            },
+            dead_letter: true,
+            meta: run_meta(worker),
+        },
+    ];
+    for settlement in outcomes {
+        let mut message = TaskMessage::new("t\"ask", "default", json!({"k": "v\"\\"}));
+        message.idempotency_key = None;
+        let id = broker.submit(message).await.unwrap().task_id;
+        let delivery = broker
+            .reserve(
+                "c",
+                &["default".to_owned()],
+                1,
+                Duration::from_secs(30),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(broker.settle(&delivery, settlement).await.unwrap());
+        let payload: String = tokio::time::timeout(Duration::from_secs(5), announcements.next())
+            .await
+            .expect("the end is announced")
+            .unwrap()
+            .get_payload()
+            .unwrap();
+        let (announced, record) = payload.split_once('\n').unwrap();
+        assert_eq!(announced, id);
+        assert_eq!(
+            published_record(record),
+            broker.task(&id).await.unwrap(),
+            "published: {record}"
+        );
+    }
+}
