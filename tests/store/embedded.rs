@@ -51,6 +51,33 @@ fn data_survives_reopening_and_the_directory_is_exclusive() {
     ));
 }
 
+/// Regression: dropping a store whose directory was removed under it
+/// aborted the process. qdrant-edge's own drop flushes and panics when
+/// that fails; the second shard's did so while the first one's panic
+/// unwound. The API fuzz test hit it when, after a failure, its temporary
+/// directory went before the worker holding the store did.
+#[test]
+fn dropping_a_store_whose_directory_is_gone_does_not_abort() {
+    let written = |dir: &std::path::Path| {
+        let store = open(&edge_config(dir)).unwrap();
+        let m = memory("u", MemoryType::Goal, "run a marathon");
+        store.upsert(vec![stored(m, Rng(12).unit(DIM))]).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        store
+    };
+    let dir = tempfile::tempdir().unwrap();
+    drop(written(dir.path()));
+    // And while the thread unwinds from a panic of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let store = written(dir.path());
+    let unwound = std::thread::spawn(move || {
+        let _store = store;
+        panic!("unwinding with the store");
+    })
+    .join();
+    assert!(unwound.is_err());
+}
+
 /// Set in the child process of the crash test: the store directory it
 /// writes to before it aborts.
 const CRASH_DIR: &str = "HIPPO_TEST_STORE_CRASH_DIR";

@@ -465,9 +465,13 @@ impl RedisBroker {
     ) -> Option<(Duration, usize)> {
         let standing = self.standing_waits();
         let wait = standing.get(consumer)?;
-        let left = wait.until.checked_duration_since(Instant::now())?;
-        (wait.queues == queues && wait.lease == lease && wait.room > 0 && left > STANDING_MARGIN)
-            .then_some((left - STANDING_MARGIN, wait.room))
+        // `None` rather than an overflow when less than the margin is left.
+        let left = wait
+            .until
+            .checked_duration_since(Instant::now())?
+            .checked_sub(STANDING_MARGIN)?;
+        (wait.queues == queues && wait.lease == lease && wait.room > 0 && !left.is_zero())
+            .then_some((left, wait.room))
     }
 
     /// Counts `taken` tasks against `consumer`'s standing wait; it ends

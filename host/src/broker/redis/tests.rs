@@ -140,3 +140,37 @@ async fn a_published_record_decodes_to_the_stored_one() {
         );
     }
 }
+
+/// Regression: a standing wait with less than `STANDING_MARGIN` left
+/// panicked with "overflow when subtracting durations" (the subtraction
+/// ran before the check that guarded it), aborting the worker.
+#[tokio::test]
+async fn a_standing_wait_ending_within_the_margin_is_not_used() {
+    let (broker, _) = test_broker().await;
+    let queues = vec!["default".to_owned()];
+    let lease = Duration::from_secs(30);
+    for left in [Duration::ZERO, STANDING_MARGIN / 2, STANDING_MARGIN] {
+        broker.standing_waits().insert(
+            "w1".into(),
+            Standing {
+                queues: queues.clone(),
+                lease,
+                until: Instant::now() + left,
+                room: 4,
+            },
+        );
+        assert_eq!(broker.standing("w1", &queues, lease), None, "{left:?} left");
+    }
+    broker.standing_waits().insert(
+        "w1".into(),
+        Standing {
+            queues: queues.clone(),
+            lease,
+            until: Instant::now() + Duration::from_secs(10),
+            room: 4,
+        },
+    );
+    let (left, room) = broker.standing("w1", &queues, lease).unwrap();
+    assert!(left > Duration::from_secs(9) && left < Duration::from_secs(10));
+    assert_eq!(room, 4);
+}

@@ -77,7 +77,7 @@ pub(crate) struct EdgeBackend {
 struct Shard {
     name: String,
     snapshots_dir: PathBuf,
-    shard: EdgeShard,
+    shard: PanicFreeDrop,
     /// Updates and optimizations hold it shared, flushes exclusively.
     gate: RwLock<()>,
     /// Held from journaling a write to applying it, so the journal's order
@@ -149,7 +149,7 @@ impl Shard {
         let shard = Shard {
             name,
             snapshots_dir,
-            shard,
+            shard: PanicFreeDrop(Some(shard)),
             gate: RwLock::new(()),
             journal: Mutex::new(journal),
             optimizing: Mutex::new(()),
@@ -286,6 +286,35 @@ impl Drop for Shard {
         }
         if let Err(e) = self.flush() {
             tracing::warn!(collection = %self.name, error = %e, "final flush failed");
+        }
+    }
+}
+
+/// An `EdgeShard` whose drop cannot abort the process. qdrant-edge's own
+/// drop flushes and panics when that fails (its directory removed, a full
+/// disk); a panic in a drop while the thread unwinds is an abort.
+#[derive(Debug)]
+struct PanicFreeDrop(Option<EdgeShard>);
+
+impl std::ops::Deref for PanicFreeDrop {
+    type Target = EdgeShard;
+
+    fn deref(&self) -> &EdgeShard {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for PanicFreeDrop {
+    fn drop(&mut self) {
+        let Some(shard) = self.0.take() else { return };
+        if std::thread::panicking() {
+            // Leaked, not flushed: a panic now could not be caught. The
+            // journal replays the unflushed writes at the next open.
+            std::mem::forget(shard);
+            return;
+        }
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(shard))).is_err() {
+            tracing::warn!("the final flush of a collection failed; its journal keeps the writes");
         }
     }
 }
