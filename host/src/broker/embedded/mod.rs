@@ -1,7 +1,7 @@
 //! The embedded broker: durable on local disk in one [redb] file, for a
 //! single `hippo serve` process with no server to run.
 //!
-//! One writer thread owns every write and applies them in group commits: it
+//! One writer (see [`writer`]) applies every write in group commits: it
 //! takes all operations waiting and runs them in one transaction, whose
 //! changes it appends to a journal before it answers (see [`journal`]), so
 //! a busy broker pays one append (and at most one sync) for many tasks.
@@ -34,7 +34,9 @@ pub struct EmbeddedBroker {
     db: Arc<Database>,
     config: BrokerConfig,
     shared: Arc<Shared>,
-    writer: std::sync::mpsc::Sender<Request>,
+    writer: Arc<Writer>,
+    /// The writer's thread, joined at drop (after its last checkpoint).
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Names each wait in `reserve` (see `Shared::idle`).
     next_idle_token: AtomicU64,
 }
@@ -65,26 +67,19 @@ impl EmbeddedBroker {
             waiters: Mutex::default(),
             revocations,
         });
-        let (writer, requests) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("hippo-broker-writer".into())
-            .spawn({
-                let db = db.clone();
-                let shared = shared.clone();
-                let config = config.clone();
-                move || write_loop(&db, journal, &config, &shared, requests)
-            })
-            .map_err(storage)?;
+        let (writer, writer_thread) =
+            Writer::start(db.clone(), journal, config.clone(), shared.clone()).map_err(storage)?;
         Ok(EmbeddedBroker {
             db,
             config,
             shared,
             writer,
+            writer_thread: Some(writer_thread),
             next_idle_token: AtomicU64::new(0),
         })
     }
 
-    /// Runs `job` in the writer's next group commit; resolves after commit.
+    /// Runs `job` in a group commit (see [`Writer`]); resolves after commit.
     async fn write<R: Send + 'static>(
         &self,
         durable: bool,
@@ -99,9 +94,7 @@ impl EmbeddedBroker {
             let _ = result_tx.send(value);
             Ok(completion.unwrap_or_else(|| Box::new(|_: &Shared| {})))
         });
-        self.writer
-            .send(Request { job, durable, done })
-            .map_err(|_| storage("broker writer stopped"))?;
+        self.writer.submit(Request { job, durable, done });
         committed
             .await
             .map_err(|_| storage("broker writer stopped"))??;
@@ -212,6 +205,17 @@ impl EmbeddedBroker {
             Ok((LeaseStatus::Held, None))
         })
         .await
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.writer.close();
+        if let Some(thread) = self.writer_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the broker's writer thread panicked");
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! The writer thread: every write of the embedded broker goes through it
-//! and is group-committed, journaled first (see [`super::journal`]).
+//! The writer: every write of the embedded broker goes through it and is
+//! group-committed, journaled first (see [`super::journal`]).
 
 use super::journal::{Journal, SYNC_EVERY, Tx};
 use super::*;
 use redb::Durability;
 use std::cell::RefCell;
+use std::sync::{Condvar, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
 
 pub(super) type Completion = Box<dyn FnOnce(&Shared) + Send>;
 pub(super) type Job = Box<dyn FnOnce(&Tx, &BrokerConfig) -> Result<Completion, BrokerError> + Send>;
@@ -82,41 +84,140 @@ impl Shared {
     }
 }
 
-/// The writer thread: group commits until every sender is gone, then a
-/// last checkpoint.
-pub(super) fn write_loop(
-    db: &Database,
-    mut journal: Journal,
-    config: &BrokerConfig,
-    shared: &Shared,
-    requests: std::sync::mpsc::Receiver<Request>,
-) {
-    /// Enough to amortise one sync over many tasks without starving callers.
-    const MAX_BATCH: usize = 512;
-    let live = RefCell::new(LiveTasks::default());
-    loop {
-        let first = match requests.recv_timeout(SYNC_EVERY) {
-            Ok(first) => first,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                keep_up(db, &mut journal);
-                continue;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+/// Enough to amortise one sync over many tasks without starving callers.
+const MAX_BATCH: usize = 512;
+
+/// The broker's one writer: a thread that runs the queued writes in group
+/// commits, except that a write finding nothing queued and no commit
+/// running is committed at once by its caller, on the caller's thread
+/// (see [`Writer::submit`]).
+/// That is a round trip's case: there, the thread cost two wake-ups
+/// across threads per write (there and back), more than half a commit.
+/// Under load, writes queue up behind a running commit and the thread takes
+/// them in groups, as many as came in meanwhile, while the callers' threads
+/// go on preparing the next group. A commit on a caller's thread takes
+/// tens of microseconds, plus one sync of the journal for a durable write
+/// under [`JournalSync::Always`]; checkpoints are the thread's alone.
+pub(super) struct Writer {
+    queue: Mutex<Queue>,
+    /// Wakes the thread when it idles (see [`Queue::thread_idle`]).
+    work: Condvar,
+    /// Held by whoever commits. Callers only `try_lock` it: their thread
+    /// never waits for another's commit.
+    state: Mutex<WriterState>,
+    db: Arc<Database>,
+    config: BrokerConfig,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Request>,
+    /// The thread waits for work: a caller that leaves it a write wakes it.
+    thread_idle: bool,
+    /// The task that last committed its own write (`None` inside: not
+    /// called from a task).
+    last_committer: Option<Option<tokio::task::Id>>,
+    /// The broker closes: the thread commits what is queued, checkpoints
+    /// and ends.
+    closed: bool,
+}
+
+struct WriterState {
+    journal: Journal,
+    live: RefCell<LiveTasks>,
+}
+
+impl Writer {
+    /// The writer and its thread, which ends after [`Writer::close`].
+    pub(super) fn start(
+        db: Arc<Database>,
+        journal: Journal,
+        config: BrokerConfig,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<(Arc<Writer>, JoinHandle<()>)> {
+        let writer = Arc::new(Writer {
+            queue: Mutex::default(),
+            work: Condvar::new(),
+            state: Mutex::new(WriterState {
+                journal,
+                live: RefCell::new(LiveTasks::default()),
+            }),
+            db,
+            config,
+            shared,
+        });
+        let thread = std::thread::Builder::new()
+            .name("hippo-broker-writer".into())
+            .spawn({
+                let writer = writer.clone();
+                move || writer.run()
+            })?;
+        Ok((writer, thread))
+    }
+
+    /// Commits `request` at once, on the caller's thread, when nothing
+    /// else is queued or being committed and the caller's task did not
+    /// commit the last write itself; queues it for the thread otherwise.
+    /// The last condition keeps a burst of writes from one task (a batch
+    /// submitted at once) out of one-write commits: its first write is
+    /// committed at once, the rest go to the thread, in groups.
+    pub(super) fn submit(&self, request: Request) {
+        let task = tokio::task::try_id();
+        let alone = {
+            let mut queue = self.queue();
+            queue.requests.push(request);
+            queue.requests.len() == 1 && queue.last_committer != Some(task)
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
+        if alone && let Some(mut state) = self.try_state() {
+            self.queue().last_committer = Some(task);
+            let batch = self.next_batch();
+            self.commit_round(&mut state, batch);
+            // Writes queued meanwhile woke the thread themselves.
+            return;
         }
+        let queue = self.queue();
+        if queue.thread_idle && !queue.requests.is_empty() {
+            self.work.notify_one();
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn next_batch(&self) -> Vec<Request> {
+        let mut queue = self.queue();
+        let take = queue.requests.len().min(MAX_BATCH);
+        queue.requests.drain(..take).collect()
+    }
+
+    fn try_state(&self) -> Option<MutexGuard<'_, WriterState>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            // A commit that panicked answered nobody; its state is as the
+            // failed-commit path leaves it.
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One group commit and its answers. The journal's periodic work is
+    /// left to the thread, which looks at least every [`SYNC_EVERY`]: a
+    /// caller's thread never waits for a checkpoint.
+    fn commit_round(&self, state: &mut WriterState, batch: Vec<Request>) {
         let durable = batch.iter().any(|r| r.durable);
         let (jobs, answers): (Vec<Job>, Vec<_>) =
             batch.into_iter().map(|r| (r.job, r.done)).unzip();
-        match commit(db, &mut journal, config, &live, jobs, durable) {
+        let WriterState { journal, live } = state;
+        match commit(&self.db, journal, &self.config, live, jobs, durable) {
             Ok(results) => {
                 for (result, answer) in results.into_iter().zip(answers) {
-                    let _ = answer.send(result.map(|completion| completion(shared)));
+                    let _ = answer.send(result.map(|completion| completion(&self.shared)));
                 }
             }
             Err(error) => {
@@ -128,10 +229,51 @@ pub(super) fn write_loop(
                 }
             }
         }
-        keep_up(db, &mut journal);
     }
-    if let Err(error) = journal.checkpoint(db) {
-        tracing::error!(%error, "broker checkpoint at shutdown failed; the journal replays at the next start");
+
+    /// The thread: group commits while writes are queued, the journal's
+    /// periodic work while none are, and a last checkpoint once closed.
+    fn run(&self) {
+        loop {
+            let closed = {
+                let mut queue = self.queue();
+                queue.thread_idle = true;
+                let (mut queue, _) = self
+                    .work
+                    .wait_timeout_while(queue, SYNC_EVERY, |q| q.requests.is_empty() && !q.closed)
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.thread_idle = false;
+                queue.closed
+            };
+            let mut state = self.lock_state();
+            loop {
+                let batch = self.next_batch();
+                if batch.is_empty() {
+                    break;
+                }
+                self.commit_round(&mut state, batch);
+                keep_up(&self.db, &mut state.journal);
+            }
+            if closed {
+                if let Err(error) = state.journal.checkpoint(&self.db) {
+                    tracing::error!(%error, "broker checkpoint at shutdown failed; the journal replays at the next start");
+                }
+                return;
+            }
+            keep_up(&self.db, &mut state.journal);
+        }
+    }
+
+    /// Ends the thread (after its last checkpoint); join it next.
+    pub(super) fn close(&self) {
+        self.queue().closed = true;
+        self.work.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
