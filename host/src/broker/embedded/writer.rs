@@ -315,3 +315,62 @@ fn keep_up(db: &Database, journal: &mut Journal) {
         tracing::error!(%error, "broker checkpoint failed; retrying later");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::EmbeddedBroker;
+    use super::SYNC_EVERY;
+    use crate::broker::{Broker, BrokerConfig, TaskMessage};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Writes from many tasks on two threads, one at a time and in bursts:
+    /// whoever commits each (its caller or the thread), every one is
+    /// committed, answered, and still there after the broker closes. None
+    /// waits for the thread's periodic look (a write queued without waking
+    /// it would).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_write_is_committed_whoever_commits_it() {
+        const TASKS: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(
+            EmbeddedBroker::open(dir.path(), BrokerConfig::default())
+                .await
+                .unwrap(),
+        );
+        let message = || TaskMessage::new("t", "default", serde_json::Value::Null);
+        let callers = (0..TASKS).map(|_| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let (mut ids, mut slowest) = (Vec::new(), Duration::ZERO);
+                for n in 0..100 {
+                    if n % 25 == 0 {
+                        let burst = (0..50).map(|_| broker.submit(message()));
+                        for submitted in futures::future::join_all(burst).await {
+                            ids.push(submitted.unwrap().task_id);
+                        }
+                    } else {
+                        let sent = std::time::Instant::now();
+                        ids.push(broker.submit(message()).await.unwrap().task_id);
+                        slowest = slowest.max(sent.elapsed());
+                    }
+                }
+                (ids, slowest)
+            })
+        });
+        let mut ids = Vec::new();
+        for caller in futures::future::join_all(callers).await {
+            let (written, slowest) = caller.unwrap();
+            assert!(slowest < SYNC_EVERY / 2, "a write waited {slowest:?}");
+            ids.extend(written);
+        }
+        assert_eq!(ids.len(), TASKS * (96 + 4 * 50));
+        drop(broker);
+        let reopened = EmbeddedBroker::open(dir.path(), BrokerConfig::default())
+            .await
+            .unwrap();
+        for id in &ids {
+            assert!(reopened.task(id).await.unwrap().is_some(), "{id} lost");
+        }
+    }
+}
