@@ -2,8 +2,9 @@
 //!
 //! # Key layout (every key starts with the prefix, `hippo:` by default)
 //! - `q:{queue}:{band}`: a stream per queue and priority band, read through
-//!   the consumer group `hippo`. An entry carries only the task id (`id`).
-//!   A task that finds a consumer waiting for it never enters a stream
+//!   the consumer group `hippo`. An entry carries only the task id (`id`)
+//!   and holds a ready task: a consumer takes it out as it reads it (the
+//!   lease tracks the task from then on, see `leases`). A task that finds a consumer waiting for it never enters a stream
 //!   (see `waiting:` below).
 //! - `task:{id}`: a hash with the task's record, one field per part (see
 //!   below), so the scripts change states without decoding JSON.
@@ -40,8 +41,8 @@
 //! Task hash fields: `msg` (the [`TaskMessage`] JSON), `name`, `queue`,
 //! `band`, `expires` (copies the scripts read), `state` (Celery name),
 //! `phase` (`ready` in a stream, `delayed`, `leased` or `done`), `gen` (the
-//! fencing generation), `receipt` (its stream entry while ready or leased,
-//! if it has one),
+//! fencing generation), `receipt` (the stream entry it is or was last in;
+//! an entry leaves its stream when a consumer takes it),
 //! `consumer` (the lease holder), `worker`, `result`, `error`, `progress`,
 //! `last_run` (JSON), `runs`, `updated` (Unix ms), `revoked` and `dead`
 //! (flags).

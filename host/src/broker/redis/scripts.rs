@@ -48,13 +48,11 @@ local function flush_events()
     string.format('%d-0', last), 'at', NOW_S, 'e', cjson.encode(EVENTS))
 end
 
--- Acknowledges and deletes a stream entry (a no-op when there is none: a
--- task handed straight to a waiting consumer never had one).
+-- Deletes a stream entry not yet read (a no-op when there is none: a
+-- task handed straight to a waiting consumer never had one). Entries that
+-- were read are gone already (see `read_new`).
 local function drop_entry(skey, eid)
-  if eid then
-    redis.call('XACK', skey, GROUP, eid)
-    redis.call('XDEL', skey, eid)
-  end
+  if eid then redis.call('XDEL', skey, eid) end
 end
 
 -- Tells waiters that a task ended, with its record when that is small:
@@ -86,17 +84,27 @@ local function finish(id, state, name, queue, worker, detail)
   announce(t, id)
 end
 
--- Entries of `key` never delivered to the group (which is created when
--- missing), at most `count`; nil when there are none.
+-- Takes entries of `key` never delivered to the group (which is created
+-- when missing), at most `count`, out of the stream; nil when there are
+-- none. A stream thus holds ready tasks alone. A taken task is tracked by
+-- its lease (LEASES and its hash), so the group keeps no pending list
+-- (NOACK): acknowledging and deleting each entry when its task ended cost
+-- two commands per task, for an entry nothing reads again.
 local function read_new(key, consumer, count)
-  local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count, 'STREAMS', key, '>')
+  local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count, 'NOACK',
+    'STREAMS', key, '>')
   if type(res) == 'table' and res.err then
     if not string.find(res.err, 'NOGROUP', 1, true) then error(res.err) end
     redis.call('XGROUP', 'CREATE', key, GROUP, '0', 'MKSTREAM')
-    res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count, 'STREAMS', key, '>')
+    res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count, 'NOACK',
+      'STREAMS', key, '>')
   end
   if not res or #res[1][2] == 0 then return nil end
-  return res[1][2]
+  local entries = res[1][2]
+  local ids = {}
+  for i, entry in ipairs(entries) do ids[i] = entry[1] end
+  redis.call('XDEL', key, unpack(ids))
+  return entries
 end
 
 -- Leases task `id` (generation `gen`) to `consumer` for `lease_ms`: the
@@ -117,22 +125,17 @@ local function lease(id, gen, consumer, lease_ms, name, queue, fields)
   return next_gen
 end
 
--- Leases ready stream entry `eid` of stream `key` (just read for
--- `consumer`) for `lease_ms`. The entry of a revoked, expired or vanished
--- task is dropped instead (the task ends REVOKED). Returns {eid, message
--- JSON, generation} or nil.
-local function take(key, eid, id, consumer, lease_ms)
+-- Leases the task of stream entry `eid` (just taken for `consumer`, see
+-- `read_new`) for `lease_ms`. A revoked or expired task ends REVOKED
+-- instead; a stale entry (the task moved on, or is gone) is passed over.
+-- Returns {eid, message JSON, generation} or nil.
+local function take(eid, id, consumer, lease_ms)
   local f = {}
   if id then
     f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'revoked', 'expires', 'msg', 'name', 'queue', 'gen')
   end
-  if f[1] ~= 'ready' or f[2] ~= eid then
-    -- A stale entry: the task moved on (or is gone).
-    drop_entry(key, eid)
-    return nil
-  end
+  if f[1] ~= 'ready' or f[2] ~= eid then return nil end
   if f[3] or (f[4] and f[4] ~= '' and tonumber(f[4]) < NOW) then
-    drop_entry(key, eid)
     local why = 'expired'
     if f[3] then why = 'revoked' end
     finish(id, 'REVOKED', f[6], f[7], nil, why)
@@ -268,7 +271,6 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
   local t = task_key(id)
   if worker == '' then worker = nil end
   local name, queue = f[7], f[3]
-  drop_entry(stream_key(queue, f[4]), f[5])
   if f[6] and (f[8] == 'RECEIVED' or outcome == 'RETRY') then
     outcome = 'REVOKED'
   elseif f[8] == 'RECEIVED' and ran == '1' then
@@ -381,7 +383,7 @@ for _, key in ipairs(KEYS) do
     local entries = read_new(key, consumer, max - taken)
     if not entries then break end
     for _, entry in ipairs(entries) do
-      local got = take(key, entry[1], entry[2][2], consumer, lease_ms)
+      local got = take(entry[1], entry[2][2], consumer, lease_ms)
       if got then
         out[#out + 1] = got[1]
         out[#out + 1] = got[2]
@@ -432,7 +434,6 @@ const RELEASE: &str = r#"
 local id = ARGV[5]
 local f = holder(id, ARGV[6])
 if not f then return 0 end
-drop_entry(stream_key(f[3], f[4]), f[5])
 if f[6] then
   finish(id, 'REVOKED', f[7], f[3], nil, 'revoked')
   return 1
@@ -498,13 +499,12 @@ local moved = 0
 for _, id in ipairs(expired) do
   redis.call('ZREM', LEASES, id)
   local t = task_key(id)
-  local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'receipt', 'revoked', 'consumer', 'name')
+  local f = redis.call('HMGET', t, 'phase', 'queue', 'band', 'revoked', 'consumer', 'name')
   if f[1] == 'leased' then
-    drop_entry(stream_key(f[2], f[3]), f[4])
-    if f[5] then
-      finish(id, 'REVOKED', f[7], f[2], f[6], 'revoked; lease expired')
+    if f[4] then
+      finish(id, 'REVOKED', f[6], f[2], f[5], 'revoked; lease expired')
     else
-      requeue(id, f[2], f[3], f[7], f[6], 'lease of ' .. (f[6] or '?') .. ' expired')
+      requeue(id, f[2], f[3], f[6], f[5], 'lease of ' .. (f[5] or '?') .. ' expired')
     end
     moved = moved + 1
   end
@@ -524,7 +524,6 @@ for _, key in ipairs(KEYS) do
     for _, entry in ipairs(entries) do
       scanned = scanned + 1
       local eid, id = entry[1], entry[2][2]
-      drop_entry(key, eid)
       if id then
         local f = redis.call('HMGET', task_key(id), 'phase', 'receipt', 'name', 'queue')
         if f[1] == 'ready' and f[2] == eid then
@@ -542,7 +541,8 @@ return {purged, scanned}
 /// Counts per queue. KEYS: for each queue its three streams, then its
 /// delayed set; ARGV[5..] the queues' names, in the same order. Returns
 /// {ready, reserved, scheduled} per queue. Ready tasks are the stream
-/// entries not yet delivered; reserved ones are counted from the leases,
+/// entries not pending in the group (see `read_new` and
+/// PRUNE_CONSUMERS); reserved ones are counted from the leases,
 /// because a task handed straight to a waiting consumer has no entry: one
 /// read per lease, which an inspection can afford.
 const STATS: &str = r#"
@@ -569,9 +569,11 @@ end
 return out
 "#;
 
-/// Deletes the consumers of the streams in KEYS that hold no entry and were
-/// idle for ARGV[5] ms: every consumer name ever used stays in the group
-/// otherwise. Returns how many it deleted.
+/// Deletes the consumers of the streams in KEYS that were idle for ARGV[5]
+/// ms: every consumer name ever used stays in the group otherwise. Entries
+/// still pending for one were read by an earlier version, which kept them
+/// until their task ended; their tasks are tracked by their leases, so they
+/// are deleted with it. Returns how many consumers it deleted.
 const PRUNE_CONSUMERS: &str = r#"
 local idle_limit = tonumber(ARGV[5])
 local removed = 0
@@ -581,9 +583,20 @@ for _, key in ipairs(KEYS) do
     for _, c in ipairs(consumers) do
       local info = {}
       for i = 1, #c - 1, 2 do info[c[i]] = c[i + 1] end
-      if info['pending'] == 0 and type(info['idle']) == 'number' and info['idle'] > idle_limit then
-        redis.call('XGROUP', 'DELCONSUMER', key, GROUP, info['name'])
-        removed = removed + 1
+      if type(info['idle']) == 'number' and info['idle'] > idle_limit then
+        -- A thousand at a time: the rest go in the next rounds.
+        if info['pending'] > 0 then
+          local ids = {}
+          for i, p in ipairs(redis.call('XPENDING', key, GROUP, '-', '+', 1000, info['name'])) do
+            ids[i] = p[1]
+          end
+          redis.call('XACK', key, GROUP, unpack(ids))
+          redis.call('XDEL', key, unpack(ids))
+        end
+        if info['pending'] <= 1000 then
+          redis.call('XGROUP', 'DELCONSUMER', key, GROUP, info['name'])
+          removed = removed + 1
+        end
       end
     end
   end

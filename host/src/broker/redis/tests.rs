@@ -174,3 +174,45 @@ async fn a_standing_wait_ending_within_the_margin_is_not_used() {
     assert!(left > Duration::from_secs(9) && left < Duration::from_secs(10));
     assert_eq!(room, 4);
 }
+
+/// Entries an earlier version left pending in the group (it acknowledged
+/// an entry when its task ended; this one takes entries out as it reads
+/// them and acknowledges none) are not counted as ready, and are deleted
+/// with their consumer once it is idle.
+#[tokio::test]
+async fn entries_left_pending_by_an_earlier_version_are_pruned() {
+    let (broker, _) = test_broker().await;
+    let stream = broker.stream_key("default", Band::Normal);
+    let mut con = broker.con();
+    for n in 0..3 {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("id")
+            .arg(format!("old-{n}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let _: Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "hippo", "old-worker", "COUNT", "3", "STREAMS"])
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let default = |stats: Vec<QueueStats>| stats.into_iter().find(|q| q.name == "default").unwrap();
+    assert_eq!(default(broker.queue_stats().await.unwrap()).ready, 0);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut inv = broker.invocation(&broker.scripts.prune_consumers);
+    inv.key(std::slice::from_ref(&stream)).arg(1);
+    let removed: i64 = broker.run(&inv).await.unwrap();
+    assert_eq!(removed, 1);
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "the pending entries are deleted");
+}
