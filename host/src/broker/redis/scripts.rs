@@ -55,22 +55,28 @@ local function drop_entry(skey, eid)
   if eid then redis.call('XDEL', skey, eid) end
 end
 
--- Tells waiters that a task ended, with its record when that is small:
+-- Tells waiters that task `id` ended, with its record when that is small:
 -- then they need no read of their own. The record is a JSON object of the
 -- fields a record is made of (see `Published`), those holding JSON embedded
 -- as they are, so a waiter decodes it in one pass. It is joined in one go:
 -- every string a script makes costs Redis about as much as a small command.
+-- The fields are the task hash's (nil: absent).
+local function publish_record(id, msg, state, result, err, progress, worker, last_run, runs, updated)
+  local worker_json = 'null'
+  if worker then worker_json = cjson.encode(worker) end
+  local record = table.concat({'{"msg":', msg or 'null', ',"state":"', state or '',
+    '","result":', result or 'null', ',"error":', err or 'null', ',"progress":', progress or 'null',
+    ',"worker":', worker_json, ',"last_run":', last_run or 'null', ',"runs":"', runs or '0',
+    '","updated":"', updated or '0', '"}'})
+  if #record > 4096 then record = '' end
+  redis.call('PUBLISH', P .. 'done', id .. '\n' .. record)
+end
+
+-- `publish_record` of what task hash `t` holds.
 local function announce(t, id)
   local f = redis.call('HMGET', t, 'msg', 'state', 'result', 'error', 'progress', 'worker',
     'last_run', 'runs', 'updated')
-  local worker = 'null'
-  if f[6] then worker = cjson.encode(f[6]) end
-  local record = table.concat({'{"msg":', f[1] or 'null', ',"state":"', f[2] or '',
-    '","result":', f[3] or 'null', ',"error":', f[4] or 'null', ',"progress":', f[5] or 'null',
-    ',"worker":', worker, ',"last_run":', f[7] or 'null', ',"runs":"', f[8] or '0',
-    '","updated":"', f[9] or '0', '"}'})
-  if #record > 4096 then record = '' end
-  redis.call('PUBLISH', P .. 'done', id .. '\n' .. record)
+  publish_record(id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
 end
 
 -- Ends a task for good: terminal state, record expiry, waiters notified.
@@ -266,9 +272,12 @@ end
 -- letter expires with its record. Returns 1, or 0 (nothing changed) when
 -- the caller does not hold the current lease.
 local function settle(id, gen, outcome, result, err, last_run, worker, detail, next_msg, due, dead, ran)
-  local f = holder(id, gen)
-  if not f then return 0 end
+  -- `holder`'s fields, then those the record published at the end keeps
+  -- (read here rather than after the change: one command less).
   local t = task_key(id)
+  local f = redis.call('HMGET', t, 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
+    'name', 'state', 'runs', 'msg', 'result', 'error', 'progress', 'worker')
+  if f[1] ~= 'leased' or f[2] ~= gen then return 0 end
   if worker == '' then worker = nil end
   local name, queue = f[7], f[3]
   if f[6] and (f[8] == 'RECEIVED' or outcome == 'RETRY') then
@@ -276,7 +285,8 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
   elseif f[8] == 'RECEIVED' and ran == '1' then
     event(id, 'STARTED', name, queue, worker, nil)
   end
-  local set = {'runs', tostring((tonumber(f[9]) or 0) + 1), 'updated', NOW_S, 'state', outcome}
+  local runs = tostring((tonumber(f[9]) or 0) + 1)
+  local set = {'runs', runs, 'updated', NOW_S, 'state', outcome}
   local unset = {'receipt', 'consumer'}
   local function put(field, value)
     if value ~= '' then
@@ -313,7 +323,17 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
   redis.call('HDEL', t, unpack(unset))
   redis.call('PEXPIRE', t, RESULT_TTL)
   event(id, outcome, name, queue, worker, detail)
-  announce(t, id)
+  -- The hash as just written: `put` set or removed these, the rest kept.
+  local kept_result, kept_error = f[11], f[12]
+  if outcome == 'SUCCESS' then
+    kept_result, kept_error = result, nil
+    if result == '' then kept_result = nil end
+  elseif err ~= '' then
+    kept_error = err
+  end
+  if last_run == '' then last_run = nil end
+  publish_record(id, f[10], outcome, kept_result, kept_error, f[13], worker or f[14], last_run, runs,
+    NOW_S)
   return 1
 end
 "#;

@@ -85,9 +85,10 @@ async fn an_event_log_of_single_event_entries_still_reads() {
     assert_eq!(events[1].state, TaskState::Pending);
 }
 
-/// The record a settlement publishes (built in Lua) decodes to the
-/// stored one, text that needs escaping included. A record that did not
-/// decode would go unnoticed elsewhere: the waiter reads it instead.
+/// The record a settlement publishes (built in Lua, from what the script
+/// read before its change and what it changed) decodes to the stored one,
+/// text that needs escaping and a progress report included. A record that
+/// did not decode would go unnoticed elsewhere: the waiter reads it instead.
 #[tokio::test]
 async fn a_published_record_decodes_to_the_stored_one() {
     let (broker, url) = test_broker().await;
@@ -124,6 +125,12 @@ async fn a_published_record_decodes_to_the_stored_one() {
             .await
             .unwrap()
             .remove(0);
+        let progress = crate::runtime::Progress {
+            done: 1,
+            total: 2,
+            message: Some("half \"way\"".into()),
+        };
+        broker.report_progress(&delivery, &progress).await.unwrap();
         assert!(broker.settle(&delivery, settlement).await.unwrap());
         let payload: String = tokio::time::timeout(Duration::from_secs(5), announcements.next())
             .await
