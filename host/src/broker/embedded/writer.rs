@@ -123,6 +123,14 @@ struct Queue {
     closed: bool,
 }
 
+impl Queue {
+    /// The next group to commit: the oldest writes, at most [`MAX_BATCH`].
+    fn take_batch(&mut self) -> Vec<Request> {
+        let take = self.requests.len().min(MAX_BATCH);
+        self.requests.drain(..take).collect()
+    }
+}
+
 struct WriterState {
     journal: Journal,
     live: RefCell<LiveTasks>,
@@ -170,8 +178,11 @@ impl Writer {
             queue.requests.len() == 1 && queue.last_committer != Some(task)
         };
         if alone && let Some(mut state) = self.try_state() {
-            self.queue().last_committer = Some(task);
-            let batch = self.next_batch();
+            let batch = {
+                let mut queue = self.queue();
+                queue.last_committer = Some(task);
+                queue.take_batch()
+            };
             self.commit_round(&mut state, batch);
             // Writes queued meanwhile woke the thread themselves.
             return;
@@ -184,12 +195,6 @@ impl Writer {
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn next_batch(&self) -> Vec<Request> {
-        let mut queue = self.queue();
-        let take = queue.requests.len().min(MAX_BATCH);
-        queue.requests.drain(..take).collect()
     }
 
     fn try_state(&self) -> Option<MutexGuard<'_, WriterState>> {
@@ -247,7 +252,7 @@ impl Writer {
             };
             let mut state = self.lock_state();
             loop {
-                let batch = self.next_batch();
+                let batch = self.queue().take_batch();
                 if batch.is_empty() {
                     break;
                 }

@@ -4,8 +4,8 @@
 //! - `q:{queue}:{band}`: a stream per queue and priority band, read through
 //!   the consumer group `hippo`. An entry carries only the task id (`id`)
 //!   and holds a ready task: a consumer takes it out as it reads it (the
-//!   lease tracks the task from then on, see `leases`). A task that finds a consumer waiting for it never enters a stream
-//!   (see `waiting:` below).
+//!   lease tracks the task from then on, see `leases`). A task that finds
+//!   a consumer waiting for it never enters a stream (see `waiting:` below).
 //! - `task:{id}`: a hash with the task's record, one field per part (see
 //!   below), so the scripts change states without decoding JSON.
 //! - `delayed:{queue}`: a sorted set of tasks waiting for their ETA,

@@ -86,6 +86,7 @@ pub(super) fn published_record(published: &str) -> Option<TaskRecord> {
     };
     record.state.is_terminal().then_some(record)
 }
+
 /// The deliveries of a RESERVE reply: {entry id, message JSON, generation, ...}.
 pub(super) fn reserved(consumer: &str, reply: &[String]) -> Result<Vec<Delivery>, BrokerError> {
     reply

@@ -205,10 +205,11 @@ local function make_ready(id, queue, band, name, expires, gen, msg, state, field
 end
 
 -- The fields of a task whose current lease is generation `gen`, else nil:
--- {phase, gen, queue, band, receipt, revoked, name, state, runs}.
-local function holder(id, gen)
-  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
-    'name', 'state', 'runs')
+-- {phase, gen, queue, band, revoked, name, state, runs}, then those named
+-- in `...`.
+local function holder(id, gen, ...)
+  local f = redis.call('HMGET', task_key(id), 'phase', 'gen', 'queue', 'band', 'revoked', 'name',
+    'state', 'runs', ...)
   if f[1] ~= 'leased' or f[2] ~= gen then return nil end
   return f
 end
@@ -256,9 +257,9 @@ end
 local function start(id, gen, worker)
   local f = holder(id, gen)
   if not f then return 0 end
-  if f[6] then return 2 end
+  if f[5] then return 2 end
   redis.call('HSET', task_key(id), 'state', 'STARTED', 'worker', worker, 'updated', NOW_S)
-  event(id, 'STARTED', f[7], f[3], worker, nil)
+  event(id, 'STARTED', f[6], f[3], worker, nil)
   return 1
 end
 
@@ -272,20 +273,19 @@ end
 -- letter expires with its record. Returns 1, or 0 (nothing changed) when
 -- the caller does not hold the current lease.
 local function settle(id, gen, outcome, result, err, last_run, worker, detail, next_msg, due, dead, ran)
-  -- `holder`'s fields, then those the record published at the end keeps
-  -- (read here rather than after the change: one command less).
+  -- With the fields the record published at the end keeps, read here
+  -- rather than after the change: one command less.
+  local f = holder(id, gen, 'msg', 'result', 'error', 'progress', 'worker')
+  if not f then return 0 end
   local t = task_key(id)
-  local f = redis.call('HMGET', t, 'phase', 'gen', 'queue', 'band', 'receipt', 'revoked',
-    'name', 'state', 'runs', 'msg', 'result', 'error', 'progress', 'worker')
-  if f[1] ~= 'leased' or f[2] ~= gen then return 0 end
   if worker == '' then worker = nil end
-  local name, queue = f[7], f[3]
-  if f[6] and (f[8] == 'RECEIVED' or outcome == 'RETRY') then
+  local name, queue = f[6], f[3]
+  if f[5] and (f[7] == 'RECEIVED' or outcome == 'RETRY') then
     outcome = 'REVOKED'
-  elseif f[8] == 'RECEIVED' and ran == '1' then
+  elseif f[7] == 'RECEIVED' and ran == '1' then
     event(id, 'STARTED', name, queue, worker, nil)
   end
-  local runs = tostring((tonumber(f[9]) or 0) + 1)
+  local runs = tostring((tonumber(f[8]) or 0) + 1)
   local set = {'runs', runs, 'updated', NOW_S, 'state', outcome}
   local unset = {'receipt', 'consumer'}
   local function put(field, value)
@@ -324,7 +324,7 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
   redis.call('PEXPIRE', t, RESULT_TTL)
   event(id, outcome, name, queue, worker, detail)
   -- The hash as just written: `put` set or removed these, the rest kept.
-  local kept_result, kept_error = f[11], f[12]
+  local kept_result, kept_error = f[10], f[11]
   if outcome == 'SUCCESS' then
     kept_result, kept_error = result, nil
     if result == '' then kept_result = nil end
@@ -332,7 +332,7 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
     kept_error = err
   end
   if last_run == '' then last_run = nil end
-  publish_record(id, f[10], outcome, kept_result, kept_error, f[13], worker or f[14], last_run, runs,
+  publish_record(id, f[9], outcome, kept_result, kept_error, f[12], worker or f[13], last_run, runs,
     NOW_S)
   return 1
 end
@@ -429,7 +429,7 @@ const HEARTBEAT: &str = r#"
 local f = holder(ARGV[5], ARGV[6])
 if not f then return 0 end
 redis.call('ZADD', LEASES, string.format('%d', NOW + tonumber(ARGV[7])), ARGV[5])
-if f[6] then return 2 end
+if f[5] then return 2 end
 return 1
 "#;
 
@@ -441,9 +441,9 @@ const PROGRESS: &str = r#"
 local id = ARGV[5]
 local f = holder(id, ARGV[6])
 if not f then return 0 end
-if f[6] then return 2 end
+if f[5] then return 2 end
 redis.call('HSET', task_key(id), 'state', 'PROGRESS', 'progress', ARGV[7], 'updated', NOW_S)
-if f[8] ~= 'PROGRESS' then event(id, 'PROGRESS', f[7], f[3], nil, ARGV[8]) end
+if f[7] ~= 'PROGRESS' then event(id, 'PROGRESS', f[6], f[3], nil, ARGV[8]) end
 return 1
 "#;
 
@@ -454,11 +454,11 @@ const RELEASE: &str = r#"
 local id = ARGV[5]
 local f = holder(id, ARGV[6])
 if not f then return 0 end
-if f[6] then
-  finish(id, 'REVOKED', f[7], f[3], nil, 'revoked')
+if f[5] then
+  finish(id, 'REVOKED', f[6], f[3], nil, 'revoked')
   return 1
 end
-requeue(id, f[3], f[4], f[7], nil, 'released')
+requeue(id, f[3], f[4], f[6], nil, 'released')
 return 1
 "#;
 
