@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "cli-test-key";
 
+/// How long `hippo serve` may take to listen (a cold cache compiles the plugins).
+const STARTS_WITHIN: Duration = Duration::from_secs(60);
+
 /// `hippo serve`, killed when dropped.
 struct Serve {
     child: Child,
@@ -24,9 +27,19 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
-    let plugins = tempfile::tempdir().unwrap();
+    serve_with(&[], &[])
+}
+
+/// `hippo serve` with `args` added and the hostile guest plus `plugins`
+/// (file name, component) in its plugins folder.
+fn serve_with(args: &[&str], plugins: &[(&str, Vec<u8>)]) -> Serve {
+    let folder = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    std::fs::write(folder.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    for (name, wasm) in plugins {
+        std::fs::write(folder.path().join(name), wasm).unwrap();
+    }
+    let plugins = folder;
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,6 +52,7 @@ fn serve() -> Serve {
         .arg(data.path())
         .arg("--plugins")
         .arg(plugins.path())
+        .args(args)
         .env("HIPPO_API_KEY", KEY)
         .env_remove("HIPPO_API_KEYS_FILE")
         .env("HIPPO_LOG", "warn")
@@ -52,7 +66,7 @@ fn serve() -> Serve {
         _dirs: vec![plugins, data],
     };
     // The API listens once the broker and the plugins are ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + STARTS_WITHIN;
     while TcpStream::connect(&listen).is_err() {
         if let Some(status) = serve.child.try_wait().unwrap() {
             panic!("hippo serve exited early: {status}");
@@ -255,3 +269,6 @@ fn control_commands_go_through_the_api() {
     let (code, _, stderr) = parts(&server.hippo(&["undeploy", "fib"]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[path = "cli/hostile.rs"]
+mod hostile;

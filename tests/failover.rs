@@ -214,33 +214,41 @@ async fn futures_records(broker: &dyn Broker, ids: &[String]) -> Vec<hippo::brok
     records
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_under_load_loses_no_accepted_submission() {
-    let redis_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A redis-server of the test's own on loopback (AOF on, synced always),
+/// which the test may kill, restart or freeze without disturbing others.
+fn private_redis(dir: &Path, port: u16) -> Process {
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    std::thread::sleep(Duration::from_millis(300));
+    Process(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let start_redis = || {
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(redis_dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        std::thread::sleep(Duration::from_millis(300));
-        Process(child)
-    };
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_under_load_loses_no_accepted_submission() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let start_redis = || private_redis(redis_dir.path(), port);
     let mut server = start_redis();
     let url = format!("redis://127.0.0.1:{port}/0");
     let broker = redis(&url).await;
@@ -337,4 +345,77 @@ async fn two_workers_on_one_queue_never_run_one_delivery_twice() {
         .filter_map(|r| r.last_run.map(|m| m.worker))
         .collect();
     assert_eq!(workers.len(), 2, "both workers took a share: {workers:?}");
+}
+
+/// A guest waiting inside a host call (a key-value read on a frozen Redis)
+/// was stopped by nothing: no wasm ran, so no epoch tick reached it, and
+/// the call had no deadline of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_waiting_in_a_kv_call_on_a_frozen_redis_is_stopped_and_revoked() {
+    use hippo::runtime::{
+        Capability, HostServices, LimitOverrides, Manifest, Runtime, RuntimeConfig, TaskFailure,
+        TaskRequest,
+    };
+    let redis_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redis_server = private_redis(redis_dir.path(), port);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let broker = redis(&url).await;
+    let services = HostServices {
+        kv: Some(broker.clone()),
+        handle: Some(tokio::runtime::Handle::current()),
+        ..HostServices::default()
+    };
+    let runtime = Arc::new(Runtime::with_services(RuntimeConfig::default(), services).unwrap());
+    let mut manifest = Manifest::default();
+    manifest.grants.insert(Capability::Kv);
+    let plugin = Arc::new(
+        runtime
+            .load(&guest("kv_waiter_guest"), manifest, None, None)
+            .expect("the kv waiter loads"),
+    );
+    let read = |hard_ms: u64| {
+        let mut request = TaskRequest::new("wait.kv-get", br#"{"key": "k"}"#.to_vec());
+        request.limits = LimitOverrides {
+            hard_time_limit_ms: Some(hard_ms),
+            ..Default::default()
+        };
+        request
+    };
+    let answered = runtime.execute(plugin.clone(), read(5_000)).await;
+    assert_eq!(
+        answered.result.map(|b| String::from_utf8(b).unwrap()),
+        Ok(r#"{"found":false}"#.to_string())
+    );
+
+    redis_server.signal("STOP");
+    let started = Instant::now();
+    let stopped = runtime.execute(plugin.clone(), read(500)).await;
+    let took = started.elapsed();
+    assert_eq!(
+        stopped.result,
+        Err(TaskFailure::HardTimeLimit { limit_ms: 500 })
+    );
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(500 + 155),
+        "stopped after {took:?}"
+    );
+
+    let request = read(60_000);
+    let cancel = request.cancel.clone();
+    let waiting = tokio::spawn({
+        let (runtime, plugin) = (runtime.clone(), plugin.clone());
+        async move { runtime.execute(plugin, request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let revoked_at = Instant::now();
+    cancel.cancel();
+    let revoked = waiting.await.unwrap();
+    assert_eq!(revoked.result, Err(TaskFailure::Revoked));
+    assert!(
+        revoked_at.elapsed() < Duration::from_millis(100),
+        "stopped {:?} after the revocation",
+        revoked_at.elapsed()
+    );
+    redis_server.signal("CONT");
 }

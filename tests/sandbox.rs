@@ -539,3 +539,8 @@ fn a_task_never_sees_memory_an_earlier_task_left_in_its_pool_slot() {
         output(&both)
     );
 }
+
+#[path = "sandbox/failures.rs"]
+mod failures;
+#[path = "sandbox/waiting.rs"]
+mod waiting;

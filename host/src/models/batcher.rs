@@ -77,8 +77,14 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             .name(format!("model-{model}"))
             .spawn(move || {
                 let mut concurrent = false;
-                while let Some(batch) = next_batch(&receiver, max_items, max_wait, concurrent) {
+                while let Some(mut batch) = next_batch(&receiver, max_items, max_wait, concurrent) {
                     concurrent = batch.len() > 1;
+                    // A caller that gave up (a task stopped at its deadline
+                    // or revoked, its future dropped) costs no model time.
+                    batch.retain(|request| !request.reply.is_closed());
+                    if batch.is_empty() {
+                        continue;
+                    }
                     let sizes: Vec<usize> = batch.iter().map(|r| r.items.len()).collect();
                     let (items, replies): (Vec<Vec<T>>, Vec<Reply<R>>) =
                         batch.into_iter().map(|r| (r.items, r.reply)).unzip();

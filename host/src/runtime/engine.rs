@@ -2,6 +2,7 @@
 //! drives time limits.
 
 use super::RuntimeConfig;
+use super::watchdog::Watches;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -23,7 +24,8 @@ const HOST_STACK_BYTES: usize = 8 << 20;
 /// Builds the engine: component model, pooling allocator sized to the
 /// concurrency cap, epoch interruption and, when enabled, fuel.
 pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
-    let slots = config.max_concurrent_tasks.max(1);
+    // The task slots, and the few kept for `describe` at load.
+    let slots = config.max_concurrent_tasks.max(1) + super::DESCRIBE_SLOTS;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
@@ -55,21 +57,26 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
 
 /// Advances the engine's epoch every `tick`, on one thread for the whole
 /// host. Each running task's epoch callback then checks its hard deadline
-/// and cancellation, so interrupting a task costs one tick at most.
+/// and cancellation, so interrupting a task costs one tick at most. The
+/// same tick checks the watchdogs of tasks waiting outside wasm
+/// ([`Watches`]), which no epoch reaches.
 #[derive(Debug)]
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
+    watches: Arc<Watches>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: &Engine, tick: std::time::Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let watches = Arc::new(Watches::default());
         let weak = engine.weak();
         let thread = std::thread::Builder::new()
             .name("hippo-epoch".into())
             .spawn({
                 let stop = stop.clone();
+                let watches = watches.clone();
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
@@ -77,13 +84,20 @@ impl EpochTicker {
                             Some(engine) => engine.increment_epoch(),
                             None => return,
                         }
+                        watches.check(std::time::Instant::now());
                     }
                 }
             })?;
         Ok(EpochTicker {
             stop,
+            watches,
             thread: Some(thread),
         })
+    }
+
+    /// The watches this ticker checks.
+    pub(crate) fn watches(&self) -> &Arc<Watches> {
+        &self.watches
     }
 }
 

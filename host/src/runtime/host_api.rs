@@ -16,6 +16,19 @@ wasmtime::component::bindgen!({
     // `on_epoch_tick`), so a task can run on the async runtime's own
     // threads without stalling them.
     exports: { default: async },
+    // Every service call that can wait (a model batch, the store, the
+    // key-value store, the health probes) is a future too: a guest waiting
+    // in one is suspended, not blocking a thread, so the task's watchdog
+    // (`Watchdog`) can stop it at its hard deadline or on revocation by
+    // dropping the call. The task-local calls (log, progress, deadline)
+    // return at once and stay plain functions.
+    imports: {
+        "hippo:tasks/embeddings.embed": async,
+        "hippo:tasks/rerank.score": async,
+        "hippo:tasks/memory-store": async,
+        "hippo:tasks/kv": async,
+        "hippo:tasks/health": async,
+    },
 });
 
 pub(crate) use self::hippo::tasks::types as wit;

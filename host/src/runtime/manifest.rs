@@ -89,16 +89,6 @@ impl fmt::Display for Capability {
     }
 }
 
-impl Manifest {
-    /// Whether the plugin may call only task-local host interfaces (log,
-    /// progress, deadline), none of which blocks.
-    pub fn grants_only_task_local(&self) -> bool {
-        self.grants
-            .iter()
-            .all(|grant| Capability::BASIC.contains(grant))
-    }
-}
-
 /// Per-task settings in a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

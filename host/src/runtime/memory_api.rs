@@ -59,79 +59,111 @@ impl TaskState {
         Ok(filter)
     }
 
-    /// The memories with `ids` that exist and the task may see.
-    fn visible(&self, store: &dyn VectorStore, ids: &[String]) -> WitResult<Vec<store::Stored>> {
-        let user = self.acting_user()?;
-        let found = store.get(ids)?;
-        Ok(found
-            .into_iter()
-            .filter(|s| user.is_none_or(|u| s.memory.user_id == u))
-            .collect())
+    /// The user every call is limited to, owned, for work sent to another thread.
+    fn acting_user_owned(&self) -> WitResult<Option<String>> {
+        Ok(self.acting_user()?.map(str::to_owned))
     }
 }
 
+/// Runs `work` on `store` on a blocking thread: the store's calls block (an
+/// embedded shard computes, a server is called synchronously), and the
+/// guest waits for it as a future. A free function, so the future holds no
+/// borrow of the task's state (which is not `Sync`).
+async fn on_store<T: Send + 'static>(
+    store: Arc<dyn VectorStore>,
+    work: impl FnOnce(&dyn VectorStore) -> WitResult<T> + Send + 'static,
+) -> WitResult<T> {
+    tokio::task::spawn_blocking(move || work(&*store))
+        .await
+        .map_err(|e| wit::StoreError::Unavailable(format!("the store call failed: {e}")))?
+}
+
+/// The memories with `ids` that exist and `user` may see (`None`: all).
+fn visible(
+    store: &dyn VectorStore,
+    ids: &[String],
+    user: Option<&str>,
+) -> WitResult<Vec<store::Stored>> {
+    Ok(store
+        .get(ids)?
+        .into_iter()
+        .filter(|s| user.is_none_or(|u| s.memory.user_id == u))
+        .collect())
+}
+
 impl wit::Host for TaskState {
-    fn upsert(&mut self, items: Vec<wit::Stored>) -> WitResult<()> {
-        let store = self.memory_store()?;
+    async fn upsert(&mut self, items: Vec<wit::Stored>) -> WitResult<()> {
         let items = items
             .into_iter()
             .map(stored_from_wit)
             .collect::<WitResult<Vec<_>>>()?;
-        if let Some(user) = self.acting_user()? {
-            if let Some(other) = items.iter().find(|s| s.memory.user_id != user) {
-                return Err(forbidden(format!(
-                    "a task acting for {user:?} may not write a memory of {:?}",
-                    other.memory.user_id
-                )));
-            }
-            // An id taken by another user's memory must not be overwritten.
-            let ids: Vec<String> = items.iter().map(|s| s.memory.id.clone()).collect();
-            if let Some(taken) = store.get(&ids)?.iter().find(|s| s.memory.user_id != user) {
-                return Err(forbidden(format!(
-                    "memory {} belongs to another user",
-                    taken.memory.id
-                )));
-            }
+        let user = self.acting_user_owned()?;
+        if let Some(user) = &user
+            && let Some(other) = items.iter().find(|s| s.memory.user_id != *user)
+        {
+            return Err(forbidden(format!(
+                "a task acting for {user:?} may not write a memory of {:?}",
+                other.memory.user_id
+            )));
         }
-        Ok(store.upsert(items)?)
+        on_store(self.memory_store()?, move |store| {
+            if let Some(user) = user {
+                // An id taken by another user's memory must not be overwritten.
+                let ids: Vec<String> = items.iter().map(|s| s.memory.id.clone()).collect();
+                if let Some(taken) = store.get(&ids)?.iter().find(|s| s.memory.user_id != user) {
+                    return Err(forbidden(format!(
+                        "memory {} belongs to another user",
+                        taken.memory.id
+                    )));
+                }
+            }
+            Ok(store.upsert(items)?)
+        })
+        .await
     }
 
-    fn get(&mut self, ids: Vec<String>) -> WitResult<Vec<wit::Stored>> {
-        let store = self.memory_store()?;
-        Ok(self
-            .visible(&*store, &ids)?
-            .into_iter()
-            .map(stored_to_wit)
-            .collect())
+    async fn get(&mut self, ids: Vec<String>) -> WitResult<Vec<wit::Stored>> {
+        let user = self.acting_user_owned()?;
+        on_store(self.memory_store()?, move |store| {
+            Ok(visible(store, &ids, user.as_deref())?
+                .into_iter()
+                .map(stored_to_wit)
+                .collect())
+        })
+        .await
     }
 
-    fn search(
+    async fn search(
         &mut self,
         vector: Vec<f32>,
         filter: wit::Filter,
         limit: u32,
     ) -> WitResult<Vec<wit::Hit>> {
-        let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
-        Ok(hits(store.search(&vector, &filter, limit as usize)?))
+        on_store(self.memory_store()?, move |store| {
+            Ok(hits(store.search(&vector, &filter, limit as usize)?))
+        })
+        .await
     }
 
-    fn keyword_search(
+    async fn keyword_search(
         &mut self,
         query: String,
         filter: wit::Filter,
         limit: u32,
     ) -> WitResult<Vec<wit::Hit>> {
-        let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
-        Ok(hits(store.keyword_search(
-            &query,
-            &filter,
-            limit as usize,
-        )?))
+        on_store(self.memory_store()?, move |store| {
+            Ok(hits(store.keyword_search(
+                &query,
+                &filter,
+                limit as usize,
+            )?))
+        })
+        .await
     }
 
-    fn hybrid_search(
+    async fn hybrid_search(
         &mut self,
         vector: Vec<f32>,
         query: String,
@@ -139,72 +171,81 @@ impl wit::Host for TaskState {
         candidates: u32,
         limit: u32,
     ) -> WitResult<Vec<wit::Hit>> {
-        let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
-        Ok(hits(store.hybrid_search(
-            &vector,
-            &query,
-            &filter,
-            candidates as usize,
-            limit as usize,
-        )?))
+        on_store(self.memory_store()?, move |store| {
+            Ok(hits(store.hybrid_search(
+                &vector,
+                &query,
+                &filter,
+                candidates as usize,
+                limit as usize,
+            )?))
+        })
+        .await
     }
 
-    fn scroll(
+    async fn scroll(
         &mut self,
         filter: wit::Filter,
         cursor: Option<String>,
         limit: u32,
     ) -> WitResult<wit::Page> {
-        let store = self.memory_store()?;
         let filter = self.scoped(filter)?;
-        let page = store.scroll(&filter, cursor.as_deref(), limit as usize)?;
-        Ok(wit::Page {
-            items: page.items.into_iter().map(stored_to_wit).collect(),
-            next: page.next,
+        on_store(self.memory_store()?, move |store| {
+            let page = store.scroll(&filter, cursor.as_deref(), limit as usize)?;
+            Ok(wit::Page {
+                items: page.items.into_iter().map(stored_to_wit).collect(),
+                next: page.next,
+            })
         })
+        .await
     }
 
-    fn count(&mut self, filter: wit::Filter) -> WitResult<u64> {
-        let store = self.memory_store()?;
+    async fn count(&mut self, filter: wit::Filter) -> WitResult<u64> {
         let filter = self.scoped(filter)?;
-        Ok(store.count(&filter)?)
+        on_store(self.memory_store()?, move |store| Ok(store.count(&filter)?)).await
     }
 
-    fn delete(&mut self, ids: Vec<String>) -> WitResult<u64> {
-        let store = self.memory_store()?;
-        let owned: Vec<String> = self
-            .visible(&*store, &ids)?
-            .into_iter()
-            .map(|s| s.memory.id)
-            .collect();
-        if owned.is_empty() {
-            return Ok(0);
-        }
-        Ok(store.delete(&owned)?)
+    async fn delete(&mut self, ids: Vec<String>) -> WitResult<u64> {
+        let user = self.acting_user_owned()?;
+        on_store(self.memory_store()?, move |store| {
+            let owned: Vec<String> = visible(store, &ids, user.as_deref())?
+                .into_iter()
+                .map(|s| s.memory.id)
+                .collect();
+            if owned.is_empty() {
+                return Ok(0);
+            }
+            Ok(store.delete(&owned)?)
+        })
+        .await
     }
 
-    fn delete_matching(&mut self, filter: wit::Filter) -> WitResult<u64> {
-        let store = self.memory_store()?;
+    async fn delete_matching(&mut self, filter: wit::Filter) -> WitResult<u64> {
         let filter = self.scoped(filter)?;
-        Ok(store.delete_matching(&filter)?)
+        on_store(self.memory_store()?, move |store| {
+            Ok(store.delete_matching(&filter)?)
+        })
+        .await
     }
 
-    fn snapshot(&mut self, keep: u32) -> WitResult<Vec<wit::SnapshotInfo>> {
+    async fn snapshot(&mut self, keep: u32) -> WitResult<Vec<wit::SnapshotInfo>> {
         if !self.scope.maintenance {
             return Err(forbidden("snapshots need the memory-maintenance grant"));
         }
-        let store = self.memory_store()?;
-        Ok(store
-            .snapshot(keep as usize)?
-            .into_iter()
-            .map(|s| wit::SnapshotInfo {
-                collection: s.collection,
-                name: s.name,
-                created_at: s.created_at,
-                size_bytes: s.size_bytes,
-            })
-            .collect())
+        on_store(self.memory_store()?, move |store| {
+            Ok(store
+                .snapshot(keep as usize)?
+                .into_iter()
+                .map(|s| wit::SnapshotInfo {
+                    collection: s.collection,
+                    name: s.name,
+                    created_at: s.created_at,
+                    size_bytes: s.size_bytes,
+                })
+                .collect())
+        })
+        .await
     }
 }
 

@@ -24,6 +24,7 @@ mod service_api;
 mod services;
 mod task;
 mod task_log;
+mod watchdog;
 
 pub use cache::{ArtifactCache, CacheStats};
 pub use host_api::{CancelToken, Progress, ProgressSink};
@@ -100,8 +101,11 @@ pub struct Runtime {
     linker: Linker<TaskState>,
     config: RuntimeConfig,
     slots: Arc<Semaphore>,
+    /// Pool slots kept for `describe` at load, so loading a plugin never
+    /// waits behind running tasks.
+    describe_slots: Arc<Semaphore>,
     services: Arc<HostServices>,
-    _ticker: engine::EpochTicker,
+    ticker: engine::EpochTicker,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -112,7 +116,12 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Instances of the pool kept for `describe` calls, beside the task slots.
+pub(crate) const DESCRIBE_SLOTS: u32 = 2;
+
 /// Fuel and time `describe` may take at load: it only builds a small record.
+/// The hard limit holds whatever `describe` does, a WASI sleep included
+/// (see [`watchdog`]), so no plugin holds up a load longer than this.
 const DESCRIBE_LIMITS: LimitOverrides = LimitOverrides {
     soft_time_limit_ms: Some(2_000),
     hard_time_limit_ms: Some(2_000),
@@ -150,8 +159,9 @@ impl Runtime {
             linker,
             config,
             slots,
+            describe_slots: Arc::new(Semaphore::new(DESCRIBE_SLOTS as usize)),
             services: Arc::new(services),
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -193,7 +203,8 @@ impl Runtime {
             &manifest,
             cache,
         )?;
-        let _slot = self.acquire_slot_blocking();
+        let _slot = futures::executor::block_on(self.describe_slots.clone().acquire_owned())
+            .expect("the describe semaphore is never closed");
         let limits = DESCRIBE_LIMITS.resolve(&self.config.defaults, &self.config.ceilings);
         let log = task_log::TaskLog::new(limits.log_bytes);
         let request = TaskRequest::new("describe", Vec::new());
@@ -205,14 +216,22 @@ impl Runtime {
             &request,
             services::TaskScope::describe(&self.services),
         );
-        let info = block_on_here(async {
+        let watchdog = self
+            .ticker
+            .watches()
+            .watchdog(store.data().deadlines.hard, request.cancel.clone());
+        let info = block_on_here(task::until_stopped(watchdog, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .hippo_tasks_plugin()
                 .call_describe(&mut store)
                 .await
-        })
-        .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        }))
+        .map_err(|interruption| describe_interrupted(interruption, &limits))?
+        .map_err(|e| match e.downcast_ref::<host_api::Interruption>() {
+            Some(interruption) => describe_interrupted(*interruption, &limits),
+            None => LoadError::Describe(describe_failure(&e)),
+        })?;
         let (name, version, tasks) = plugin::tasks_from_describe(info)?;
         Ok(LoadedPlugin {
             name,
@@ -242,14 +261,12 @@ impl Runtime {
 
     /// Runs one task once a pool slot is free.
     ///
-    /// A plugin granted only task-local capabilities (log, progress,
-    /// deadline) runs right here, on the async runtime: its guest yields at
-    /// every epoch tick and its host calls never block, so it shares the
-    /// thread like any future, and a short task costs no hand-over to
-    /// another thread and back (about a third of a worker's CPU per no-op
-    /// task, `bench/RESULTS.md`). Plugins that may call the models, the
-    /// store or the key-value service, which block, run on a blocking
-    /// thread; so does everything on a current-thread runtime.
+    /// The guest runs right here, on the async runtime: it yields at every
+    /// epoch tick, and every host call that can wait is a future, so it
+    /// shares the thread like any future and a short task costs no hand-over
+    /// to another thread and back (about a third of a worker's CPU per no-op
+    /// task, `bench/RESULTS.md`). On a current-thread runtime, whose one
+    /// thread the guest would take, it runs on a blocking thread instead.
     pub async fn execute(
         self: &Arc<Self>,
         plugin: Arc<LoadedPlugin>,
@@ -263,7 +280,7 @@ impl Runtime {
             .expect("the slot semaphore is never closed");
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-        if multi_thread && plugin.manifest.grants_only_task_local() {
+        if multi_thread {
             let outcome = self.run_in_slot(&plugin, &request).await;
             drop(slot);
             return outcome;
@@ -311,6 +328,7 @@ impl Runtime {
         task::run(
             &self.engine,
             self.config.fuel_metering,
+            self.ticker.watches(),
             plugin,
             limits,
             request,
@@ -325,9 +343,25 @@ impl Runtime {
     }
 }
 
+/// `describe` ran past its limit, in wasm or waiting outside it.
+fn describe_interrupted(interruption: host_api::Interruption, limits: &Limits) -> LoadError {
+    LoadError::Describe(format!(
+        "{interruption} ({} ms); describe must only return the plugin's record",
+        limits.hard_time_limit.as_millis()
+    ))
+}
+
+/// Why `describe` failed, in a line: the trap's words, not its backtrace.
+fn describe_failure(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{:#}", error.root_cause()),
+    }
+}
+
 /// Runs a guest's future to completion on the current thread. Not through
-/// Tokio's `block_on`: host calls inside it (the key-value service) use
-/// that themselves, and Tokio refuses to nest it. A Tokio context is
+/// Tokio's `block_on`, which refuses to run on a thread of a Tokio runtime,
+/// as a server's start-up scanning its plugins does. A Tokio context is
 /// present all the same (the ambient one, or WASI's own), for WASI's clocks.
 ///
 /// The guest keeps the thread to itself: its epoch ticks do not yield (see

@@ -1,5 +1,10 @@
 //! The host side of the service interfaces (`embeddings`, `rerank`,
 //! `memory-store`, `kv`, `health`): what a granted plugin's calls do.
+//!
+//! Every call that can wait is async (see the `imports` of the bindings in
+//! `host_api.rs`): the guest is suspended while it waits, so its watchdog
+//! can end it at its deadline or on revocation. Blocking work runs on
+//! Tokio's blocking threads, never on the thread that polls the guest.
 
 use super::host_api::TaskState;
 use super::host_api::hippo::tasks::{embeddings, health, kv, rerank};
@@ -11,12 +16,12 @@ use std::time::Duration;
 const MAX_EMBED_TEXTS: usize = 1024;
 
 impl embeddings::Host for TaskState {
-    fn embed(
+    async fn embed(
         &mut self,
         texts: Vec<String>,
         kind: embeddings::TextKind,
     ) -> Result<Vec<Vec<f32>>, String> {
-        let Some(embedder) = &self.scope.services.embeddings else {
+        let Some(embedder) = self.scope.services.embeddings.clone() else {
             return Err("no embedding model is configured on this host".into());
         };
         if texts.len() > MAX_EMBED_TEXTS {
@@ -29,9 +34,7 @@ impl embeddings::Host for TaskState {
             embeddings::TextKind::Document => TextKind::Document,
             embeddings::TextKind::Query => TextKind::Query,
         };
-        embedder
-            .embed_blocking(texts, kind)
-            .map_err(|e| e.to_string())
+        embedder.embed(texts, kind).await.map_err(|e| e.to_string())
     }
 
     fn dimension(&mut self) -> u32 {
@@ -59,10 +62,11 @@ impl rerank::Host for TaskState {
         self.scope.services.reranker.is_some()
     }
 
-    fn score(&mut self, query: String, passages: Vec<String>) -> Result<Vec<f32>, String> {
-        match &self.scope.services.reranker {
+    async fn score(&mut self, query: String, passages: Vec<String>) -> Result<Vec<f32>, String> {
+        match self.scope.services.reranker.clone() {
             Some(reranker) => reranker
-                .score_blocking(&query, &passages)
+                .score(&query, &passages)
+                .await
                 .map_err(|e| e.to_string()),
             None => Err("no reranker is configured on this host".into()),
         }
@@ -70,37 +74,33 @@ impl rerank::Host for TaskState {
 }
 
 impl kv::Host for TaskState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let (store, key) = self.kv_key(&key)?;
-        self.scope
-            .services
-            .block_on(store.kv_get(&key))?
-            .map_err(|e| e.to_string())
+        store.kv_get(&key).await.map_err(|e| e.to_string())
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), String> {
         let (store, key) = self.kv_key(&key)?;
         let ttl = ttl_ms.map(Duration::from_millis);
-        self.scope
-            .services
-            .block_on(store.kv_set(&key, &value, ttl))?
+        store
+            .kv_set(&key, &value, ttl)
+            .await
             .map_err(|e| e.to_string())
     }
 
-    fn incr(&mut self, key: String, delta: i64) -> Result<i64, String> {
+    async fn incr(&mut self, key: String, delta: i64) -> Result<i64, String> {
         let (store, key) = self.kv_key(&key)?;
-        self.scope
-            .services
-            .block_on(store.kv_incr(&key, delta))?
-            .map_err(|e| e.to_string())
+        store.kv_incr(&key, delta).await.map_err(|e| e.to_string())
     }
 
-    fn delete(&mut self, key: String) -> Result<bool, String> {
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
         let (store, key) = self.kv_key(&key)?;
-        self.scope
-            .services
-            .block_on(store.kv_delete(&key))?
-            .map_err(|e| e.to_string())
+        store.kv_delete(&key).await.map_err(|e| e.to_string())
     }
 }
 
@@ -122,10 +122,13 @@ impl TaskState {
 }
 
 impl health::Host for TaskState {
-    fn check(&mut self) -> Vec<health::Probe> {
-        self.scope
-            .services
-            .probe()
+    async fn check(&mut self) -> Vec<health::Probe> {
+        // The probes block (the store's, the models'): off the async threads.
+        let services = self.scope.services.clone();
+        let probes = tokio::task::spawn_blocking(move || services.probe())
+            .await
+            .unwrap_or_default();
+        probes
             .into_iter()
             .map(|p| health::Probe {
                 component: p.component,

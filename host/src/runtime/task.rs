@@ -9,10 +9,12 @@ use super::limits::{LimitOverrides, Limits};
 use super::plugin::LoadedPlugin;
 use super::services::TaskScope;
 use super::task_log::{LogSource, TaskLog, TaskLogRecord};
+use super::watchdog::{Watchdog, Watches};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// One task to run on a loaded plugin.
@@ -141,6 +143,12 @@ pub enum TaskFailure {
         /// The limit that was applied.
         limit_bytes: u64,
     },
+    /// The guest called WASI's `exit` instead of returning from the task.
+    #[error("the guest exited (status {status}) without returning a result")]
+    Exited {
+        /// The exit status it gave.
+        status: i32,
+    },
     /// The instance could not be created (for example the pool is misconfigured).
     #[error("could not instantiate: {message}")]
     Instantiate {
@@ -189,9 +197,16 @@ pub struct TaskOutcome {
 
 /// Runs `request` on `plugin`. The caller holds a pool slot (see
 /// [`super::Runtime::execute`]).
+///
+/// The instantiation and the call race the task's [`Watchdog`]: a guest
+/// that waits outside wasm (in WASI or a host service) past its hard
+/// deadline, or after a revocation, is stopped there; a guest running wasm
+/// is stopped by its epoch callback. Either way the task ends within a tick
+/// and its store, slot and instance are freed.
 pub(crate) async fn run(
     engine: &wasmtime::Engine,
     fuel_metering: bool,
+    watches: &Arc<Watches>,
     plugin: &LoadedPlugin,
     limits: Limits,
     request: &TaskRequest,
@@ -207,18 +222,27 @@ pub(crate) async fn run(
         soft_deadline_unix_ms: unix_ms_after(limits.soft_time_limit),
         hard_deadline_unix_ms: unix_ms_after(limits.hard_time_limit),
     };
-    let called = match plugin.pre.instantiate_async(&mut store).await {
-        Err(e) => Err(TaskFailure::Instantiate {
-            message: format!("{e:#}"),
-        }),
-        Ok(instance) => Ok(instance
+    let watchdog = watches.watchdog(store.data().deadlines.hard, request.cancel.clone());
+    let called = until_stopped(watchdog, async {
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(GuestCall::Instantiate)?;
+        instance
             .hippo_tasks_plugin()
             .call_run(&mut store, &context, &request.task_name, &request.input)
-            .await),
-    };
+            .await
+            .map_err(GuestCall::Trap)
+    })
+    .await;
     let wall = started.elapsed();
     let result = match called {
-        Err(failure) => Err(failure),
+        Err(interruption) => Err(interrupted(interruption, &limits)),
+        Ok(Err(GuestCall::Instantiate(e))) => Err(TaskFailure::Instantiate {
+            message: format!("{e:#}"),
+        }),
+        Ok(Err(GuestCall::Trap(trap))) => Err(classify_trap(&trap, &store, &limits, &log)),
         Ok(Ok(Ok(output))) if output.len() as u64 > limits.output_bytes => {
             Err(TaskFailure::OutputTooLarge {
                 size_bytes: output.len() as u64,
@@ -227,7 +251,6 @@ pub(crate) async fn run(
         }
         Ok(Ok(Ok(output))) => Ok(output),
         Ok(Ok(Err(error))) => Err(from_guest_error(error)),
-        Ok(Err(trap)) => Err(classify_trap(&trap, &store, &limits, &log)),
     };
     let state = store.data();
     let stats = ExecStats {
@@ -244,6 +267,42 @@ pub(crate) async fn run(
         log: log.take(),
         progress,
         plugin_version: plugin.version.clone(),
+    }
+}
+
+/// How a guest call failed before returning a value.
+pub(crate) enum GuestCall {
+    /// The instance could not be created.
+    Instantiate(wasmtime::Error),
+    /// The guest trapped (or was interrupted by its epoch callback).
+    Trap(wasmtime::Error),
+}
+
+/// Runs `call` (a guest call and whatever it waits on) until it ends or
+/// `watchdog` fires, whichever comes first. When the watchdog wins, the
+/// call future is dropped here: wasmtime resumes the suspended guest with
+/// an error, which unwinds it, so the store is free again on return.
+pub(crate) async fn until_stopped<F: std::future::Future>(
+    watchdog: Watchdog,
+    call: F,
+) -> Result<F::Output, Interruption> {
+    let call = std::pin::pin!(call);
+    let watchdog = std::pin::pin!(watchdog);
+    match futures::future::select(call, watchdog).await {
+        futures::future::Either::Left((output, _)) => Ok(output),
+        futures::future::Either::Right((interruption, call)) => {
+            drop(call);
+            Err(interruption)
+        }
+    }
+}
+
+fn interrupted(interruption: Interruption, limits: &Limits) -> TaskFailure {
+    match interruption {
+        Interruption::HardTimeLimit => TaskFailure::HardTimeLimit {
+            limit_ms: limits.hard_time_limit.as_millis() as u64,
+        },
+        Interruption::Revoked => TaskFailure::Revoked,
     }
 }
 
@@ -284,9 +343,25 @@ pub(crate) fn new_store(
             .set_fuel(limits.fuel)
             .expect("fuel metering is enabled on this engine");
     }
+    // Bytes one guest-to-host call may copy into the host, the task's
+    // output included: an output over its limit is refused before it is
+    // copied whole (see `classify_trap`), while service calls keep room
+    // for their own bounded arguments.
+    store.set_hostcall_fuel(hostcall_fuel(limits.output_bytes));
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(on_epoch_tick);
     store
+}
+
+/// Floor of the bytes a host call may copy: above every service call's own
+/// bound (a `kv` value, a batch of texts to embed, a batch of memories).
+const HOSTCALL_DATA_FLOOR: u64 = 32 << 20;
+
+/// Bytes beyond the output itself in the return value (its encoding).
+const HOSTCALL_SLACK: u64 = 64 << 10;
+
+fn hostcall_fuel(output_bytes: u64) -> usize {
+    usize::try_from(output_bytes.max(HOSTCALL_DATA_FLOOR) + HOSTCALL_SLACK).unwrap_or(usize::MAX)
 }
 
 fn unix_ms_after(duration: Duration) -> u64 {
@@ -314,12 +389,7 @@ fn classify_trap(
     log: &TaskLog,
 ) -> TaskFailure {
     if let Some(interruption) = error.downcast_ref::<Interruption>() {
-        return match interruption {
-            Interruption::HardTimeLimit => TaskFailure::HardTimeLimit {
-                limit_ms: limits.hard_time_limit.as_millis() as u64,
-            },
-            Interruption::Revoked => TaskFailure::Revoked,
-        };
+        return interrupted(*interruption, limits);
     }
     if let Some(requested) = store.data().limiter.refused_memory {
         return TaskFailure::MemoryLimit {
@@ -327,16 +397,64 @@ fn classify_trap(
             requested_bytes: requested as u64,
         };
     }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return TaskFailure::Exited { status: exit.0 };
+    }
+    let backtrace = error.downcast_ref::<WasmBacktrace>();
+    // Wasmtime's own copy limit (the store's hostcall fuel) refuses a
+    // return value over it while lifting it, after the guest returned: no
+    // wasm frame is left then, unlike a guest call into the host with too
+    // large an argument.
+    if backtrace.is_none_or(|b| b.frames().is_empty())
+        && format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED)
+    {
+        return TaskFailure::OutputTooLarge {
+            size_bytes: hostcall_fuel(limits.output_bytes) as u64,
+            limit_bytes: limits.output_bytes,
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TaskFailure::FuelExhausted { fuel: limits.fuel },
         Some(Trap::StackOverflow) => TaskFailure::StackOverflow,
-        _ => match panic_message(log) {
+        Some(Trap::MemoryOutOfBounds) if backtrace.is_some_and(is_deep_recursion) => {
+            TaskFailure::StackOverflow
+        }
+        trap => match panic_message(log) {
             Some(message) => TaskFailure::Panicked { message },
+            // The trap's own words, without the backtrace wasmtime attaches
+            // as context: the task's log and the trap code say enough.
             None => TaskFailure::Trapped {
-                message: format!("{error:#}"),
+                message: match trap {
+                    Some(trap) => trap.to_string(),
+                    None => error.root_cause().to_string(),
+                },
             },
         },
     }
+}
+
+/// Wasmtime's message when a call copies more than the store's hostcall fuel.
+const HOSTCALL_FUEL_EXHAUSTED: &str =
+    "too much data is being copied between the host and the guest";
+
+/// A guest whose shadow stack (in its linear memory, below its data) runs
+/// out does not hit wasmtime's stack limit: its stack pointer wraps and the
+/// next access is out of bounds. What gives it away is the backtrace: the
+/// frames wasmtime keeps (the innermost ones, up to its cap) are all
+/// taken by one or two functions calling each other.
+fn is_deep_recursion(backtrace: &WasmBacktrace) -> bool {
+    const MIN_FRAMES: usize = 16;
+    let frames = backtrace.frames();
+    if frames.len() < MIN_FRAMES {
+        return false;
+    }
+    let mut functions: Vec<(Option<&str>, u32)> = frames
+        .iter()
+        .map(|f| (f.module().name(), f.func_index()))
+        .collect();
+    functions.sort_unstable();
+    functions.dedup();
+    functions.len() <= 2
 }
 
 /// A Rust guest prints `thread '...' panicked at src/lib.rs:1:2:\nmessage`

@@ -28,6 +28,10 @@ use tokio::sync::{Notify, Semaphore};
 /// less than this is not one anybody can watch.
 const MARK_STARTED_AFTER: Duration = Duration::from_millis(10);
 
+/// How long shutdown waits for interrupted tasks to hand themselves back
+/// after the drain timeout.
+const INTERRUPTED_GRACE: Duration = Duration::from_millis(500);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -195,13 +199,16 @@ impl Worker {
         // unseen until their lease ran out. It stops between reserves.
         let fetching = tokio::spawn(self.clone().fetch_until_stopped());
         shutdown.await;
+        // The drain timeout runs from the stop, not from the end of the
+        // fetch loop's last reserve (up to a second later).
+        let drain_deadline = tokio::time::Instant::now() + self.config.drain_timeout;
         self.stopping.store(true, Ordering::SeqCst);
         // No task starts after shutdown began, even one the last reserve
         // brings in: those go back to the queue.
         self.slots.close();
         self.released.notify_waiters();
         let _ = fetching.await;
-        self.drain().await;
+        self.drain(drain_deadline).await;
         stop_background.notify_waiters();
         for task in background {
             let _ = task.await;
@@ -502,10 +509,9 @@ impl Worker {
         }
     }
 
-    async fn drain(&self) {
+    async fn drain(&self, deadline: tokio::time::Instant) {
         // Tasks still waiting for a slot go back at once; running ones may finish.
         self.slots.close();
-        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -529,15 +535,26 @@ impl Worker {
         {
             held.interrupt(Stop::Shutdown);
         }
-        while self.held_count() > 0 {
+        // An interrupted task ends within a tick whatever its guest is doing
+        // (the runtime's watchdog), and is handed back. The wait is bounded
+        // all the same, so shutdown never hangs on one: what is still held
+        // then comes back when its lease runs out.
+        let deadline = tokio::time::Instant::now() + INTERRUPTED_GRACE;
+        loop {
             let released = self.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
             if self.held_count() == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
                 break;
             }
-            released.await;
         }
+        tracing::warn!(
+            remaining = self.held_count(),
+            "tasks still held after their interruption; they come back when their lease expires"
+        );
     }
 
     async fn every<F, Fut>(self: Arc<Self>, period: Duration, stop: Arc<Notify>, job: F)

@@ -187,10 +187,14 @@ fn main() -> ExitCode {
 }
 
 fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(command)
+        .build()?;
+    let result = runtime.block_on(command);
+    // Dropping a runtime waits for its blocking threads without a bound; the
+    // command is done, so whatever still runs there is abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn open_runtime(

@@ -297,21 +297,41 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         until(stopped.clone()),
     ));
     let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
+    let config = args.worker.worker_config();
+    let api_cut = cut_after_drain(stopped.clone(), config.drain_timeout);
     if args.no_worker {
         until(stopped).await;
     } else {
-        let config = args.worker.worker_config();
         tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
         Worker::new(broker, registry, config)
             .run(until(stopped))
             .await;
     }
     signal.abort();
-    api.await??;
+    // The API stops taking connections at once; requests still open (a
+    // long `?wait=`) may finish while the worker drains, not after.
+    tokio::pin!(api);
+    tokio::select! {
+        finished = &mut api => finished??,
+        () = api_cut => {
+            api.abort();
+            tracing::warn!("requests still open at the end of the drain were cut");
+        }
+    }
     if let Some(beat) = beat {
         beat.await?;
     }
     Ok(0)
+}
+
+/// Time after the drain timeout that shutdown still gives open API
+/// requests: the process exits within the drain timeout plus a second.
+const API_GRACE: Duration = Duration::from_millis(800);
+
+/// Resolves `API_GRACE` after the drain timeout has run from the stop.
+async fn cut_after_drain(stopped: watch::Receiver<bool>, drain_timeout: Duration) {
+    until(stopped).await;
+    tokio::time::sleep(drain_timeout + API_GRACE).await;
 }
 
 /// A stop flag that SIGTERM or Ctrl-C sets, so the API, the scheduler and

@@ -3,6 +3,9 @@
 //! reaching for files and the network, flooding output and logs), plus a few
 //! well-behaved ones to check the plumbing. All input and output is JSON.
 
+mod overflow;
+mod waits;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -313,6 +316,11 @@ fn plugin() -> Plugin {
             alloc,
         ))
         .task(Task::new("test.recurse", "Recurses N calls deep", recurse))
+        .task(Task::new(
+            "test.recurse-wide",
+            "Recurses N calls deep with 16 KiB frames in linear memory",
+            overflow::recurse_wide,
+        ))
         .task(Task::new("test.panic", "Panics", panic))
         .task(Task::new(
             "test.read-file",
@@ -343,6 +351,16 @@ fn plugin() -> Plugin {
             "test.progress",
             "Reports N progress steps",
             progress,
+        ))
+        .task(Task::new(
+            "test.block",
+            "Waits on a WASI pollable (for N ms, or forever)",
+            waits::block,
+        ))
+        .task(Task::new(
+            "test.exit",
+            "Exits the guest with a status instead of returning",
+            waits::exit,
         ))
         .task(Task::new(
             "test.env",
