@@ -11,8 +11,8 @@
 
 use hippo::broker::{
     Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
-    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskState,
-    WorkerHeartbeat, now_ms,
+    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskOutput,
+    TaskState, WorkerHeartbeat, now_ms,
 };
 use hippo::runtime::{ExecStats, Progress, TaskFailure};
 use hippo_integration_tests::redis_url;
@@ -143,9 +143,14 @@ fn meta(worker: &str) -> RunMeta {
     }
 }
 
-fn success(output: serde_json::Value, worker: &str) -> Settlement {
+/// A task output of `value`.
+fn output(value: serde_json::Value) -> TaskOutput {
+    TaskOutput::from_value(&value)
+}
+
+fn success(value: serde_json::Value, worker: &str) -> Settlement {
     Settlement::Success {
-        output,
+        output: output(value),
         meta: meta(worker),
     }
 }
@@ -196,5 +201,7 @@ mod failures;
 mod inspection;
 #[path = "broker_conformance/kv.rs"]
 mod kv;
+#[path = "broker_conformance/limits.rs"]
+mod limits;
 #[path = "broker_conformance/results.rs"]
 mod results;

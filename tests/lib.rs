@@ -2,6 +2,8 @@
 //! from `tests/guests/` and `examples/` by `scripts/build-guests` (which the
 //! README's test command runs first), on a real wasmtime runtime.
 
+pub mod serve;
+
 use hippo::runtime::{LoadedPlugin, Manifest, Runtime, RuntimeConfig, TaskOutcome, TaskRequest};
 use std::path::PathBuf;
 use std::sync::Arc;

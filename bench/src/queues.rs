@@ -114,7 +114,7 @@ pub(crate) async fn finished(broker: &SharedBroker, id: &str) -> anyhow::Result<
     if record.state != TaskState::Success {
         bail!("task {id} ended {:?}: {:?}", record.state, record.error);
     }
-    Ok(record.result.unwrap_or(Value::Null))
+    Ok(record.result.map_or(Value::Null, |r| r.to_value()))
 }
 
 async fn measure(broker: &SharedBroker, options: &Options) -> anyhow::Result<Figures> {

@@ -27,7 +27,7 @@ on_both_brokers! {
         assert_eq!(status["last_run"]["worker"], api.worker_name.as_str());
         assert!(status["submitted_ms"].as_u64().unwrap() <= status["updated_ms"].as_u64().unwrap());
         let record = api.broker.task(id).await.unwrap().expect("the broker has the task");
-        assert_eq!((record.state.as_str(), record.result), ("SUCCESS", Some(json!({"x": [1, 2]}))));
+        assert_eq!((record.state.as_str(), record.result.map(|r| r.to_value())), ("SUCCESS", Some(json!({"x": [1, 2]}))));
         // The plain status read, without waiting, is the same.
         assert_eq!(api.status(id).await, status);
         // Options of a submission reach the task.

@@ -74,13 +74,15 @@ async fn round_trip_keeps_every_field(backend: Backend) {
     assert_eq!(running.state, TaskState::Progress);
     assert_eq!(running.progress.as_ref(), Some(&progress));
 
-    let output = json!({"words": 42, "list": [], "nested": {"x": 1.5}});
+    // The output is kept as the text the task returned, spacing and all.
+    let text = r#"{"words": 42, "list": [ ], "nested": {"x": 1.5, "s": "\u00e9"}}"#;
+    let returned = TaskOutput::from_bytes(text.as_bytes().to_vec()).unwrap();
     let run = meta("worker-a");
     let settled = b
         .settle(
             &d,
             Settlement::Success {
-                output: output.clone(),
+                output: returned,
                 meta: run.clone(),
             },
         )
@@ -89,7 +91,11 @@ async fn round_trip_keeps_every_field(backend: Backend) {
     assert!(settled);
     let done = b.task(&id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Success);
-    assert_eq!(done.result, Some(output), "the output comes back exactly");
+    assert_eq!(
+        done.result.as_ref().map(TaskOutput::as_str),
+        Some(text),
+        "the output comes back exactly"
+    );
     assert_eq!(done.last_run, Some(run));
     assert_eq!(done.worker.as_deref(), Some("worker-a"));
     assert_eq!(done.runs, 1);
@@ -236,7 +242,7 @@ async fn expired_lease_is_redelivered_and_the_stale_holder_is_fenced(backend: Ba
     assert_eq!(record.state, TaskState::Success);
     assert_eq!(
         record.result,
-        Some(json!("fresh")),
+        Some(output(json!("fresh"))),
         "the stale worker never overwrites the result"
     );
     assert_eq!(record.worker.as_deref(), Some("fresh-worker"));
@@ -583,7 +589,7 @@ async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backen
     assert!(b.settle(&d, success(json!("done"), "w")).await.unwrap());
     let record = b.task(&quick).await.unwrap().unwrap();
     assert_eq!(record.state, TaskState::Success);
-    assert_eq!(record.result, Some(json!("done")));
+    assert_eq!(record.result, Some(output(json!("done"))));
     let states = |events: Vec<hippo::broker::Event>, id: &str| -> Vec<TaskState> {
         events
             .into_iter()

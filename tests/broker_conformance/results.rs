@@ -33,7 +33,7 @@ async fn wait_returns_as_soon_as_the_task_settles(backend: Backend) {
     let elapsed = started.elapsed();
     settler.await.unwrap();
     assert_eq!(record.state, TaskState::Success);
-    assert_eq!(record.result, Some(json!({"answer": 42})));
+    assert_eq!(record.result, Some(output(json!({"answer": 42}))));
     assert_eq!(
         Some(&record),
         b.task(&id).await.unwrap().as_ref(),

@@ -56,6 +56,7 @@ fn an_output_over_every_copy_limit_is_output_too_large() {
         memory_bytes: Some(512 << 20),
         ..Default::default()
     };
+    request.may_raise_limits = true;
     let outcome = runtime.execute_blocking(&plugin, &request);
     match &outcome.result {
         Err(TaskFailure::OutputTooLarge {

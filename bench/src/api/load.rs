@@ -336,7 +336,7 @@ pub async fn results(broker: &SharedBroker, ids: &[String]) -> anyhow::Result<Ve
             record.state,
             record.error
         );
-        results.push(record.result.unwrap_or_default());
+        results.push(record.result.map(|r| r.to_value()).unwrap_or_default());
     }
     Ok(results)
 }

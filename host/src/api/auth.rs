@@ -8,7 +8,7 @@
 //! [[keys]]
 //! name = "app"
 //! sha256 = "<hex of sha256(key)>"   # `hippo hash-key` prints it
-//! scopes = ["submit", "read"]
+//! scopes = ["submit", "read"]       # and "admin", "deploy", "limits"
 //! users = ["alice", "bob"]          # optional: the key may act only for these
 //! rate_per_s = 200                  # optional (default 1000)
 //! ```
@@ -46,10 +46,20 @@ pub enum Scope {
     Admin,
     /// Upload and delete plugins.
     Deploy,
+    /// Submit tasks with limits above what the task's plugin gets (its
+    /// manifest, `describe` and the defaults), up to the ceilings. Without
+    /// it a submission's limits can only lower those.
+    Limits,
 }
 
 /// Every scope.
-pub const ALL_SCOPES: [Scope; 4] = [Scope::Submit, Scope::Read, Scope::Admin, Scope::Deploy];
+pub const ALL_SCOPES: [Scope; 5] = [
+    Scope::Submit,
+    Scope::Read,
+    Scope::Admin,
+    Scope::Deploy,
+    Scope::Limits,
+];
 
 /// One key as configured.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,9 +104,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the key has `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
     /// Refuses the request unless the key has `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.contains(&scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::forbidden(

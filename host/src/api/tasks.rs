@@ -5,7 +5,7 @@
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::{AppState, ValidJson, ValidPath, ValidQuery};
-use crate::broker::{TaskMessage, TaskRecord, TaskState, now_ms};
+use crate::broker::{TaskMessage, TaskOutput, TaskRecord, TaskState, now_ms};
 use crate::runtime::LimitOverrides;
 use axum::Extension;
 use axum::extract::State;
@@ -44,7 +44,9 @@ pub struct SubmitRequest {
     pub max_retries: Option<u32>,
     /// Submissions with the same key within 24 h are one task.
     pub idempotency_key: Option<String>,
-    /// Per-task limits, within the host's ceilings.
+    /// Per-task limits, within the host's ceilings. Above the task's own
+    /// limits (its plugin's manifest, `describe` and the host's defaults)
+    /// only with the `limits` scope; without it, 403 naming the field.
     pub limits: Option<LimitsBody>,
 }
 
@@ -88,9 +90,9 @@ pub struct TaskStatus {
     pub queue: String,
     /// PENDING, RECEIVED, STARTED, PROGRESS, RETRY, SUCCESS, FAILURE or REVOKED.
     pub status: String,
-    /// Output, once SUCCESS.
+    /// Output, once SUCCESS (the task's JSON as it returned it).
     #[schema(value_type = Option<Value>)]
-    pub result: Option<Value>,
+    pub result: Option<TaskOutput>,
     /// Why it failed (`kind`, `message`, ...), once FAILURE, or while RETRY.
     #[schema(value_type = Option<Value>)]
     pub error: Option<Value>,
@@ -255,7 +257,39 @@ pub(super) fn validate(
         output_bytes: limits.output_bytes,
         ..LimitOverrides::default()
     };
+    message.may_raise_limits = caller.has(Scope::Limits);
+    if !message.may_raise_limits {
+        refuse_raised_limits(state, caller, &message)?;
+    }
     Ok(message)
+}
+
+/// Refuses, naming the field, a submission whose limits exceed what the
+/// task's plugin gets, from a key that may not raise them. Only a courtesy:
+/// this process may not have the plugin (or have another version of it),
+/// so the runtime that runs the task lowers such limits all the same.
+fn refuse_raised_limits(
+    state: &AppState,
+    caller: &Caller,
+    message: &TaskMessage,
+) -> Result<(), ApiError> {
+    let Some(plugin) = state.registry.resolve(&message.task) else {
+        return Ok(());
+    };
+    let Some(spec) = plugin.task(&message.task) else {
+        return Ok(());
+    };
+    let allowed = state.registry.runtime().plugin_limits(&plugin, spec);
+    match message.limits.first_raise(&allowed) {
+        None => Ok(()),
+        Some(raise) => Err(ApiError {
+            field: Some(format!("limits.{}", raise.field)),
+            ..ApiError::forbidden(format!(
+                "limits.{} = {} is above the task's own limit of {}: key {:?} lacks the limits scope, so its limits may only lower the task's",
+                raise.field, raise.requested, raise.limit, caller.name
+            ))
+        }),
+    }
 }
 
 /// Submits any registered task; with `?wait=` answers with its status once it finishes.

@@ -20,11 +20,13 @@
 mod embedded;
 pub mod kv;
 mod model;
+mod output;
 mod redis;
 
 pub use embedded::EmbeddedBroker;
 pub use kv::{KeyValue, KvError};
 pub use model::*;
+pub use output::{OutputError, TaskOutput};
 pub use redis::RedisBroker;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The task model every broker backend stores: what is submitted, what a
 //! worker receives, and the record a caller reads back.
 
+use super::TaskOutput;
 use crate::runtime::{ExecStats, LimitOverrides, Progress, TaskFailure};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -131,6 +132,13 @@ pub struct TaskMessage {
     pub idempotency_key: Option<String>,
     /// Per-task limits (the submission's layer).
     pub limits: LimitOverrides,
+    /// Whether `limits` may raise the task's limits above what its plugin's
+    /// manifest, `describe` and the defaults give: the submitter's key
+    /// carried the `limits` scope. Otherwise the runtime lowers them to
+    /// those, whatever path the task took (retries and dead-letter replays
+    /// keep the message, and so the authority, of the original submission).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub may_raise_limits: bool,
     /// When the task was accepted (Unix ms).
     pub submitted_ms: u64,
 }
@@ -154,6 +162,7 @@ impl TaskMessage {
             expires_ms: None,
             idempotency_key: None,
             limits: LimitOverrides::default(),
+            may_raise_limits: false,
             submitted_ms: now_ms(),
         }
     }
@@ -185,7 +194,7 @@ pub enum Settlement {
     /// Finished with `output` (JSON).
     Success {
         /// The task's output.
-        output: serde_json::Value,
+        output: TaskOutput,
         /// What it cost.
         meta: RunMeta,
     },
@@ -259,7 +268,7 @@ pub struct TaskRecord {
     /// Current state.
     pub state: TaskState,
     /// Output, once `SUCCESS` (`None` when the output is JSON `null`).
-    pub result: Option<serde_json::Value>,
+    pub result: Option<TaskOutput>,
     /// Why it failed (or why the last attempt failed, while `RETRY`).
     pub error: Option<TaskFailure>,
     /// The latest progress report.

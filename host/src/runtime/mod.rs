@@ -28,7 +28,7 @@ mod watchdog;
 
 pub use cache::{ArtifactCache, CacheStats};
 pub use host_api::{CancelToken, Progress, ProgressSink};
-pub use limits::{LimitOverrides, Limits};
+pub use limits::{LimitOverrides, Limits, Raise};
 pub use manifest::{Capability, Manifest, TaskManifest};
 pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
 pub use registry::{
@@ -245,17 +245,39 @@ impl Runtime {
         })
     }
 
-    /// The limits `request` runs with on `plugin`: the submission's, then
-    /// the manifest's, then `describe`'s, then the defaults, within the ceilings.
+    /// The limits a task of `plugin` gets when its submission sets none:
+    /// the manifest's (the operator's file, up to the ceilings), then
+    /// `describe`'s (the plugin's own word, which may only lower the
+    /// defaults), then the defaults.
+    pub fn plugin_limits(&self, plugin: &LoadedPlugin, spec: &TaskSpec) -> Limits {
+        let defaults = &self.config.defaults;
+        plugin
+            .manifest
+            .limits_for(&spec.name)
+            .or(spec.limits.at_most(defaults))
+            .resolve(defaults, &self.config.ceilings)
+    }
+
+    /// The limits a submission's `request` runs with on `plugin`: its own,
+    /// then the [`plugin_limits`](Self::plugin_limits), within the
+    /// ceilings. Unless `may_raise` (its submitter was authorised to raise
+    /// limits), the submission's layer is first lowered to the plugin
+    /// limits: it can only lower them.
     pub fn resolve_limits(
         &self,
         plugin: &LoadedPlugin,
         spec: &TaskSpec,
         request: &LimitOverrides,
+        may_raise: bool,
     ) -> Limits {
-        request
-            .or(plugin.manifest.limits_for(&spec.name))
-            .or(spec.limits)
+        let base = self.plugin_limits(plugin, spec);
+        let submitted = if may_raise {
+            *request
+        } else {
+            request.at_most(&base)
+        };
+        submitted
+            .or(base.into())
             .resolve(&self.config.defaults, &self.config.ceilings)
     }
 
@@ -323,7 +345,7 @@ impl Runtime {
                 plugin_version: plugin.version.clone(),
             };
         };
-        let limits = self.resolve_limits(plugin, spec, &request.limits);
+        let limits = self.resolve_limits(plugin, spec, &request.limits, request.may_raise_limits);
         let scope = services::TaskScope::for_task(&self.services, plugin, &request.input);
         task::run(
             &self.engine,

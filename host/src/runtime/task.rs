@@ -32,6 +32,11 @@ pub struct TaskRequest {
     pub input: Vec<u8>,
     /// Limits the submission sets (the highest-priority layer).
     pub limits: LimitOverrides,
+    /// Whether `limits` may raise the task's limits above its plugin's
+    /// (manifest, `describe`, defaults); otherwise they can only lower them.
+    /// Set only for a submitter the operator authorised (an API key with the
+    /// `limits` scope, the operator's own `hippo run`).
+    pub may_raise_limits: bool,
     /// Cancels the task when triggered.
     pub cancel: CancelToken,
     /// Receives progress reports while the task runs.
@@ -47,6 +52,7 @@ impl std::fmt::Debug for TaskRequest {
             .field("queue", &self.queue)
             .field("input_bytes", &self.input.len())
             .field("limits", &self.limits)
+            .field("may_raise_limits", &self.may_raise_limits)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +67,7 @@ impl TaskRequest {
             queue: "default".into(),
             input: input.into(),
             limits: LimitOverrides::default(),
+            may_raise_limits: false,
             cancel: CancelToken::new(),
             progress: None,
         }

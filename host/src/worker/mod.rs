@@ -13,7 +13,7 @@ mod retry;
 pub use retry::RetryPolicy;
 
 use crate::broker::{
-    Delivery, LeaseStatus, RunMeta, Settlement, SharedBroker, WorkerHeartbeat, now_ms,
+    Delivery, LeaseStatus, RunMeta, Settlement, SharedBroker, TaskOutput, WorkerHeartbeat, now_ms,
 };
 use crate::runtime::{CancelToken, PluginRegistry, Progress, TaskFailure, TaskRequest};
 use std::collections::HashMap;
@@ -409,6 +409,7 @@ impl Worker {
             queue: message.queue.clone(),
             input: serde_json::to_vec(&message.input).unwrap_or_else(|_| b"null".to_vec()),
             limits: message.limits,
+            may_raise_limits: message.may_raise_limits,
             cancel,
             progress: Some(Arc::new({
                 let forwarder = forwarder.clone();
@@ -424,11 +425,11 @@ impl Worker {
             outcome.plugin_version.clone(),
         );
         let settlement = match outcome.result {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(bytes) => match TaskOutput::from_bytes(bytes) {
                 Ok(output) => Settlement::Success { output, meta },
                 Err(error) => Settlement::Failure {
                     failure: TaskFailure::Fatal {
-                        message: format!("output is not JSON: {error}"),
+                        message: error.to_string(),
                     },
                     dead_letter: true,
                     meta,

@@ -198,24 +198,38 @@ async fn run_inline<T: DeserializeOwned>(
     let mut request = TaskRequest::new(task, serde_json::to_vec(&input).unwrap_or_default());
     request.queue = "inline".into();
     let outcome = runtime.execute(plugin, request).await;
-    let output: Value = match outcome.result {
-        Ok(output) => serde_json::from_slice(&output)
-            .map_err(|e| ApiError::task_failed(format!("{task} returned invalid JSON: {e}")))?,
+    let output = match outcome.result {
+        Ok(output) => output,
         Err(TaskFailure::BadInput { message }) => return Err(ApiError::invalid("body", message)),
         Err(TaskFailure::Retry { message, .. }) => return Err(ApiError::unavailable(message)),
         Err(failure) => return Err(ApiError::task_failed(failure.to_string())),
     };
-    let missing = ["found", "deleted"]
-        .iter()
-        .any(|flag| output.get(flag) == Some(&Value::Bool(false)));
-    if missing {
-        let id = output["memory_id"].as_str().unwrap_or_default();
+    // Read into what the route needs, never into a tree of the whole output,
+    // which costs many times its size (see `crate::broker::TaskOutput`).
+    let missing: Missing = read_output(task, &output)?;
+    if missing.found == Some(false) || missing.deleted == Some(false) {
+        let id = missing.memory_id.unwrap_or_default();
         return Err(ApiError::not_found(format!("no memory {id} for this user")));
     }
-    serde_json::from_value(output).map_err(|e| {
-        ApiError::task_failed(format!(
-            "{task} answered a shape this route does not document: {e}"
-        ))
+    read_output(task, &output)
+}
+
+/// The fields of a memory task's output that say it found no memory.
+#[derive(serde::Deserialize)]
+struct Missing {
+    found: Option<bool>,
+    deleted: Option<bool>,
+    memory_id: Option<String>,
+}
+
+/// A memory task's output read as `T`: a 502 unless it is JSON of that shape.
+fn read_output<T: DeserializeOwned>(task: &str, output: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(output).map_err(|e| {
+        ApiError::task_failed(if e.is_data() {
+            format!("{task} answered a shape this route does not document: {e}")
+        } else {
+            format!("{task} returned invalid JSON: {e}")
+        })
     })
 }
 

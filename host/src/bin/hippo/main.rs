@@ -5,6 +5,7 @@ mod schedule;
 mod service;
 
 use clap::{Args, Parser, Subcommand};
+use hippo::broker::TaskOutput;
 use hippo::runtime::{
     LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest,
     load_plugin_file,
@@ -217,6 +218,9 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.plugin.display()))?;
     let mut request = TaskRequest::new(args.task, args.input.into_bytes());
     request.limits = args.limits.overrides();
+    // The operator runs this on their own machine: their flags may raise
+    // the plugin's limits, up to the ceilings.
+    request.may_raise_limits = true;
     let outcome = runtime.execute_blocking(&plugin, &request);
     println!("{}", serde_json::to_string_pretty(&report(&outcome))?);
     Ok(if outcome.result.is_ok() {
@@ -227,30 +231,55 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 /// The JSON `hippo run` prints.
-fn report(outcome: &TaskOutcome) -> serde_json::Value {
+fn report(outcome: &TaskOutcome) -> Report<'_> {
     let (status, output, error) = match &outcome.result {
         Ok(bytes) => {
-            let output = serde_json::from_slice(bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-            });
-            ("SUCCESS", output, serde_json::Value::Null)
+            // Printed as the task returned it, not parsed into a tree (see
+            // `hippo::broker::TaskOutput`); output that is not JSON is
+            // printed as a string.
+            let output = TaskOutput::from_bytes(bytes.clone()).map_or_else(
+                |_| Printed::Text(String::from_utf8_lossy(bytes).into_owned()),
+                Printed::Json,
+            );
+            ("SUCCESS", Some(output), serde_json::Value::Null)
         }
         Err(failure) => (
             "FAILURE",
-            serde_json::Value::Null,
+            None,
             serde_json::json!({ "message": failure.to_string(), "detail": failure }),
         ),
     };
-    serde_json::json!({
-        "status": status,
-        "output": output,
-        "error": error,
-        "plugin_version": outcome.plugin_version,
-        "stats": outcome.stats,
-        "limits": outcome.limits,
-        "progress": outcome.progress,
-        "log": outcome.log,
-    })
+    Report {
+        status,
+        output,
+        error,
+        plugin_version: &outcome.plugin_version,
+        stats: &outcome.stats,
+        limits: &outcome.limits,
+        progress: outcome.progress.as_ref(),
+        log: &outcome.log,
+    }
+}
+
+/// What `hippo run` prints about a run.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    status: &'static str,
+    output: Option<Printed>,
+    error: serde_json::Value,
+    plugin_version: &'a str,
+    stats: &'a hippo::runtime::ExecStats,
+    limits: &'a hippo::runtime::Limits,
+    progress: Option<&'a hippo::runtime::Progress>,
+    log: &'a hippo::runtime::TaskLogRecord,
+}
+
+/// A run's output as `hippo run` prints it.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Printed {
+    Json(TaskOutput),
+    Text(String),
 }
 
 fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {

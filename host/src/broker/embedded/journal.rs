@@ -465,7 +465,7 @@ mod tests {
             .unwrap();
         assert_eq!(leased.len(), 4);
         for delivery in &leased[..2] {
-            let output = serde_json::json!("ok");
+            let output = crate::broker::TaskOutput::from_value(&serde_json::json!("ok"));
             let settled = broker
                 .settle(
                     delivery,

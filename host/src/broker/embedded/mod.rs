@@ -445,7 +445,8 @@ impl Broker for EmbeddedBroker {
             }
             match settlement {
                 Settlement::Success { output, meta } => {
-                    task.record.result = Some(output);
+                    // A `null` output reads as none, as it does from Redis.
+                    task.record.result = Some(output).filter(|o| !o.is_null());
                     task.record.error = None;
                     task.record.last_run = Some(meta);
                     finish(txn, config, &mut task, TaskState::Success, None)?;

@@ -59,7 +59,7 @@
 
 use super::{
     Band, Broker, BrokerConfig, BrokerError, Delivery, Event, LeaseStatus, QueueStats,
-    RevokeOutcome, RunMeta, Settlement, Submitted, TaskMessage, TaskRecord, TaskState,
+    RevokeOutcome, RunMeta, Settlement, Submitted, TaskMessage, TaskOutput, TaskRecord, TaskState,
     WorkerHeartbeat, new_task_id, now_ms,
 };
 use futures::StreamExt;
@@ -675,7 +675,7 @@ impl Broker for RedisBroker {
     ) -> Result<bool, BrokerError> {
         let args = match &settlement {
             Settlement::Success { output, meta } => SettleArgs {
-                result: to_json(output)?,
+                result: output.as_str().to_owned(),
                 ..SettleArgs::new("SUCCESS", Some(meta))?
             },
             Settlement::Retry {

@@ -42,7 +42,7 @@ pub(super) fn decode_record(
         message,
         state,
         // A `null` output reads as none, as serde reads the published record.
-        result: json::<serde_json::Value>(id, "result", text("result"))?.filter(|v| !v.is_null()),
+        result: json::<TaskOutput>(id, "result", text("result"))?.filter(|v| !v.is_null()),
         error: json(id, "error", text("error"))?,
         progress: json(id, "progress", text("progress"))?,
         worker: text("worker").map(str::to_owned),
@@ -59,7 +59,7 @@ pub(super) fn decode_record(
 struct Published {
     msg: TaskMessage,
     state: TaskState,
-    result: Option<serde_json::Value>,
+    result: Option<TaskOutput>,
     error: Option<crate::runtime::TaskFailure>,
     progress: Option<crate::runtime::Progress>,
     worker: Option<String>,

@@ -99,7 +99,9 @@ async fn a_published_record_decodes_to_the_stored_one() {
     let worker = "w \"quoted\" \\ é\n";
     let outcomes = [
         Settlement::Success {
-            output: json!({"text": "a \"quote\", a \\ and \u{1F600}", "n": [1, 2.5, null]}),
+            output: TaskOutput::from_value(
+                &json!({"text": "a \"quote\", a \\ and \u{1F600}", "n": [1, 2.5, null]}),
+            ),
             meta: run_meta(worker),
         },
         Settlement::Failure {
