@@ -287,8 +287,9 @@ pub(crate) enum GuestCall {
 
 /// Runs `call` (a guest call and whatever it waits on) until it ends or
 /// `watchdog` fires, whichever comes first. When the watchdog wins, the
-/// call future is dropped here: wasmtime resumes the suspended guest with
-/// an error, which unwinds it, so the store is free again on return.
+/// call future (pinned in this function's frame) is dropped as this
+/// function returns: wasmtime resumes the suspended guest with an error,
+/// which unwinds it, so the store is free again for the caller.
 pub(crate) async fn until_stopped<F: std::future::Future>(
     watchdog: Watchdog,
     call: F,
@@ -297,10 +298,7 @@ pub(crate) async fn until_stopped<F: std::future::Future>(
     let watchdog = std::pin::pin!(watchdog);
     match futures::future::select(call, watchdog).await {
         futures::future::Either::Left((output, _)) => Ok(output),
-        futures::future::Either::Right((interruption, call)) => {
-            drop(call);
-            Err(interruption)
-        }
+        futures::future::Either::Right((interruption, _)) => Err(interruption),
     }
 }
 
