@@ -24,9 +24,17 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
+    serve_with(&[("hostile.wasm", &guest("hostile_guest"))], &[])
+}
+
+/// `hippo serve` on a plugins folder holding `files` (name, content), with
+/// `args` added to its command line.
+fn serve_with(files: &[(&str, &[u8])], args: &[&str]) -> Serve {
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    for (name, content) in files {
+        std::fs::write(plugins.path().join(name), content).unwrap();
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,6 +47,7 @@ fn serve() -> Serve {
         .arg(data.path())
         .arg("--plugins")
         .arg(plugins.path())
+        .args(args)
         .env("HIPPO_API_KEY", KEY)
         .env_remove("HIPPO_API_KEYS_FILE")
         .env("HIPPO_LOG", "warn")
@@ -255,3 +264,6 @@ fn control_commands_go_through_the_api() {
     let (code, _, stderr) = parts(&server.hippo(&["undeploy", "fib"]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[path = "cli/kv_quota.rs"]
+mod kv_quota;

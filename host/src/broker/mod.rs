@@ -23,7 +23,7 @@ mod model;
 mod redis;
 
 pub use embedded::EmbeddedBroker;
-pub use kv::{KeyValue, KvError};
+pub use kv::{KeyValue, KvError, KvQuota, KvSpace, PluginKv};
 pub use model::*;
 pub use redis::RedisBroker;
 
