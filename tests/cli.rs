@@ -27,19 +27,17 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
-    serve_with(&[], &[])
+    serve_with(&[("hostile.wasm", &guest("hostile_guest"))], &[])
 }
 
-/// `hippo serve` with `args` added and the hostile guest plus `plugins`
-/// (file name, component) in its plugins folder.
-fn serve_with(args: &[&str], plugins: &[(&str, Vec<u8>)]) -> Serve {
-    let folder = tempfile::tempdir().unwrap();
+/// `hippo serve` on a plugins folder holding `files` (name, content), with
+/// `args` added to its command line.
+fn serve_with(files: &[(&str, &[u8])], args: &[&str]) -> Serve {
+    let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
-    for (name, wasm) in plugins {
-        std::fs::write(folder.path().join(name), wasm).unwrap();
+    for (name, content) in files {
+        std::fs::write(plugins.path().join(name), content).unwrap();
     }
-    let plugins = folder;
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -272,3 +270,6 @@ fn control_commands_go_through_the_api() {
 
 #[path = "cli/hostile.rs"]
 mod hostile;
+
+#[path = "cli/kv_quota.rs"]
+mod kv_quota;

@@ -112,8 +112,11 @@ impl Serve {
 fn hippo_serve_ends_waiting_guests_and_keeps_serving() {
     let started = Instant::now();
     let server = serve_with(
+        &[
+            ("hostile.wasm", &guest("hostile_guest")),
+            ("slow-describe.wasm", &guest("slow_describe_guest")),
+        ],
         &["-c", "2", "--drain-timeout", "2"],
-        &[("slow-describe.wasm", guest("slow_describe_guest"))],
     );
     // The plugin whose describe sleeps is refused; the others load.
     let (code, listed, _) = parts(&server.hippo(&["plugins", "--remote"]));
@@ -202,7 +205,10 @@ fn hippo_serve_ends_waiting_guests_and_keeps_serving() {
 /// while a guest slept in WASI.
 #[test]
 fn sigterm_exits_within_the_drain_timeout_while_a_guest_waits() {
-    let mut server = serve_with(&["--drain-timeout", "2"], &[]);
+    let mut server = serve_with(
+        &[("hostile.wasm", &guest("hostile_guest"))],
+        &["--drain-timeout", "2"],
+    );
     let blocked = server.submit("test.block", r#"{"how": "forever"}"#, &[]);
     let (_, status, _) = parts(&server.hippo(&["status", &blocked, "--wait", "0.5"]));
     assert_ne!(status["status"], "SUCCESS", "{status}");

@@ -24,7 +24,7 @@ mod output;
 mod redis;
 
 pub use embedded::EmbeddedBroker;
-pub use kv::{KeyValue, KvError};
+pub use kv::{KeyValue, KvError, KvQuota, KvSpace, PluginKv};
 pub use model::*;
 pub use output::{OutputError, TaskOutput};
 pub use redis::RedisBroker;

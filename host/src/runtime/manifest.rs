@@ -13,9 +13,14 @@
 //! [tasks."example.fib"]            # overrides for one task
 //! queue = "memory_ops"
 //! limits = { fuel = 1000000000 }
+//!
+//! [kv]                             # quota in the shared key-value store
+//! max_keys = 1000
+//! max_bytes = 4194304
 //! ```
 
 use super::limits::LimitOverrides;
+use crate::broker::KvQuota;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -115,6 +120,32 @@ pub struct Manifest {
     /// Per-task settings, by task name.
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskManifest>,
+    /// The plugin's quota in the key-value store (with the `kv` grant).
+    #[serde(default)]
+    pub kv: KvManifest,
+}
+
+/// `[kv]`: what the plugin may hold in the shared key-value store. A field
+/// left out is [`KvQuota::DEFAULT`]'s; either is capped by the operator's
+/// ceiling ([`RuntimeConfig::kv_ceiling`](super::RuntimeConfig::kv_ceiling)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvManifest {
+    /// Live keys.
+    pub max_keys: Option<u64>,
+    /// Bytes of those keys and their values.
+    pub max_bytes: Option<u64>,
+}
+
+impl KvManifest {
+    /// The quota this asks for, within `ceiling`.
+    pub fn quota(&self, ceiling: KvQuota) -> KvQuota {
+        KvQuota {
+            max_keys: self.max_keys.unwrap_or(KvQuota::DEFAULT.max_keys),
+            max_bytes: self.max_bytes.unwrap_or(KvQuota::DEFAULT.max_bytes),
+        }
+        .min(ceiling)
+    }
 }
 
 fn basic_grants() -> BTreeSet<Capability> {
@@ -128,6 +159,7 @@ impl Default for Manifest {
             queue: None,
             limits: LimitOverrides::default(),
             tasks: BTreeMap::new(),
+            kv: KvManifest::default(),
         }
     }
 }
@@ -189,5 +221,37 @@ mod tests {
     fn unknown_fields_and_capabilities_are_errors() {
         assert!(Manifest::from_toml("grant = [\"log\"]").is_err());
         assert!(Manifest::from_toml("grants = [\"network\"]").is_err());
+        assert!(Manifest::from_toml("[kv]\nmax_values = 3").is_err());
+    }
+
+    #[test]
+    fn the_kv_quota_takes_the_defaults_and_never_passes_the_ceiling() {
+        let ceiling = KvQuota {
+            max_keys: 50_000,
+            max_bytes: 64 << 20,
+        };
+        let quota = |text| Manifest::from_toml(text).unwrap().kv.quota(ceiling);
+        assert_eq!(quota(""), KvQuota::DEFAULT);
+        assert_eq!(
+            quota("[kv]\nmax_keys = 10"),
+            KvQuota {
+                max_keys: 10,
+                max_bytes: KvQuota::DEFAULT.max_bytes
+            }
+        );
+        assert_eq!(
+            quota("[kv]\nmax_keys = 1000000\nmax_bytes = 1099511627776"),
+            ceiling,
+            "a manifest cannot ask past the operator's ceiling"
+        );
+        let low = KvQuota {
+            max_keys: 5,
+            max_bytes: 100,
+        };
+        assert_eq!(
+            Manifest::default().kv.quota(low),
+            low,
+            "the ceiling caps the defaults too"
+        );
     }
 }

@@ -29,7 +29,7 @@ mod watchdog;
 pub use cache::{ArtifactCache, CacheStats};
 pub use host_api::{CancelToken, Progress, ProgressSink};
 pub use limits::{LimitOverrides, Limits, Raise};
-pub use manifest::{Capability, Manifest, TaskManifest};
+pub use manifest::{Capability, KvManifest, Manifest, TaskManifest};
 pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
 pub use registry::{
     PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
@@ -64,6 +64,8 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Largest wasm stack, so deep recursion traps instead of taking the host down.
     pub max_wasm_stack_bytes: usize,
+    /// The most a plugin's manifest may give it in the key-value store.
+    pub kv_ceiling: crate::broker::KvQuota,
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +82,7 @@ impl Default for RuntimeConfig {
             // ticker costs nothing measurable.
             epoch_tick: Duration::from_millis(5),
             max_wasm_stack_bytes: 1 << 20,
+            kv_ceiling: crate::broker::KvQuota::CEILING,
         }
     }
 }
@@ -346,7 +349,12 @@ impl Runtime {
             };
         };
         let limits = self.resolve_limits(plugin, spec, &request.limits, request.may_raise_limits);
-        let scope = services::TaskScope::for_task(&self.services, plugin, &request.input);
+        let scope = services::TaskScope::for_task(
+            &self.services,
+            plugin,
+            &request.input,
+            self.config.kv_ceiling,
+        );
         task::run(
             &self.engine,
             self.config.fuel_metering,

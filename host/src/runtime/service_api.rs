@@ -105,19 +105,19 @@ impl kv::Host for TaskState {
 }
 
 impl TaskState {
-    /// The key-value store and `key` in the plugin's own namespace, so one
-    /// plugin cannot read or clobber another's keys.
-    fn kv_key(
-        &self,
-        key: &str,
-    ) -> Result<(std::sync::Arc<dyn crate::broker::KeyValue>, String), String> {
+    /// The key-value store as the plugin sees it (its namespace and quota
+    /// bound in, so one plugin cannot read, clobber or crowd out another's
+    /// keys), and `key`.
+    fn kv_key(&self, key: &str) -> Result<(crate::broker::PluginKv, String), String> {
         let store = self
             .scope
             .services
             .kv
             .clone()
             .ok_or("no key-value store is configured on this host")?;
-        Ok((store, format!("{}/{key}", self.scope.plugin)))
+        let scope = &self.scope;
+        let store = crate::broker::PluginKv::new(store, scope.plugin.clone(), scope.kv_quota);
+        Ok((store, key.to_string()))
     }
 }
 

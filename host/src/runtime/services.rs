@@ -7,7 +7,7 @@
 //! (the key-value store in the broker) are driven with the tokio runtime
 //! handle captured when the services are built.
 
-use crate::broker::KeyValue;
+use crate::broker::{KeyValue, KvQuota, KvSpace};
 use crate::models::{Embedder, Reranker, TextKind};
 use crate::store::VectorStore;
 use std::sync::Arc;
@@ -75,7 +75,7 @@ impl HostServices {
         }
         if let Some(kv) = &self.kv {
             probes.push(timed("broker", || {
-                self.block_on(kv.kv_get("health-probe"))?
+                self.block_on(kv.kv_get(KvSpace::Host, "health-probe"))?
                     .map(|_| "answered".to_string())
                     .map_err(|e| e.to_string())
             }));
@@ -128,6 +128,8 @@ pub(crate) struct TaskScope {
     pub(crate) services: Arc<HostServices>,
     /// The plugin's name: the key-value namespace.
     pub(crate) plugin: Arc<str>,
+    /// What the plugin may hold in the key-value store.
+    pub(crate) kv_quota: KvQuota,
     /// The `user_id` of the task's input: every memory-store call is limited to it.
     pub(crate) user: Option<String>,
     /// Granted `memory-maintenance`: may act across users.
@@ -135,11 +137,13 @@ pub(crate) struct TaskScope {
 }
 
 impl TaskScope {
-    /// The scope of a task of `plugin` with `input` (its JSON).
+    /// The scope of a task of `plugin` with `input` (its JSON), on a host
+    /// whose operator caps key-value quotas at `kv_ceiling`.
     pub(crate) fn for_task(
         services: &Arc<HostServices>,
         plugin: &super::LoadedPlugin,
         input: &[u8],
+        kv_ceiling: KvQuota,
     ) -> TaskScope {
         use super::Capability;
         let grants = &plugin.manifest.grants;
@@ -155,6 +159,7 @@ impl TaskScope {
         TaskScope {
             services: services.clone(),
             plugin: plugin.name.as_str().into(),
+            kv_quota: plugin.manifest.kv.quota(kv_ceiling),
             user,
             maintenance: grants.contains(&Capability::MemoryMaintenance),
         }
@@ -165,6 +170,10 @@ impl TaskScope {
         TaskScope {
             services: services.clone(),
             plugin: "".into(),
+            kv_quota: KvQuota {
+                max_keys: 0,
+                max_bytes: 0,
+            },
             user: None,
             maintenance: false,
         }

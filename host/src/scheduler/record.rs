@@ -7,10 +7,11 @@
 //! - `hippo:schedule:{name}:last`: the latest fire, scheduled or by hand
 //!   ([`LastFire`], JSON), for listings.
 //!
-//! Plugin keys are `{plugin}/{key}` and plugin names have no `:`, so these
-//! keys cannot meet a plugin's.
+//! These are the host's own keys ([`KvSpace::Host`]), with no quota. Plugin
+//! keys are `{plugin}/{key}` and plugin names have no `:`, so these keys
+//! cannot meet a plugin's.
 
-use crate::broker::{KeyValue, KvError};
+use crate::broker::{KeyValue, KvError, KvSpace};
 use serde::{Deserialize, Serialize};
 
 /// How a fire came about.
@@ -52,7 +53,7 @@ fn key(name: &str, what: &str) -> String {
 
 /// The latest slot a scheduler submitted for entry `name`.
 pub(super) async fn last_slot(kv: &dyn KeyValue, name: &str) -> Result<Option<u64>, KvError> {
-    let value = kv.kv_get(&key(name, "slot")).await?;
+    let value = kv.kv_get(KvSpace::Host, &key(name, "slot")).await?;
     Ok(value.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()))
 }
 
@@ -62,13 +63,18 @@ pub(super) async fn advance_slot(kv: &dyn KeyValue, name: &str, slot: u64) -> Re
     if last_slot(kv, name).await?.is_some_and(|last| last >= slot) {
         return Ok(());
     }
-    kv.kv_set(&key(name, "slot"), slot.to_string().as_bytes(), None)
-        .await
+    kv.kv_set(
+        KvSpace::Host,
+        &key(name, "slot"),
+        slot.to_string().as_bytes(),
+        None,
+    )
+    .await
 }
 
 /// The latest fire of entry `name` (none when the record is unreadable).
 pub(super) async fn last_fire(kv: &dyn KeyValue, name: &str) -> Result<Option<LastFire>, KvError> {
-    let value = kv.kv_get(&key(name, "last")).await?;
+    let value = kv.kv_get(KvSpace::Host, &key(name, "last")).await?;
     Ok(value.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
@@ -79,5 +85,6 @@ pub(super) async fn record_fire(
     fire: &LastFire,
 ) -> Result<(), KvError> {
     let bytes = serde_json::to_vec(fire).expect("a LastFire serializes");
-    kv.kv_set(&key(name, "last"), &bytes, None).await
+    kv.kv_set(KvSpace::Host, &key(name, "last"), &bytes, None)
+        .await
 }

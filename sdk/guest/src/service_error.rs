@@ -30,9 +30,20 @@ pub enum ServiceError {
         /// The host's explanation.
         message: String,
     },
+    /// The call would take the plugin past a quota the host sets (the
+    /// key-value store's keys or bytes, see the plugin's manifest). The
+    /// message has the numbers. Retrying cannot help until the plugin frees
+    /// room (deletes keys, or lets them expire).
+    #[error("{service}: quota exceeded: {message}")]
+    QuotaExceeded {
+        /// The service called.
+        service: &'static str,
+        /// The host's explanation.
+        message: String,
+    },
     /// The service failed or is not configured on this host; a later
     /// attempt may succeed. Services whose WIT error is a plain string
-    /// (embeddings, rerank, kv) always fail this way.
+    /// (embeddings, rerank, kv) fail this way, but for a kv quota.
     #[error("{service}: unavailable: {message}")]
     Unavailable {
         /// The service called.
@@ -62,6 +73,18 @@ impl ServiceError {
         Self::Unavailable { service, message }
     }
 
+    /// The failure of a service whose WIT error is a plain string, where
+    /// the host starts a quota's refusal with `quota exceeded: `.
+    pub(crate) fn from_message(service: &'static str, message: String) -> Self {
+        match message.strip_prefix(QUOTA_EXCEEDED) {
+            Some(rest) => Self::QuotaExceeded {
+                service,
+                message: rest.to_string(),
+            },
+            None => Self::unavailable(service, message),
+        }
+    }
+
     /// Checks that a service returned one answer per input.
     pub(crate) fn check_count(
         service: &'static str,
@@ -78,6 +101,10 @@ impl ServiceError {
         })
     }
 }
+
+/// How the host's message for a refusal by quota starts (see `kv` in
+/// `tasks.wit`).
+const QUOTA_EXCEEDED: &str = "quota exceeded: ";
 
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
@@ -140,6 +167,23 @@ mod tests {
             TaskError::from(broken),
             TaskError::fatal("embeddings: broken answer: 1 vectors for 2 inputs")
         );
+    }
+
+    #[test]
+    fn a_quota_refusal_is_told_apart_and_not_retried() {
+        let err = ServiceError::from_message(
+            "kv",
+            "quota exceeded: 2 of 2 keys used, and this write adds 1 ([kv] max_keys ...)".into(),
+        );
+        assert_eq!(
+            err.to_string(),
+            "kv: quota exceeded: 2 of 2 keys used, and this write adds 1 ([kv] max_keys ...)"
+        );
+        assert!(matches!(err, ServiceError::QuotaExceeded { .. }));
+        assert!(matches!(TaskError::from(err), TaskError::Fatal(_)));
+        let err = ServiceError::from_message("kv", "broker storage: gone".into());
+        assert_eq!(err.to_string(), "kv: unavailable: broker storage: gone");
+        assert!(err.is_transient());
     }
 
     #[test]

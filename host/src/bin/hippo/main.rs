@@ -7,8 +7,8 @@ mod service;
 use clap::{Args, Parser, Subcommand};
 use hippo::broker::TaskOutput;
 use hippo::runtime::{
-    LimitOverrides, PluginRegistry, Runtime, RuntimeConfig, TaskOutcome, TaskRequest,
-    load_plugin_file,
+    Capability, HostServices, LimitOverrides, Manifest, PluginRegistry, Runtime, RuntimeConfig,
+    TaskOutcome, TaskRequest, load_plugin_file,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,7 +65,8 @@ enum Command {
     /// Removes a plugin from a running service.
     Undeploy(control::UndeployArgs),
     /// Runs one task of a plugin locally, with its limits, and prints the
-    /// result with the fuel, memory and time it took.
+    /// result with the fuel, memory and time it took. A plugin granted `kv`
+    /// uses the embedded broker's store in the data directory.
     Run(RunArgs),
     /// Lists what the registry would load from a plugins folder, and why any
     /// file is refused; with --remote, what a running service has loaded.
@@ -200,8 +201,9 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> a
 
 fn open_runtime(
     storage: &Storage,
+    services: HostServices,
 ) -> anyhow::Result<(Arc<Runtime>, Option<hippo::runtime::ArtifactCache>)> {
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let runtime = Arc::new(Runtime::with_services(RuntimeConfig::default(), services)?);
     let cache = if storage.no_cache {
         None
     } else {
@@ -210,10 +212,49 @@ fn open_runtime(
     Ok((runtime, cache))
 }
 
+/// The key-value store `hippo run` gives a plugin whose manifest grants
+/// `kv`: the embedded broker's, under the data directory, as `hippo serve`
+/// there has it (so state and quotas carry over between runs), driven by a
+/// runtime of its own. `None` for other plugins, which need no broker.
+fn local_kv(args: &RunArgs) -> anyhow::Result<Option<(tokio::runtime::Runtime, HostServices)>> {
+    // The manifest beside the component, as the registry reads it.
+    let path = args.plugin.with_extension("toml");
+    let manifest = match std::fs::read_to_string(&path) {
+        Ok(text) => Manifest::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("manifest {}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("manifest {}: {e}", path.display())),
+    };
+    if !manifest.grants.contains(&Capability::Kv) {
+        return Ok(None);
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let dir = args.storage.data_dir.join("broker");
+    let broker = tokio
+        .block_on(hippo::broker::EmbeddedBroker::open(
+            &dir,
+            hippo::broker::BrokerConfig::default(),
+        ))
+        .map_err(|e| anyhow::anyhow!("the key-value store in {}: {e}", dir.display()))?;
+    let services = HostServices {
+        kv: Some(Arc::new(broker)),
+        handle: Some(tokio.handle().clone()),
+        ..HostServices::default()
+    };
+    Ok(Some((tokio, services)))
+}
+
 fn run(args: RunArgs) -> anyhow::Result<u8> {
     serde_json::from_str::<serde_json::Value>(&args.input)
         .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
-    let (runtime, cache) = open_runtime(&args.storage)?;
+    let (_kv_runtime, services) = match local_kv(&args)? {
+        Some((tokio, services)) => (Some(tokio), services),
+        None => (None, HostServices::default()),
+    };
+    let (runtime, cache) = open_runtime(&args.storage, services)?;
     let plugin = load_plugin_file(&runtime, &args.plugin, cache.as_ref())
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.plugin.display()))?;
     let mut request = TaskRequest::new(args.task, args.input.into_bytes());
@@ -286,7 +327,7 @@ fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {
     if args.remote {
         return block_on(control::remote_plugins(&args.api));
     }
-    let (runtime, cache) = open_runtime(&args.storage)?;
+    let (runtime, cache) = open_runtime(&args.storage, HostServices::default())?;
     let registry = PluginRegistry::new(runtime, &args.dir, cache);
     let report = registry
         .scan()

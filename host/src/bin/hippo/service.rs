@@ -2,7 +2,7 @@
 
 use clap::Args;
 use hippo::api::{AppState, KeyStore};
-use hippo::broker::{BrokerConfig, JournalSync};
+use hippo::broker::{BrokerConfig, JournalSync, KvQuota};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
 use hippo::runtime::RuntimeConfig;
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
@@ -80,6 +80,13 @@ pub struct WorkerArgs {
     /// Tasks the runtime may run at once across the process (pool slots).
     #[arg(long, default_value_t = RuntimeConfig::default().max_concurrent_tasks)]
     pub max_instances: u32,
+    /// The most keys a plugin's manifest may give it in the key-value store.
+    #[arg(long, env = "HIPPO_KV_MAX_KEYS", default_value_t = KvQuota::CEILING.max_keys)]
+    pub kv_max_keys: u64,
+    /// The most bytes (keys plus values) a plugin's manifest may give it in
+    /// the key-value store.
+    #[arg(long, env = "HIPPO_KV_MAX_BYTES", default_value_t = KvQuota::CEILING.max_bytes)]
+    pub kv_max_bytes: u64,
     #[command(flatten)]
     pub memory: MemoryArgs,
     #[command(flatten)]
@@ -197,6 +204,10 @@ async fn open_parts(
     let broker = target.open(args.connection.broker_config()).await?;
     let runtime = RuntimeConfig {
         max_concurrent_tasks: args.max_instances,
+        kv_ceiling: KvQuota {
+            max_keys: args.kv_max_keys,
+            max_bytes: args.kv_max_bytes,
+        },
         ..RuntimeConfig::default()
     };
     let models = match &args.memory.models_config {

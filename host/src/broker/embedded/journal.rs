@@ -19,7 +19,7 @@
 //! emptying the journal) ends in the same state. A torn last record (a
 //! crash in the middle of an append) is dropped: nobody was answered for it.
 
-use super::kv::{KV, KV_EXPIRY};
+use super::kv::{KV, KV_EXPIRY, KV_USAGE};
 use super::tables::*;
 use super::{BrokerError, JournalSync, corrupt, storage};
 use crate::journal::JournalFile;
@@ -72,6 +72,7 @@ with_tables!(
     COUNTERS,
     KV,
     KV_EXPIRY,
+    KV_USAGE,
 );
 
 fn put<K: Key + 'static, V: Value + 'static>(
@@ -411,8 +412,18 @@ mod tests {
     use super::super::EmbeddedBroker;
     use super::*;
     use crate::broker::{
-        Broker, BrokerConfig, KeyValue, LeaseStatus, RevokeOutcome, RunMeta, Settlement,
-        TaskMessage, TaskState,
+        Broker, BrokerConfig, KeyValue, KvError, KvQuota, KvSpace, LeaseStatus, RevokeOutcome,
+        RunMeta, Settlement, TaskMessage, TaskState,
+    };
+
+    /// A plugin's space with room for one key, so a replay that lost the
+    /// usage would show.
+    const ONE_KEY: KvSpace<'static> = KvSpace::Plugin {
+        namespace: "p",
+        quota: KvQuota {
+            max_keys: 1,
+            max_bytes: 100,
+        },
     };
 
     /// The files a process killed now would leave: the journal's frames are
@@ -492,7 +503,7 @@ mod tests {
             LeaseStatus::Held
         );
         assert_eq!(broker.revoke(&ids[4]).await.unwrap(), RevokeOutcome::Queued);
-        broker.kv_set("k", b"v", None).await.unwrap();
+        broker.kv_set(ONE_KEY, "k", b"v", None).await.unwrap();
         ids
     }
 
@@ -543,7 +554,15 @@ mod tests {
         assert_eq!(states(&recovered, &ids).await, expected);
         assert_eq!(recovered.dead_letters(10).await.unwrap().len(), 1);
         assert_eq!(recovered.reserved().await.unwrap().len(), 1);
-        assert_eq!(recovered.kv_get("k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            recovered.kv_get(ONE_KEY, "k").await.unwrap(),
+            Some(b"v".to_vec())
+        );
+        // The namespace's usage came back with the key: its one key is taken.
+        assert!(matches!(
+            recovered.kv_set(ONE_KEY, "k2", b"v", None).await,
+            Err(KvError::QuotaExceeded { used: 1, .. })
+        ));
         let stats = recovered.queue_stats().await.unwrap();
         let default = stats.iter().find(|s| s.name == "default").unwrap();
         assert_eq!((default.ready, default.reserved), (1, 1));

@@ -32,6 +32,11 @@
 //!   consumer asked for or its time is up, so a worker that got a task goes
 //!   straight back to reading its inbox; one that stops reserving ends its
 //!   wait with [`Broker::stop_waiting`].
+//! - `kv:{key}` (the host's) and `kv:{namespace}/{key}` (a plugin's): the
+//!   key-value store, plain strings with Redis TTLs; `kv-sizes:{namespace}`,
+//!   `kv-bytes:{namespace}` and `kv-ttls:{namespace}`: each plugin
+//!   namespace's usage, for its quota (see `kv.rs`, whose scripts keep
+//!   time by the server's clock, the one Redis expires keys by).
 //! - channels `done` (`{id}\n{record}` for tasks that reached a terminal
 //!   state, the record as a JSON object when under 4 KiB, so a
 //!   [`Broker::wait`] needs no read of its own) and
