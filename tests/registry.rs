@@ -187,3 +187,83 @@ fn precompiled_cache_is_reused_on_restart() {
     assert_eq!(value, json!({"value": 55}));
     eprintln!("warm scan of two plugins took {warm_scan:?}");
 }
+
+/// A figure of this process from /proc/self/status, in bytes.
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+/// A 2 GiB file in the plugins folder was read whole before its header was
+/// checked, at every scan: 2 GiB of RSS each time. Size and header are now
+/// checked first, and the size is capped as the REST route caps uploads.
+#[test]
+fn huge_or_foreign_plugin_files_were_read_whole_before_their_header_was_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = |name: &str, header: &[u8], size: u64| {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, header).unwrap();
+        file.set_len(size).unwrap();
+        path
+    };
+    // A component's header, 2 GiB: only the size refuses it.
+    let huge = sparse("huge.wasm", b"\0asm\x0d\0\x01\0", 2 << 30);
+    // Under the cap, with a foreign header: refused after 8 bytes.
+    sparse("foreign.wasm", b"\x7fELF\x02\x01\x01\0", 60 << 20);
+    // A manifest of 2 GiB beside a real plugin.
+    std::fs::write(dir.path().join("fib.wasm"), guest("hippo_example_fib")).unwrap();
+    sparse("fib.toml", b"queue = \"default\"\n", 2 << 30);
+    std::fs::write(dir.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+
+    let registry = PluginRegistry::new(runtime(), dir.path(), None);
+    // Reset the peak RSS to the current one, so the peak after the scans is
+    // what they cost.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_bytes("VmRSS");
+    for _ in 0..3 {
+        registry.scan().unwrap();
+    }
+    let grown = status_bytes("VmHWM").saturating_sub(before);
+    assert!(
+        grown < 256 << 20,
+        "three scans grew the peak RSS by {} MiB",
+        grown >> 20
+    );
+    let reason = |file: &str| {
+        registry
+            .rejections()
+            .into_iter()
+            .find(|r| r.path.ends_with(file))
+            .map(|r| r.reason)
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("huge.wasm").contains(&format!(
+            "2147483648 bytes, over the limit of {}",
+            hippo::runtime::MAX_PLUGIN_BYTES
+        )),
+        "{:?}",
+        registry.rejections()
+    );
+    assert!(reason("foreign.wasm").contains("not a WebAssembly file"));
+    assert!(
+        reason("fib.wasm").contains("manifest") && reason("fib.wasm").contains("over the limit"),
+        "{:?}",
+        registry.rejections()
+    );
+    let served: Vec<_> = registry.plugins().into_iter().map(|p| p.name).collect();
+    assert_eq!(served, ["hostile"]);
+    // `hippo run` reads files the same way.
+    let refused = hippo::runtime::load_plugin_file(registry.runtime(), &huge, None).unwrap_err();
+    assert!(refused.contains("over the limit"), "{refused}");
+}

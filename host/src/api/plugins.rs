@@ -6,15 +6,15 @@
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::{AppState, ValidPath};
-use crate::runtime::{Manifest, PluginSummary};
+use crate::runtime::{MAX_MANIFEST_BYTES, Manifest, PluginSummary};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Largest component an upload may carry.
-pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+/// Largest component an upload may carry (the same cap as a file in the plugins folder).
+pub use crate::runtime::MAX_PLUGIN_BYTES;
 
 fn plugin_file(state: &AppState, name: &str, extension: &str) -> Result<PathBuf, ApiError> {
     let valid = (1..=64).contains(&name.len())
@@ -124,7 +124,7 @@ pub async fn upload_manifest(
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
     let wasm_path = plugin_file(&state, &name, "wasm")?;
-    let text = super::read_body(body, 64 << 10).await?;
+    let text = super::read_body(body, MAX_MANIFEST_BYTES).await?;
     let text = std::str::from_utf8(&text)
         .map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
     let manifest = Manifest::from_toml(text)

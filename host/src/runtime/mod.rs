@@ -29,7 +29,9 @@ pub use cache::{ArtifactCache, CacheStats};
 pub use host_api::{CancelToken, Progress, ProgressSink};
 pub use limits::{LimitOverrides, Limits};
 pub use manifest::{Capability, Manifest, TaskManifest};
-pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
+pub use plugin::{
+    LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec, sha256_hex,
+};
 pub use registry::{
     PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
 };

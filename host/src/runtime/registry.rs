@@ -5,11 +5,16 @@
 //! an `Arc` of the old version and finish on it. A file that fails to load
 //! is reported and leaves the previous version of that file (if any) in
 //! service. Removing a file unregisters its plugin.
+//!
+//! A file is read only after its size (at most [`super::MAX_PLUGIN_BYTES`]) and its
+//! 8-byte header pass, so a huge or foreign file costs nothing to refuse.
 
 use super::Runtime;
 use super::cache::ArtifactCache;
 use super::manifest::Manifest;
-use super::plugin::{LoadedPlugin, TaskSpec, sha256_hex};
+use super::plugin::{
+    LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, TaskSpec, read_capped, read_component, sha256_hex,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -287,12 +292,8 @@ struct PluginFiles {
 
 impl PluginFiles {
     fn read(path: &Path) -> Result<PluginFiles, String> {
-        let wasm = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-        let manifest = match std::fs::read_to_string(manifest_path(path)) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read manifest: {e}")),
-        };
+        let wasm = read_component(path).map_err(|e| e.to_string())?;
+        let manifest = read_manifest(path).map_err(|e| format!("manifest: {e}"))?;
         Ok(PluginFiles { wasm, manifest })
     }
 
@@ -319,6 +320,18 @@ impl PluginFiles {
             .map(|m| sha256_hex(m.as_bytes()))
             .unwrap_or_default();
         format!("{}:{manifest}", sha256_hex(&self.wasm))
+    }
+}
+
+/// The manifest beside the plugin file `wasm`, if there is one, read only if
+/// it is at most [`MAX_MANIFEST_BYTES`].
+fn read_manifest(wasm: &Path) -> Result<Option<String>, LoadError> {
+    match read_capped(&manifest_path(wasm), MAX_MANIFEST_BYTES, 0, |_| Ok(())) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| LoadError::Read(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+        Err(LoadError::Read(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
