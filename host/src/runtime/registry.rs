@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A file the registry refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -232,7 +232,9 @@ impl PluginRegistry {
     }
 
     /// Watches the folder and rescans after changes settle. Scans run on
-    /// the watcher's own thread; the handle stops it when dropped.
+    /// the watcher's own thread; the handle stops it when dropped. Reads
+    /// (a scan's own, another process's) are not changes, so they never
+    /// trigger a rescan.
     pub fn watch(self: &Arc<Self>) -> notify::Result<WatchHandle> {
         use notify::Watcher;
         let (events, changes) = channel::<notify::Result<notify::Event>>();
@@ -241,13 +243,18 @@ impl PluginRegistry {
         let registry = Arc::downgrade(self);
         let thread = std::thread::Builder::new().name("hippo-plugin-watch".into()).spawn(move || {
             while let Ok(first) = changes.recv() {
+                if !is_change(&first) {
+                    continue;
+                }
                 if let Err(error) = first {
                     tracing::warn!(%error, "plugin folder watch error");
                 }
-                // Let a burst of events (a copy, an editor's save) settle.
+                // Let a burst of changes (a copy, an editor's save) settle.
+                let mut quiet_at = Instant::now() + SETTLE;
                 loop {
-                    match changes.recv_timeout(SETTLE) {
-                        Ok(_) => continue,
+                    match changes.recv_timeout(quiet_at.saturating_duration_since(Instant::now())) {
+                        Ok(event) if is_change(&event) => quiet_at = Instant::now() + SETTLE,
+                        Ok(_) => {}
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
@@ -272,6 +279,16 @@ impl PluginRegistry {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether a watcher event may change what the folder serves: not a read
+/// (the watch includes opens, so a scan's own reads would trigger the next
+/// scan, forever).
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Err(_) => true,
+        Ok(event) => !event.kind.is_access(),
     }
 }
 
