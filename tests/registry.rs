@@ -336,3 +336,85 @@ fn the_folder_watcher_rescanned_forever_after_one_change() {
         wasm.len()
     );
 }
+
+/// `PUT /api/v1/plugins/{name}` wrote the file before the registry checked
+/// its names, and left it in the folder when refused. Names are now checked
+/// first; a clash the check could not see (a file dropped in since the last
+/// scan) is caught by the rescan, and the previous file is put back.
+#[test]
+fn a_deploy_refused_for_its_names_was_left_in_the_plugins_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = PluginRegistry::new(runtime(), dir.path(), None);
+    let listing = || {
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    };
+    let deployed = registry
+        .deploy("first", &guest("versioned_v1"), None)
+        .unwrap();
+    assert_eq!(deployed.deployment, "first");
+    let before = listing();
+    assert_eq!(before, [".hippo-names.json", "first.wasm"]);
+
+    // Checked before writing: refused, nothing written.
+    let error = registry
+        .deploy(
+            "aaa-second",
+            &guest("versioned_v2"),
+            Some("queue = \"default\"\n"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, hippo::runtime::DeployError::Conflict(reason) if reason.contains("already provided by `first.wasm`")),
+        "{error}"
+    );
+    assert_eq!(listing(), before);
+    // A manifest for no plugin: refused, nothing written.
+    let error = registry
+        .set_manifest("ghost", "queue = \"default\"\n")
+        .unwrap_err();
+    assert!(
+        matches!(error, hippo::runtime::DeployError::NotFound(_)),
+        "{error}"
+    );
+    assert_eq!(listing(), before);
+
+    // A file dropped in since the last scan (no watcher here): the check
+    // cannot see it, the rescan does; the upload is taken back.
+    std::fs::write(dir.path().join("zz-dropped.wasm"), guest("hostile_guest")).unwrap();
+    let error = registry
+        .deploy("new", &guest("hostile_guest"), None)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("also declared by `zz-dropped.wasm`"),
+        "{error}"
+    );
+    assert!(!dir.path().join("new.wasm").exists());
+    // Over an existing plugin: its previous file is put back and serves.
+    let error = registry
+        .deploy("first", &guest("hostile_guest"), None)
+        .unwrap_err();
+    assert!(error.to_string().contains("zz-dropped.wasm"), "{error}");
+    assert_eq!(
+        std::fs::read(dir.path().join("first.wasm")).unwrap(),
+        guest("versioned_v1")
+    );
+    assert_eq!(
+        registry.resolve("test.version").unwrap().deployment,
+        "first"
+    );
+    assert_eq!(
+        registry.resolve("test.echo").unwrap().deployment,
+        "zz-dropped"
+    );
+    assert_eq!(
+        listing(),
+        [".hippo-names.json", "first.wasm", "zz-dropped.wasm"]
+    );
+}

@@ -18,6 +18,7 @@ mod host_api;
 mod limits;
 mod manifest;
 mod memory_api;
+mod names;
 mod plugin;
 mod registry;
 mod service_api;
@@ -33,7 +34,8 @@ pub use plugin::{
     LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec, sha256_hex,
 };
 pub use registry::{
-    PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
+    DeployError, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle,
+    load_plugin_file,
 };
 pub use services::{HostServices, ProbeResult};
 pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
@@ -178,7 +180,9 @@ impl Runtime {
     }
 
     /// Validates, compiles (or takes from `cache`), links and describes a
-    /// component. Blocks: call it from a blocking context.
+    /// component. `source` is the file it comes from (not read here): its
+    /// stem is the plugin's deployment name. Blocks: call it from a blocking
+    /// context.
     pub fn load(
         &self,
         wasm: &[u8],
@@ -216,7 +220,11 @@ impl Runtime {
         })
         .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
         let (name, version, tasks) = plugin::tasks_from_describe(info)?;
+        let deployment = source
+            .and_then(Path::file_stem)
+            .map_or_else(|| name.clone(), |stem| stem.to_string_lossy().into_owned());
         Ok(LoadedPlugin {
+            deployment,
             name,
             version,
             tasks,

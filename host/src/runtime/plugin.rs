@@ -79,7 +79,13 @@ pub struct TaskSpec {
 /// A loaded plugin. Shared (`Arc`) by every task that runs on it, so a
 /// running task keeps its version alive after the file is replaced.
 pub struct LoadedPlugin {
-    /// Name from `describe`.
+    /// Its identity: the stem of the file it came from (`plugins/<deployment>.wasm`),
+    /// which the operator chose and the plugin cannot claim. Per-plugin state
+    /// (the key-value namespace, the manifest) and name ownership are keyed on
+    /// it. A plugin loaded from bytes with no file is vouched for by its caller,
+    /// and its declared name stands in.
+    pub deployment: String,
+    /// Name from `describe`: a claim, owned only if the registry admits it.
     pub name: String,
     /// Version from `describe`.
     pub version: String,
@@ -99,6 +105,7 @@ pub struct LoadedPlugin {
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
+            .field("deployment", &self.deployment)
             .field("name", &self.name)
             .field("version", &self.version)
             .field("tasks", &self.tasks)
@@ -133,6 +140,11 @@ pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
 /// Largest manifest (`<name>.toml`) a plugin file or an upload may have.
 pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
+/// The deployment name of the plugin file at `path`: its stem.
+pub(crate) fn deployment_of(path: &Path) -> Option<&str> {
+    path.file_stem()?.to_str()
+}
 
 /// Reads a component file: its size (from its metadata) and its 8-byte
 /// header are checked before the rest is read, so a huge or foreign file is

@@ -105,8 +105,9 @@ impl kv::Host for TaskState {
 }
 
 impl TaskState {
-    /// The key-value store and `key` in the plugin's own namespace, so one
-    /// plugin cannot read or clobber another's keys.
+    /// The key-value store and `key` in the namespace of the plugin's
+    /// deployment (its file's name, which it cannot claim by declaring a
+    /// name), so one plugin cannot read or clobber another's keys.
     fn kv_key(
         &self,
         key: &str,

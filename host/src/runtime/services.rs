@@ -154,7 +154,7 @@ impl TaskScope {
         };
         TaskScope {
             services: services.clone(),
-            plugin: plugin.name.as_str().into(),
+            plugin: plugin.deployment.as_str().into(),
             user,
             maintenance: grants.contains(&Capability::MemoryMaintenance),
         }
