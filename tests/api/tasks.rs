@@ -524,8 +524,9 @@ on_both_brokers! {
         let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
         assert_eq!(listed["plugins"], json!([hostile]), "the plugin in service is unchanged");
         assert_eq!(listed["refused"], json!([]));
-        let files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(files, ["hostile.wasm"], "no stray file is left behind");
+        let mut files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        files.sort();
+        assert_eq!(files, [".hippo-names.json", "hostile.wasm"], "no stray file is left behind (beside the names' ledger)");
         // Names are checked.
         for name in ["Hostile", "..x", ".hidden", "a%2Fb", "a%20b", &"x".repeat(65)] {
             api.put(&format!("/api/v1/plugins/{name}"), Some(DEPLOYER), guest("versioned_v1"), "application/wasm")
@@ -579,8 +580,9 @@ on_both_brokers! {
         api.delete("/api/v1/plugins/never-deployed", Some(DEPLOYER)).await.error(404, "not_found", None);
         let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
         assert_eq!(listed["plugins"], json!([hostile]));
-        let files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(files, ["hostile.wasm"], "the manifest went with it");
+        let mut files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        files.sort();
+        assert_eq!(files, [".hippo-names.json", "hostile.wasm"], "the manifest went with it");
     }
 
     health_routes_answer_without_a_key(api) {

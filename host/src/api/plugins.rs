@@ -1,69 +1,55 @@
 //! `/api/v1/plugins`: list, deploy and remove plugins. Deploying needs the
-//! `deploy` scope; an upload is validated (compiled, its imports checked
-//! against its grants, `describe` called) before it is written atomically
-//! into the plugins folder, so a bad upload never replaces a working plugin.
+//! `deploy` scope. An upload is validated (compiled, its imports checked
+//! against its grants, `describe` called) and its names checked against
+//! their owners (see `runtime::names`) before anything is written; it is
+//! then written atomically into the plugins folder, and taken back if the
+//! rescan still refuses it. So a refused upload leaves nothing behind and a
+//! bad one never replaces a working plugin. A new plugin that needs grants
+//! is deployed with its manifest in the same request (`multipart/form-data`):
+//! a manifest alone is only accepted for a plugin file that exists. The
+//! folder work runs on the blocking pool, never on the async threads.
 
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::{AppState, ValidPath};
-use crate::runtime::{Manifest, PluginSummary};
+use crate::runtime::{DeployError, MAX_MANIFEST_BYTES, PluginRegistry};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Largest component an upload may carry.
-pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+/// Largest component an upload may carry (the same cap as a file in the plugins folder).
+pub use crate::runtime::MAX_PLUGIN_BYTES;
 
-fn plugin_file(state: &AppState, name: &str, extension: &str) -> Result<PathBuf, ApiError> {
-    let valid = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-        && !name.starts_with('.');
-    if !valid {
-        return Err(ApiError::invalid(
-            "name",
-            "plugin file names are 1-64 characters of a-z, 0-9, '-', '_', '.'",
-        ));
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        let message = error.to_string();
+        match error {
+            DeployError::InvalidName => ApiError::invalid("name", message),
+            DeployError::NotFound(_) => ApiError::not_found(message),
+            DeployError::Refused(_) | DeployError::InvalidManifest(_) => {
+                ApiError::invalid("body", message)
+            }
+            DeployError::ManifestUnreadable { .. }
+            | DeployError::ManifestInvalid { .. }
+            | DeployError::Conflict(_) => ApiError::conflict(message),
+            DeployError::Io(_) => ApiError::unavailable(message),
+        }
     }
-    Ok(state.registry.dir().join(format!("{name}.{extension}")))
 }
 
-/// Writes through a temporary file and a rename, so the watcher never sees half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("upload-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temporary);
-    })
-}
-
-/// Loads `wasm` with `manifest` exactly as the registry would, without registering it.
-async fn validate(state: &AppState, wasm: Bytes, manifest: Manifest) -> Result<(), ApiError> {
-    let runtime = state.registry.runtime().clone();
-    tokio::task::spawn_blocking(move || runtime.load(&wasm, manifest, None, None).map(|_| ()))
+/// Runs `work` on the registry on the blocking pool: it reads and writes
+/// the plugins folder and compiles components.
+async fn on_registry<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&PluginRegistry) -> Result<T, DeployError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let registry: Arc<PluginRegistry> = state.registry.clone();
+    tokio::task::spawn_blocking(move || work(&registry))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::invalid("body", format!("plugin refused: {e}")))
-}
-
-async fn rescan(state: &AppState) -> Result<(), ApiError> {
-    let registry = state.registry.clone();
-    tokio::task::spawn_blocking(move || registry.scan())
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(())
-}
-
-fn summary_of(state: &AppState, path: &std::path::Path) -> Option<PluginSummary> {
-    state
-        .registry
-        .plugins()
-        .into_iter()
-        .find(|p| p.file == path)
+        .map_err(ApiError::from)
 }
 
 /// Registered plugins with versions, tasks, queues, limits and grants, and refused files.
@@ -79,43 +65,87 @@ pub async fn list(
     })))
 }
 
-/// Deploys a component (`application/wasm` body) as `plugins/{name}.wasm`.
+/// Deploys a component as `plugins/{name}.wasm`: the body is the component
+/// (`application/wasm`), or `multipart/form-data` with a `wasm` part and a
+/// `manifest` part (TOML), deployed together as `plugins/{name}.toml`.
 #[utoipa::path(put, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
+        (status = 409, description = "a name it declares belongs to another plugin file", body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ValidPath(name): ValidPath<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
-    let path = plugin_file(&state, &name, "wasm")?;
-    let wasm = super::read_body(body, MAX_PLUGIN_BYTES).await?;
-    let manifest = match std::fs::read_to_string(path.with_extension("toml")) {
-        Ok(text) => Manifest::from_toml(&text)
-            .map_err(|e| ApiError::conflict(format!("the plugin's manifest is invalid: {e}")))?,
-        Err(_) => Manifest::default(),
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let (wasm, manifest) = match multer::parse_boundary(content_type) {
+        Ok(boundary) => plugin_parts(body, boundary).await?,
+        Err(_) => (super::read_body(body, MAX_PLUGIN_BYTES).await?, None),
     };
-    validate(&state, wasm.clone(), manifest).await?;
-    write_atomically(&path, &wasm).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    rescan(&state).await?;
-    let summary = summary_of(&state, &path).ok_or_else(|| {
-        let reason = state
-            .registry
-            .rejections()
-            .into_iter()
-            .find(|r| r.path == path)
-            .map(|r| r.reason);
-        ApiError::conflict(reason.unwrap_or_else(|| "the plugin was not registered".into()))
-    })?;
-    Ok(axum::Json(serde_json::json!({ "deployed": summary })))
+    let deployed = on_registry(&state, move |registry| {
+        registry.deploy(&name, &wasm, manifest.as_deref())
+    })
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "deployed": deployed })))
 }
 
-/// Sets `plugins/{name}.toml` (limits, queue, grants), validated against the deployed component.
+/// The `wasm` part and the optional `manifest` part of a multipart upload.
+async fn plugin_parts(
+    body: axum::body::Body,
+    boundary: String,
+) -> Result<(Bytes, Option<String>), ApiError> {
+    // Room for both parts and their headers.
+    let bytes = super::read_body(body, MAX_PLUGIN_BYTES + MAX_MANIFEST_BYTES + (64 << 10)).await?;
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let (mut wasm, mut manifest) = (None, None);
+    let malformed =
+        |e: multer::Error| ApiError::invalid("body", format!("malformed multipart body: {e}"));
+    while let Some(part) = parts.next_field().await.map_err(malformed)? {
+        let name = part.name().unwrap_or_default().to_string();
+        let (slot, limit) = match name.as_str() {
+            "wasm" => (&mut wasm, MAX_PLUGIN_BYTES),
+            "manifest" => (&mut manifest, MAX_MANIFEST_BYTES),
+            _ => {
+                return Err(ApiError::invalid(
+                    "body",
+                    format!("unknown part {name:?}: the parts are `wasm` and `manifest`"),
+                ));
+            }
+        };
+        let content = part.bytes().await.map_err(malformed)?;
+        if content.len() > limit {
+            return Err(ApiError::invalid(
+                "body",
+                format!("the `{name}` part exceeds {limit} bytes"),
+            ));
+        }
+        if slot.replace(content).is_some() {
+            return Err(ApiError::invalid("body", format!("two `{name}` parts")));
+        }
+    }
+    let wasm = wasm.ok_or_else(|| ApiError::invalid("body", "no `wasm` part"))?;
+    let manifest = manifest
+        .map(|text| String::from_utf8(text.to_vec()))
+        .transpose()
+        .map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
+    Ok((wasm, manifest))
+}
+
+/// Sets `plugins/{name}.toml` (limits, queue, grants) of the deployed `plugins/{name}.wasm`, validated against it.
 #[utoipa::path(put, path = "/api/v1/plugins/{name}/manifest", tag = "plugins", params(("name" = String, Path)),
     request_body(content = String, content_type = "application/toml"),
-    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
+        (status = 404, description = "no such plugin file", body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn upload_manifest(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -123,20 +153,17 @@ pub async fn upload_manifest(
     body: axum::body::Body,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
-    let wasm_path = plugin_file(&state, &name, "wasm")?;
-    let text = super::read_body(body, 64 << 10).await?;
-    let text = std::str::from_utf8(&text)
+    let text = super::read_body(body, MAX_MANIFEST_BYTES).await?;
+    let text = String::from_utf8(text.to_vec())
         .map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
-    let manifest = Manifest::from_toml(text)
-        .map_err(|e| ApiError::invalid("body", format!("invalid manifest: {e}")))?;
-    if let Ok(wasm) = std::fs::read(&wasm_path) {
-        validate(&state, Bytes::from(wasm), manifest).await?;
-    }
-    write_atomically(&wasm_path.with_extension("toml"), text.as_bytes())
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    rescan(&state).await?;
+    let (plugin, name) = on_registry(&state, move |registry| {
+        registry
+            .set_manifest(&name, &text)
+            .map(|plugin| (plugin, name))
+    })
+    .await?;
     Ok(axum::Json(
-        serde_json::json!({ "manifest": name, "plugin": summary_of(&state, &wasm_path) }),
+        serde_json::json!({ "manifest": name, "plugin": plugin }),
     ))
 }
 
@@ -149,15 +176,9 @@ pub async fn remove(
     ValidPath(name): ValidPath<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Deploy)?;
-    let path = plugin_file(&state, &name, "wasm")?;
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!("no plugin file {name}.wasm")));
-        }
-        Err(e) => return Err(ApiError::unavailable(e.to_string())),
-    }
-    let _ = std::fs::remove_file(path.with_extension("toml"));
-    rescan(&state).await?;
+    let name = on_registry(&state, move |registry| {
+        registry.undeploy(&name).map(|()| name)
+    })
+    .await?;
     Ok(axum::Json(serde_json::json!({ "removed": name })))
 }

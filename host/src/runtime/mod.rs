@@ -18,6 +18,7 @@ mod host_api;
 mod limits;
 mod manifest;
 mod memory_api;
+mod names;
 mod plugin;
 mod registry;
 mod service_api;
@@ -30,9 +31,12 @@ pub use cache::{ArtifactCache, CacheStats};
 pub use host_api::{CancelToken, Progress, ProgressSink};
 pub use limits::{LimitOverrides, Limits, Raise};
 pub use manifest::{Capability, KvManifest, Manifest, TaskManifest};
-pub use plugin::{LoadError, LoadedPlugin, TaskSpec, sha256_hex};
+pub use plugin::{
+    LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec, sha256_hex,
+};
 pub use registry::{
-    PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle, load_plugin_file,
+    DeployError, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle,
+    load_plugin_file,
 };
 pub use services::{HostServices, ProbeResult};
 pub use task::{ExecStats, TaskFailure, TaskOutcome, TaskRequest};
@@ -189,7 +193,9 @@ impl Runtime {
     }
 
     /// Validates, compiles (or takes from `cache`), links and describes a
-    /// component. Blocks: call it from a blocking context.
+    /// component. `source` is the file it comes from (not read here): its
+    /// stem is the plugin's deployment name. Blocks: call it from a blocking
+    /// context.
     pub fn load(
         &self,
         wasm: &[u8],
@@ -236,7 +242,11 @@ impl Runtime {
             None => LoadError::Describe(describe_failure(&e)),
         })?;
         let (name, version, tasks) = plugin::tasks_from_describe(info)?;
+        let deployment = source
+            .and_then(Path::file_stem)
+            .map_or_else(|| name.clone(), |stem| stem.to_string_lossy().into_owned());
         Ok(LoadedPlugin {
+            deployment,
             name,
             version,
             tasks,

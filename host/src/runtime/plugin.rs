@@ -7,7 +7,8 @@ use super::manifest::{Capability, Manifest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
@@ -15,6 +16,17 @@ use wasmtime::component::{Component, Linker};
 /// never affects plugins already loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The file is larger than a plugin may be; nothing of it was read.
+    #[error("{size} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly file (bad magic number)")]
     NotWasm,
@@ -67,7 +79,13 @@ pub struct TaskSpec {
 /// A loaded plugin. Shared (`Arc`) by every task that runs on it, so a
 /// running task keeps its version alive after the file is replaced.
 pub struct LoadedPlugin {
-    /// Name from `describe`.
+    /// Its identity: the stem of the file it came from (`plugins/<deployment>.wasm`),
+    /// which the operator chose and the plugin cannot claim. Per-plugin state
+    /// (the key-value namespace, the manifest) and name ownership are keyed on
+    /// it. A plugin loaded from bytes with no file is vouched for by its caller,
+    /// and its declared name stands in.
+    pub deployment: String,
+    /// Name from `describe`: a claim, owned only if the registry admits it.
     pub name: String,
     /// Version from `describe`.
     pub version: String,
@@ -87,6 +105,7 @@ pub struct LoadedPlugin {
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
+            .field("deployment", &self.deployment)
             .field("name", &self.name)
             .field("version", &self.version)
             .field("tasks", &self.tasks)
@@ -114,6 +133,56 @@ impl LoadedPlugin {
 /// SHA-256 of `bytes`, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Largest component a plugin file or an upload may be.
+pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
+/// Largest manifest (`<name>.toml`) a plugin file or an upload may have.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
+/// The deployment name of the plugin file at `path`: its stem.
+pub(crate) fn deployment_of(path: &Path) -> Option<&str> {
+    path.file_stem()?.to_str()
+}
+
+/// Reads a component file: its size (from its metadata) and its 8-byte
+/// header are checked before the rest is read, so a huge or foreign file is
+/// refused for the cost of a `stat` and an 8-byte read.
+pub(crate) fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    read_capped(path, MAX_PLUGIN_BYTES, 8, check_header)
+}
+
+/// Reads `path` if it holds at most `max` bytes: its size is checked before
+/// anything is read, `check` sees its first `head` bytes (fewer when it is
+/// shorter) before the rest is read, and the read stops at `max` even if the
+/// file grows meanwhile.
+pub(crate) fn read_capped(
+    path: &Path,
+    max: usize,
+    head: usize,
+    check: impl FnOnce(&[u8]) -> Result<(), LoadError>,
+) -> Result<Vec<u8>, LoadError> {
+    let file = std::fs::File::open(path).map_err(LoadError::Read)?;
+    let size = file.metadata().map_err(LoadError::Read)?.len();
+    if size > max as u64 {
+        return Err(LoadError::TooLarge { size, max });
+    }
+    let mut bounded = file.take(max as u64 + 1);
+    let mut bytes = Vec::with_capacity(size as usize);
+    (&mut bounded)
+        .take(head as u64)
+        .read_to_end(&mut bytes)
+        .map_err(LoadError::Read)?;
+    check(&bytes)?;
+    bounded.read_to_end(&mut bytes).map_err(LoadError::Read)?;
+    if bytes.len() > max {
+        return Err(LoadError::TooLarge {
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks the 8-byte header: a component, a core module, or neither.

@@ -105,9 +105,10 @@ impl kv::Host for TaskState {
 }
 
 impl TaskState {
-    /// The key-value store as the plugin sees it (its namespace and quota
-    /// bound in, so one plugin cannot read, clobber or crowd out another's
-    /// keys), and `key`.
+    /// The key-value store as the plugin sees it, and `key`: bound to the
+    /// namespace of the plugin's deployment (its file's name, which it
+    /// cannot claim by declaring a name) and to its quota, so one plugin
+    /// cannot read, clobber or crowd out another's keys.
     fn kv_key(&self, key: &str) -> Result<(crate::broker::PluginKv, String), String> {
         let store = self
             .scope

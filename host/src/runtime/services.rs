@@ -158,7 +158,7 @@ impl TaskScope {
         };
         TaskScope {
             services: services.clone(),
-            plugin: plugin.name.as_str().into(),
+            plugin: plugin.deployment.as_str().into(),
             kv_quota: plugin.manifest.kv.quota(kv_ceiling),
             user,
             maintenance: grants.contains(&Capability::MemoryMaintenance),

@@ -129,7 +129,7 @@ impl Client {
         struct Answer {
             deployed: PluginInfo,
         }
-        let body = Body::Raw(wasm.into(), "application/wasm");
+        let body = Body::Raw(wasm.into(), "application/wasm".into());
         let answer: Answer = self
             .call(
                 Method::PUT,
@@ -142,9 +142,42 @@ impl Client {
         Ok(answer.deployed)
     }
 
-    /// Sets `plugins/{name}.toml` (limits, queue, grants), validated against
-    /// the deployed component if there is one; returns that plugin as it now
-    /// serves. Needs the `deploy` scope.
+    /// Deploys a component as `plugins/{name}.wasm` together with its
+    /// manifest (limits, queue, grants) as `plugins/{name}.toml`, in one
+    /// request: validated with that manifest before either replaces anything.
+    /// This is how a new plugin that needs grants is deployed. Needs the
+    /// `deploy` scope.
+    pub async fn deploy_with_manifest(
+        &self,
+        name: &str,
+        wasm: impl Into<Vec<u8>>,
+        toml: impl Into<String>,
+    ) -> Result<PluginInfo, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            deployed: PluginInfo,
+        }
+        let body = multipart(&[
+            ("manifest", "application/toml", &toml.into().into_bytes()),
+            ("wasm", "application/wasm", &wasm.into()),
+        ]);
+        let answer: Answer = self
+            .call(
+                Method::PUT,
+                &["api", "v1", "plugins", name],
+                &[],
+                body,
+                self.timeout.max(DEPLOY_TIMEOUT),
+            )
+            .await?;
+        Ok(answer.deployed)
+    }
+
+    /// Sets `plugins/{name}.toml` (limits, queue, grants) of the deployed
+    /// `plugins/{name}.wasm`, validated against it; returns that plugin as it
+    /// now serves. A plugin that is not deployed is a `not_found` error: see
+    /// [`deploy_with_manifest`](Client::deploy_with_manifest). Needs the
+    /// `deploy` scope.
     pub async fn deploy_manifest(
         &self,
         name: &str,
@@ -154,7 +187,7 @@ impl Client {
         struct Answer {
             plugin: Option<PluginInfo>,
         }
-        let body = Body::Raw(toml.into().into_bytes(), "application/toml");
+        let body = Body::Raw(toml.into().into_bytes(), "application/toml".into());
         let answer: Answer = self
             .call(
                 Method::PUT,
@@ -203,4 +236,32 @@ impl Client {
         }
         decode(status, &bytes)
     }
+}
+
+/// A `multipart/form-data` body of `(name, content type, content)` parts,
+/// with a boundary found in none of the contents.
+fn multipart(parts: &[(&str, &str, &[u8])]) -> Body {
+    let boundary = (0u64..)
+        .map(|n| format!("hippo-plugin-upload-{n}"))
+        .find(|boundary| {
+            parts.iter().all(|(_, _, content)| {
+                !content
+                    .windows(boundary.len())
+                    .any(|window| window == boundary.as_bytes())
+            })
+        })
+        .unwrap_or_default();
+    let mut body = Vec::with_capacity(parts.iter().map(|(_, _, c)| c.len() + 200).sum());
+    for (name, content_type, content) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Body::Raw(body, format!("multipart/form-data; boundary={boundary}"))
 }

@@ -182,7 +182,8 @@ impl TaskHandle {
 enum Body {
     None,
     Json(Vec<u8>),
-    Raw(Vec<u8>, &'static str),
+    /// Bytes and their content type.
+    Raw(Vec<u8>, String),
 }
 
 impl Client {

@@ -316,6 +316,10 @@ pub struct PluginTask {
 /// A plugin in service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginInfo {
+    /// Its identity on the server: the name of its file there
+    /// (`plugins/{deployment}.wasm`), which its kv keys and manifest go by.
+    #[serde(default)]
+    pub deployment: String,
     /// Name from the plugin's `describe`.
     pub name: String,
     /// Version from the plugin's `describe`.

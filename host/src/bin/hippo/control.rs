@@ -142,7 +142,7 @@ pub struct DeployArgs {
     /// default: the file's name without `.wasm`.
     #[arg(long)]
     name: Option<String>,
-    /// A manifest (limits, queue, grants) to set first, as `plugins/NAME.toml`.
+    /// A manifest (limits, queue, grants) deployed with it, as `plugins/NAME.toml`.
     #[arg(long)]
     manifest: Option<PathBuf>,
 }
@@ -286,8 +286,8 @@ pub async fn dead_letters(what: DeadLetters) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Sets the manifest first (if given), so the component is validated
-/// against the grants and limits it comes with.
+/// Sends the manifest (if given) with the component, so the component is
+/// validated against the grants and limits it comes with.
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
     let name = match &args.name {
         Some(name) => name.clone(),
@@ -300,17 +300,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
     };
     let wasm = std::fs::read(&args.plugin).with_context(|| args.plugin.display().to_string())?;
     let client = args.api.client()?;
-    if let Some(path) = &args.manifest {
-        let toml = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-        client
-            .deploy_manifest(&name, toml)
-            .await
-            .with_context(|| format!("manifest {}", path.display()))?;
+    let deployed = match &args.manifest {
+        Some(path) => {
+            let toml = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            client.deploy_with_manifest(&name, wasm, toml).await
+        }
+        None => client.deploy(&name, wasm).await,
     }
-    let deployed = client
-        .deploy(&name, wasm)
-        .await
-        .with_context(|| args.plugin.display().to_string())?;
+    .with_context(|| args.plugin.display().to_string())?;
     print(&serde_json::json!({ "deployed": deployed }))?;
     Ok(0)
 }

@@ -328,14 +328,16 @@ fn plugins(args: PluginsArgs) -> anyhow::Result<u8> {
         return block_on(control::remote_plugins(&args.api));
     }
     let (runtime, cache) = open_runtime(&args.storage, HostServices::default())?;
-    let registry = PluginRegistry::new(runtime, &args.dir, cache);
-    let report = registry
+    // A listing decides names as the service would, by the folder's ledger,
+    // but never records anything there.
+    let registry = PluginRegistry::new(runtime, &args.dir, cache).without_recording_names();
+    registry
         .scan()
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
     let listing = serde_json::json!({
         "dir": args.dir,
         "plugins": registry.plugins(),
-        "refused": report.rejected,
+        "refused": registry.rejections(),
     });
     println!("{}", serde_json::to_string_pretty(&listing)?);
     Ok(0)
