@@ -299,7 +299,6 @@ impl Service {
 
     /// `PUT /api/v1/plugins/{name}` of `wasm` answers 409 with a message
     /// containing `reason`.
-    #[track_caller]
     async fn assert_upload_conflicts(&self, name: &str, wasm: Vec<u8>, reason: &str) {
         let path = format!("/api/v1/plugins/{name}");
         let (status, answer) = self

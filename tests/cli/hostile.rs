@@ -120,8 +120,10 @@ fn hippo_serve_ends_waiting_guests_and_keeps_serving() {
         refused.contains("slow-describe") && refused.contains("describe failed"),
         "{listed}"
     );
+    // It would never start if it waited on that describe; it waits at most
+    // the describe limit (2 s) beside compiling two small plugins.
     assert!(
-        started.elapsed() < super::STARTS_WITHIN,
+        started.elapsed() < Duration::from_secs(20),
         "the service took {:?} to start",
         started.elapsed()
     );
