@@ -1,109 +1,50 @@
 //! The `hippo` control commands over the REST API: a real `hippo serve`
 //! process on a free loopback port, driven by the `hippo` binary itself.
 
-use hippo_integration_tests::{guest, hippo_bin};
+use hippo_integration_tests::guest;
+use hippo_integration_tests::serve::{Serve, parts};
 use serde_json::{Value, json};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ffi::OsStr;
+use std::process::Output;
 
 const KEY: &str = "cli-test-key";
 
-/// How long `hippo serve` may take to listen (a cold cache compiles the plugins).
-const STARTS_WITHIN: Duration = Duration::from_secs(60);
-
-/// `hippo serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    _dirs: Vec<tempfile::TempDir>,
+/// `hippo serve` with its own plugins folder and data directory (removed
+/// with it).
+struct Server {
+    serve: Serve,
+    _dirs: [tempfile::TempDir; 2],
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Server {
+    /// Runs `hippo ARGS` against this server.
+    fn hippo(&self, args: &[&str]) -> Output {
+        self.serve.hippo(KEY, args)
     }
 }
 
-fn serve() -> Serve {
+fn serve() -> Server {
     serve_with(&[("hostile.wasm", &guest("hostile_guest"))], &[])
 }
 
 /// `hippo serve` on a plugins folder holding `files` (name, content), with
 /// `args` added to its command line.
-fn serve_with(files: &[(&str, &[u8])], args: &[&str]) -> Serve {
+fn serve_with(files: &[(&str, &[u8])], args: &[&str]) -> Server {
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     for (name, content) in files {
         std::fs::write(plugins.path().join(name), content).unwrap();
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(hippo_bin())
-        .args(["serve", "--listen", &listen, "--broker", "embedded"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--plugins")
-        .arg(plugins.path())
-        .args(args)
-        .env("HIPPO_API_KEY", KEY)
-        .env_remove("HIPPO_API_KEYS_FILE")
-        .env("HIPPO_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("hippo serve starts");
-    let mut serve = Serve {
-        child,
-        url: format!("http://{listen}"),
-        _dirs: vec![plugins, data],
-    };
-    // The API listens once the broker and the plugins are ready.
-    let deadline = Instant::now() + STARTS_WITHIN;
-    while TcpStream::connect(&listen).is_err() {
-        if let Some(status) = serve.child.try_wait().unwrap() {
-            panic!("hippo serve exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hippo serve never listened on {listen}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    let serve = Serve::start(
+        plugins.path(),
+        data.path(),
+        args,
+        &[("HIPPO_API_KEY", OsStr::new(KEY))],
+    );
+    Server {
+        serve,
+        _dirs: [plugins, data],
     }
-    serve
-}
-
-impl Serve {
-    /// Runs `hippo ARGS` against this server.
-    fn hippo(&self, args: &[&str]) -> Output {
-        Command::new(hippo_bin())
-            .args(args)
-            .env("HIPPO_API_URL", &self.url)
-            .env("HIPPO_API_KEY", KEY)
-            .env("HIPPO_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("hippo runs")
-    }
-}
-
-/// The exit code, stdout as JSON, and stderr.
-#[track_caller]
-fn parts(output: &Output) -> (i32, Value, String) {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?} (stderr {stderr:?})"))
-    };
-    (output.status.code().expect("hippo exited"), json, stderr)
 }
 
 #[test]

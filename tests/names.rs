@@ -11,13 +11,13 @@
 
 use hippo::broker::{BrokerConfig, EmbeddedBroker, KeyValue, KvSpace, SharedBroker};
 use hippo::runtime::{HostServices, PluginRegistry, Runtime, RuntimeConfig, TaskRequest};
-use hippo_integration_tests::{copy_memory_plugins, guest, hippo_bin, output, runtime};
+use hippo_integration_tests::serve::{Serve, hippo_local, parts};
+use hippo_integration_tests::{copy_memory_plugins, guest, output, runtime};
 use serde_json::{Value, json};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The ownership ledger the registry keeps in the plugins folder.
 const LEDGER: &str = ".hippo-names.json";
@@ -264,73 +264,29 @@ fn an_impostor_declaring_a_plugins_name_cannot_read_its_keys_after_a_restart() {
 
 // ---- through the binary ----
 
-/// `hippo serve` over given folders, killed when dropped; `stop` and a new
-/// `start` over the same folders is a restart.
-struct Serve {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
+/// `hippo serve` over given folders with the admin key `KEY`, its log (WARN
+/// and up) in a file; dropping it and a new `start` over the same folders is
+/// a restart.
+struct Service(Serve);
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
+impl Service {
     /// Starts `hippo serve` (with the memory services when `memory`) and
-    /// waits until it listens. Its log (WARN and up) goes to `log`.
-    fn start(plugins: &Path, data: &Path, memory: bool, log: &Path) -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut command = Command::new(hippo_bin());
-        command
-            .args(["serve", "--listen", &listen, "--broker", "embedded"])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--plugins")
-            .arg(plugins)
-            .env("HIPPO_API_KEY", KEY)
-            .env_remove("HIPPO_API_KEYS_FILE")
-            .env_remove("HIPPO_QDRANT_URL")
-            .env("HIPPO_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap());
-        if !memory {
-            command.arg("--no-memory");
-        }
-        let mut serve = Serve {
-            child: command.spawn().expect("hippo serve starts"),
-            url: format!("http://{listen}"),
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while TcpStream::connect(&listen).is_err() {
-            if let Some(status) = serve.child.try_wait().unwrap() {
-                panic!("hippo serve exited early: {status}: {}", serve.log());
-            }
-            assert!(Instant::now() < deadline, "hippo serve never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        serve
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    /// waits until it listens. Its log goes to `log`.
+    fn start(plugins: &Path, data: &Path, memory: bool, log: &Path) -> Service {
+        let args: &[&str] = if memory { &[] } else { &["--no-memory"] };
+        let serve = Serve::command(plugins, data)
+            .args(args)
+            .envs(&[("HIPPO_API_KEY", OsStr::new(KEY))])
+            .log_to(log)
+            .start();
+        Service(serve)
     }
 
     /// Sends a request with the admin key; the status and the JSON answer.
     async fn call(&self, method: &str, path: &str, body: Option<(Vec<u8>, &str)>) -> (u16, Value) {
         let client = reqwest::Client::new();
         let mut request = client
-            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .request(method.parse().unwrap(), format!("{}{path}", self.0.url))
             .bearer_auth(KEY)
             .timeout(Duration::from_secs(120));
         if let Some((bytes, content_type)) = body {
@@ -339,6 +295,18 @@ impl Serve {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+
+    /// `PUT /api/v1/plugins/{name}` of `wasm` answers 409 with a message
+    /// containing `reason`.
+    async fn assert_upload_conflicts(&self, name: &str, wasm: Vec<u8>, reason: &str) {
+        let path = format!("/api/v1/plugins/{name}");
+        let (status, answer) = self
+            .call("PUT", &path, Some((wasm, "application/wasm")))
+            .await;
+        assert_eq!(status, 409, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{answer}");
     }
 
     async fn plugins(&self) -> Value {
@@ -374,18 +342,13 @@ impl Serve {
     }
 
     fn stop(self) -> String {
-        self.log()
+        self.0.log()
     }
 
     /// Runs `hippo ARGS` against this service; the exit code, stdout as JSON
     /// (null if empty) and stderr.
     fn hippo(&self, args: &[&str]) -> (i32, Value, String) {
-        let mut command = Command::new(hippo_bin());
-        command
-            .args(args)
-            .env("HIPPO_API_URL", &self.url)
-            .env("HIPPO_API_KEY", KEY);
-        parts(command)
+        parts(&self.0.hippo(KEY, args))
     }
 }
 
@@ -432,7 +395,7 @@ async fn hippo_serve_keeps_memory_from_a_hijacker_across_restarts() {
     .unwrap();
     for start in ["cold start", "restart"] {
         let log = data.path().join(format!("{start}.log"));
-        let serve = Serve::start(plugins.path(), data.path(), true, &log);
+        let serve = Service::start(plugins.path(), data.path(), true, &log);
         let listing = serve.plugins().await;
         assert!(
             refused_in(&listing, "aaa-hijack.wasm").contains("reserved"),
@@ -478,7 +441,7 @@ async fn hippo_serve_keeps_names_and_keys_from_an_impostor_across_restarts() {
     let log = data.path().join("serve.log");
     std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
     put_keeper(plugins.path(), "keeper");
-    let serve = Serve::start(plugins.path(), data.path(), false, &log);
+    let serve = Service::start(plugins.path(), data.path(), false, &log);
     let put = serve
         .run("keeper.put", json!({"key": "secret", "value": "s3cret"}))
         .await;
@@ -486,38 +449,18 @@ async fn hippo_serve_keeps_names_and_keys_from_an_impostor_across_restarts() {
 
     // Uploads declaring names others own: 409, and nothing written.
     let before = files_in(plugins.path());
-    let (status, answer) = serve
-        .call(
-            "PUT",
-            "/api/v1/plugins/aaa-hijack",
-            Some((guest("impostor_hijack"), "application/wasm")),
-        )
+    serve
+        .assert_upload_conflicts("aaa-hijack", guest("impostor_hijack"), "reserved")
         .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("reserved"),
-        "{answer}"
-    );
     assert_eq!(files_in(plugins.path()), before, "nothing was written");
     // Over an existing plugin: the one in service stays.
-    let (status, answer) = serve
-        .call(
-            "PUT",
-            "/api/v1/plugins/keeper",
-            Some((guest("hostile_guest"), "application/wasm")),
+    serve
+        .assert_upload_conflicts(
+            "keeper",
+            guest("hostile_guest"),
+            "already provided by `hostile.wasm`",
         )
         .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already provided by `hostile.wasm`"),
-        "{answer}"
-    );
     assert_eq!(files_in(plugins.path()), before, "nothing was written");
     assert_eq!(
         std::fs::read(plugins.path().join("keeper.wasm")).unwrap(),
@@ -586,7 +529,7 @@ async fn hippo_serve_keeps_names_and_keys_from_an_impostor_across_restarts() {
     // The same component dropped in under a name sorting first: refused
     // after the restart, and the keeper's tasks reach the keeper.
     put_keeper(plugins.path(), "aaa-evil");
-    let serve = Serve::start(plugins.path(), data.path(), false, &log);
+    let serve = Service::start(plugins.path(), data.path(), false, &log);
     let listing = serve.plugins().await;
     assert!(
         refused_in(&listing, "aaa-evil.wasm").contains("already provided by `keeper.wasm`"),
@@ -608,7 +551,7 @@ async fn hippo_serve_keeps_names_and_keys_from_an_impostor_across_restarts() {
     // The keeper is removed: the impostor, declaring `keeper`, gets the free
     // names after a restart, but not the keeper's keys.
     remove_plugin_files(plugins.path(), "keeper");
-    let serve = Serve::start(plugins.path(), data.path(), false, &log);
+    let serve = Service::start(plugins.path(), data.path(), false, &log);
     assert_eq!(
         deployment_of(&serve.plugins().await, "keeper.get").as_deref(),
         Some("aaa-evil")
@@ -629,7 +572,7 @@ async fn hippo_serve_refuses_both_parties_to_a_clash_at_a_cold_start() {
     std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
     put_keeper(plugins.path(), "one");
     put_keeper(plugins.path(), "two");
-    let serve = Serve::start(
+    let serve = Service::start(
         plugins.path(),
         data.path(),
         false,
@@ -674,29 +617,9 @@ async fn hippo_serve_refuses_both_parties_to_a_clash_at_a_cold_start() {
 /// Runs `hippo ARGS` (with a data directory of its own); the exit code,
 /// stdout as JSON (null if empty) and stderr.
 fn hippo(args: &[&str], data: &Path) -> (i32, Value, String) {
-    let mut command = Command::new(hippo_bin());
-    command.args(args).arg("--data-dir").arg(data);
-    parts(command)
-}
-
-/// Runs `command`; the exit code, stdout as JSON (null if empty) and stderr.
-fn parts(mut command: Command) -> (i32, Value, String) {
-    let output = command
-        .env("HIPPO_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hippo runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-    };
-    (
-        output.status.code().expect("hippo exited"),
-        json,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    parts(&hippo_local(
+        &[args, &["--data-dir", data.to_str().unwrap()]].concat(),
+    ))
 }
 
 #[test]

@@ -568,11 +568,15 @@ async fn a_reserve_dropped_while_it_waits_strands_no_task(backend: Backend) {
     let id = submit(&b, message("after a dropped wait", "default", 5)).await;
     let handed = b.stop_waiting("gone", &all_queues()).await.unwrap();
     if b.redis.is_some() {
-        // Redis' wait outlives the call by design; ending it returns the
-        // task, which the consumer hands back.
-        assert_eq!(handed.len(), 1, "the standing wait took the task");
-        assert_eq!(handed[0].message.id, id);
-        assert!(b.release(&handed[0]).await.unwrap());
+        // Redis' wait outlives the call by design, so it takes the task if
+        // it reached the server before the abort (on a loaded machine it may
+        // not have); ending it returns the task, which the consumer hands
+        // back.
+        assert!(handed.len() <= 1, "one task was submitted");
+        for delivery in &handed {
+            assert_eq!(delivery.message.id, id);
+            assert!(b.release(delivery).await.unwrap());
+        }
     } else {
         assert!(handed.is_empty());
     }

@@ -4,23 +4,17 @@
 //! worker's slots, keep serving, and exit on SIGTERM within the drain
 //! timeout plus a second.
 
-use super::{Serve, parts, serve_with};
-use hippo_integration_tests::{guest, guest_path, hippo_bin};
+use super::{Server, serve_with};
+use hippo_integration_tests::serve::{hippo_local, parts};
+use hippo_integration_tests::{guest, guest_path};
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `hippo run ARGS`, with the time it took.
 fn hippo_run(args: &[&str]) -> (i32, Value, String, Duration) {
     let started = Instant::now();
-    let output = Command::new(hippo_bin())
-        .arg("run")
-        .args(args)
-        .arg("--no-cache")
-        .env("HIPPO_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hippo runs");
+    let output = hippo_local(&[&["run"], args, &["--no-cache"]].concat());
     let took = started.elapsed();
     let (code, json, stderr) = parts(&output);
     (code, json, stderr, took)
@@ -70,7 +64,7 @@ fn hippo_run_refuses_a_plugin_whose_describe_never_returns() {
     assert!(took < Duration::from_secs(10), "hippo run took {took:?}");
 }
 
-impl Serve {
+impl Server {
     /// Submits `task` and returns its id.
     #[track_caller]
     fn submit(&self, task: &str, input: &str, extra: &[&str]) -> String {
@@ -126,8 +120,10 @@ fn hippo_serve_ends_waiting_guests_and_keeps_serving() {
         refused.contains("slow-describe") && refused.contains("describe failed"),
         "{listed}"
     );
+    // It would never start if it waited on that describe; it waits at most
+    // the describe limit (2 s) beside compiling two small plugins.
     assert!(
-        started.elapsed() < super::STARTS_WITHIN,
+        started.elapsed() < Duration::from_secs(20),
         "the service took {:?} to start",
         started.elapsed()
     );
@@ -215,12 +211,12 @@ fn sigterm_exits_within_the_drain_timeout_while_a_guest_waits() {
     std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
     let killed = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.serve.pid().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let exit = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
+        if let Some(status) = server.serve.try_wait() {
             break status;
         }
         assert!(

@@ -3,27 +3,26 @@
 //! sees a refusal that names the quota and its numbers, and the next,
 //! well-behaved task is served: through `hippo run` and `hippo serve`.
 
-use super::{parts, serve_with};
-use hippo_integration_tests::{guest, hippo_bin};
+use super::serve_with;
+use hippo_integration_tests::serve::{hippo_local, parts};
+use hippo_integration_tests::guest;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
 
 /// `hippo run PLUGIN TASK --input INPUT` with its data in `data`: the exit
 /// code and the task's report (status, output, error).
 fn run(plugin: &Path, data: &Path, task: &str, input: &Value) -> (i32, Value) {
-    let output = Command::new(hippo_bin())
-        .arg("run")
-        .arg(plugin)
-        .args([task, "--input", &input.to_string()])
-        .arg("--data-dir")
-        .arg(data)
-        .env("HIPPO_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hippo runs");
+    let output = hippo_local(&[
+        "run",
+        plugin.to_str().unwrap(),
+        task,
+        "--input",
+        &input.to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     let (code, report, stderr) = parts(&output);
     assert!(report.is_object(), "no report: {stderr}");
     (code, report)

@@ -6,10 +6,10 @@
 //! the plugin is granted.
 
 use hippo::runtime::{
-    CancelToken, Capability, LimitOverrides, LoadedPlugin, Manifest, Runtime, TaskFailure,
-    TaskOutcome, TaskRequest,
+    CancelToken, Capability, LimitOverrides, LoadedPlugin, Manifest, Runtime, RuntimeConfig,
+    TaskFailure, TaskOutcome, TaskRequest,
 };
-use hippo_integration_tests::{assert_still_healthy, guest, hostile, runtime};
+use hippo_integration_tests::{assert_still_healthy, guest, hostile, runtime, runtime_with};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,13 +143,10 @@ fn a_guest_waiting_in_wasi_is_revoked_within_100_ms() {
 /// until they woke: every later task waited behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_guests_free_their_slots_at_their_deadline() {
-    let runtime = Arc::new(
-        Runtime::new(hippo::runtime::RuntimeConfig {
-            max_concurrent_tasks: 2,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let runtime = runtime_with(RuntimeConfig {
+        max_concurrent_tasks: 2,
+        ..Default::default()
+    });
     let plugin = hostile(&runtime);
     let sleepers: Vec<_> = (0..2)
         .map(|_| {
@@ -218,13 +215,10 @@ fn a_describe_that_sleeps_is_refused_within_the_describe_limit() {
 /// pool slots of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_does_not_wait_behind_running_tasks() {
-    let runtime = Arc::new(
-        Runtime::new(hippo::runtime::RuntimeConfig {
-            max_concurrent_tasks: 1,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let runtime = runtime_with(RuntimeConfig {
+        max_concurrent_tasks: 1,
+        ..Default::default()
+    });
     let plugin = hostile(&runtime);
     let mut request = TaskRequest::new("test.sleep", br#"{"ms": 3600000}"#.to_vec());
     let cancel = request.cancel.clone();

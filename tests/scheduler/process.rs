@@ -3,9 +3,11 @@
 
 use super::{assert_consecutive_seconds, fired_slots, registry};
 use hippo::broker::{Broker, BrokerConfig, RedisBroker};
+use hippo_integration_tests::serve::{Serve, hippo_api, parts};
 use hippo_integration_tests::{hippo_bin, redis_url};
 use serde_json::{Value, json};
-use std::net::{TcpListener, TcpStream};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ impl Drop for Process {
 }
 
 /// A schedules file with `fib-every-second` (and the health check off).
-fn schedules_file(dir: &std::path::Path) -> std::path::PathBuf {
+fn schedules_file(dir: &Path) -> PathBuf {
     let path = dir.join("test-schedules.toml");
     std::fs::write(
         &path,
@@ -42,67 +44,21 @@ enabled = false
 }
 
 fn hippo(args: &[&str], url: &str) -> Output {
-    Command::new(hippo_bin())
-        .args(args)
-        .env("HIPPO_API_URL", url)
-        .env("HIPPO_API_KEY", KEY)
-        .env("HIPPO_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hippo runs")
+    hippo_api(url, KEY, args)
 }
 
-#[track_caller]
-fn parts(output: &Output) -> (i32, Value, String) {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}"))
-    };
-    (output.status.code().expect("hippo exited"), json, stderr)
-}
-
-/// `hippo serve` on the embedded broker, ready to answer.
-fn start_serve(
-    plugins: &std::path::Path,
-    data: &std::path::Path,
-    extra: &[&str],
-) -> (Process, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(hippo_bin())
-        .args(["serve", "--listen", &listen, "--broker", "embedded"])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--plugins")
-        .arg(plugins)
-        .arg("--schedules")
-        .arg(schedules_file(data))
+/// `hippo serve` on the embedded broker with the schedules file, ready to
+/// answer.
+fn start_serve(plugins: &Path, data: &Path, extra: &[&str]) -> Serve {
+    let schedules = schedules_file(data);
+    Serve::command(plugins, data)
+        .args(&["--schedules", schedules.to_str().unwrap()])
         .args(extra)
-        .env("HIPPO_API_KEY", KEY)
-        .env_remove("HIPPO_API_KEYS_FILE")
-        .env("HIPPO_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("hippo serve starts");
-    let mut process = Process(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(&listen).is_err() {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            panic!("hippo serve exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "hippo serve never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (process, format!("http://{listen}"))
+        .envs(&[
+            ("HIPPO_API_KEY", OsStr::new(KEY)),
+            ("HIPPO_LOG", OsStr::new("error")),
+        ])
+        .start()
 }
 
 fn listed_entry(url: &str, name: &str) -> Value {
@@ -121,7 +77,8 @@ fn listed_entry(url: &str, name: &str) -> Value {
 fn serve_runs_the_beat_and_the_schedule_commands_drive_it() {
     let (plugins, _) = registry();
     let data = tempfile::tempdir().unwrap();
-    let (server, url) = start_serve(plugins.path(), data.path(), &[]);
+    let server = start_serve(plugins.path(), data.path(), &[]);
+    let url = server.url.clone();
 
     // The beat in `hippo serve` fires the entry; its worker runs the task.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -155,7 +112,8 @@ fn serve_runs_the_beat_and_the_schedule_commands_drive_it() {
 
     // `--no-beat`: the API lists and runs entries, nothing fires on its own.
     let data = tempfile::tempdir().unwrap();
-    let (_server, url) = start_serve(plugins.path(), data.path(), &["--no-beat"]);
+    let server = start_serve(plugins.path(), data.path(), &["--no-beat"]);
+    let url = server.url.clone();
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         listed_entry(&url, "fib-every-second")["last_task_id"],
@@ -225,7 +183,7 @@ async fn two_worker_processes_on_redis_fire_each_slot_once() {
     let (plugins, _) = registry();
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     // The workers take only memory_ops, so the fired tasks stay queued.
-    let spawn = |data: &std::path::Path| {
+    let spawn = |data: &Path| {
         Process(
             Command::new(hippo_bin())
                 .args(["worker", "--broker", &url, "--queues", "memory_ops"])

@@ -516,16 +516,8 @@ impl Worker {
     async fn drain(&self, deadline: tokio::time::Instant) {
         // Tasks still waiting for a slot go back at once; running ones may finish.
         self.slots.close();
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if self.held_count() == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                break;
-            }
+        if self.all_released_by(deadline).await {
+            return;
         }
         tracing::warn!(
             remaining = self.held_count(),
@@ -543,22 +535,33 @@ impl Worker {
         // (the runtime's watchdog), and is handed back. The wait is bounded
         // all the same, so shutdown never hangs on one: what is still held
         // then comes back when its lease runs out.
-        let deadline = tokio::time::Instant::now() + INTERRUPTED_GRACE;
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if self.held_count() == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                break;
-            }
+        if self
+            .all_released_by(tokio::time::Instant::now() + INTERRUPTED_GRACE)
+            .await
+        {
+            return;
         }
         tracing::warn!(
             remaining = self.held_count(),
             "tasks still held after their interruption; they come back when their lease expires"
         );
+    }
+
+    /// Waits until no task is held or `deadline` passes; whether none is.
+    async fn all_released_by(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the count is read, so a release between the
+            // two still wakes this wait.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.held_count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return self.held_count() == 0;
+            }
+        }
     }
 
     async fn every<F, Fut>(self: Arc<Self>, period: Duration, stop: Arc<Notify>, job: F)

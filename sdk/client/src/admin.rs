@@ -125,21 +125,8 @@ impl Client {
         name: &str,
         wasm: impl Into<Vec<u8>>,
     ) -> Result<PluginInfo, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            deployed: PluginInfo,
-        }
         let body = Body::Raw(wasm.into(), "application/wasm".into());
-        let answer: Answer = self
-            .call(
-                Method::PUT,
-                &["api", "v1", "plugins", name],
-                &[],
-                body,
-                self.timeout.max(DEPLOY_TIMEOUT),
-            )
-            .await?;
-        Ok(answer.deployed)
+        self.put_plugin(name, body).await
     }
 
     /// Deploys a component as `plugins/{name}.wasm` together with its
@@ -153,14 +140,19 @@ impl Client {
         wasm: impl Into<Vec<u8>>,
         toml: impl Into<String>,
     ) -> Result<PluginInfo, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            deployed: PluginInfo,
-        }
         let body = multipart(&[
             ("manifest", "application/toml", &toml.into().into_bytes()),
             ("wasm", "application/wasm", &wasm.into()),
         ]);
+        self.put_plugin(name, body).await
+    }
+
+    /// `PUT /api/v1/plugins/{name}` with `body`: what was deployed.
+    async fn put_plugin(&self, name: &str, body: Body) -> Result<PluginInfo, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            deployed: PluginInfo,
+        }
         let answer: Answer = self
             .call(
                 Method::PUT,
