@@ -120,13 +120,11 @@ impl Caller {
         }
     }
 
-    /// Whether a listing may show this caller a task with `input`: a key
-    /// bound to users sees only tasks acting for one of them.
-    pub fn sees(&self, input: &serde_json::Value) -> bool {
-        match (
-            &self.users,
-            input.get("user_id").and_then(serde_json::Value::as_str),
-        ) {
+    /// Whether a listing may show this caller a task acting for
+    /// `acting_for`: a key bound to users sees only tasks acting for one of
+    /// them.
+    pub fn sees(&self, acting_for: Option<&str>) -> bool {
+        match (&self.users, acting_for) {
             (None, _) => true,
             (Some(users), Some(user)) => users.contains(user),
             (Some(_), None) => false,
@@ -311,15 +309,15 @@ mod tests {
     #[test]
     fn a_bound_key_lists_only_its_users_tasks() {
         let caller = store(100.0).authenticate(Some("Bearer s3cret")).unwrap();
-        assert!(caller.sees(&serde_json::json!({"user_id": "alice"})));
-        assert!(!caller.sees(&serde_json::json!({"user_id": "bob"})));
-        assert!(!caller.sees(&serde_json::json!({"n": 1})));
+        assert!(caller.sees(Some("alice")));
+        assert!(!caller.sees(Some("bob")));
+        assert!(!caller.sees(None));
         let unbound = KeyStore::new(vec![KeyStore::admin_key("ops", "k")]).unwrap();
         assert!(
             unbound
                 .authenticate(Some("Bearer k"))
                 .unwrap()
-                .sees(&serde_json::json!({"user_id": "bob"}))
+                .sees(Some("bob"))
         );
     }
 

@@ -144,7 +144,7 @@ pub async fn run(
         .table()
         .get(&name)
         .ok_or_else(|| SchedulerError::UnknownEntry(name.clone()))?;
-    if !caller.sees(&entry.input) {
+    if !caller.sees(hippo_task::acting_user(&entry.input).ok().flatten()) {
         return Err(ApiError::forbidden(format!(
             "key {:?} may not run {name:?}: it acts beyond the key's users",
             caller.name

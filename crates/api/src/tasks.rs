@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hippo_broker::{TaskMessage, TaskOutput, TaskRecord, TaskState, now_ms};
-use hippo_task::LimitOverrides;
+use hippo_task::{ACTING_USER_FIELD, LimitOverrides, acting_user};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -199,11 +199,11 @@ pub(super) fn validate(
             format!("unknown queue {queue:?}"),
         ));
     }
-    if let Some(user_id) = request.input.get("user_id") {
-        let user_id = user_id
-            .as_str()
-            .ok_or_else(|| ApiError::invalid("input.user_id", "user_id must be a string"))?;
-        caller.may_act_for(user_id)?;
+    // Who the task acts for is decided here, once; the message carries it.
+    let acting_for = acting_user(&request.input)
+        .map_err(|e| ApiError::invalid(format!("input.{ACTING_USER_FIELD}"), e.to_string()))?;
+    if let Some(user) = acting_for {
+        caller.may_act_for(user)?;
     }
     let mut message = TaskMessage::new(task, queue, request.input);
     if let Some(priority) = request.priority {
@@ -374,7 +374,7 @@ async fn bound_to_caller(state: &AppState, caller: &Caller, task_id: &str) -> Re
     let Some(record) = state.broker.task(task_id).await? else {
         return Ok(());
     };
-    match record.message.input.get("user_id").and_then(Value::as_str) {
+    match &record.message.acting_for {
         Some(user) => caller.may_act_for(user),
         None => Ok(()),
     }
@@ -456,7 +456,7 @@ pub async fn inspect_active(
         .reserved()
         .await?
         .into_iter()
-        .filter(|d| caller.sees(&d.message.input))
+        .filter(|d| caller.sees(d.message.acting_for.as_deref()))
     {
         let Some(record) = state.broker.task(&delivery.message.id).await? else {
             continue;
@@ -477,7 +477,7 @@ pub async fn inspect_active(
 fn visible(caller: &Caller, records: Vec<TaskRecord>) -> Vec<TaskStatus> {
     records
         .into_iter()
-        .filter(|r| caller.sees(&r.message.input))
+        .filter(|r| caller.sees(r.message.acting_for.as_deref()))
         .map(Into::into)
         .collect()
 }

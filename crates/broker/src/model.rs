@@ -139,17 +139,29 @@ pub struct TaskMessage {
     /// keep the message, and so the authority, of the original submission).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub may_raise_limits: bool,
+    /// The user the task acts for, decided at submission from its input
+    /// ([`hippo_task::acting_user`]); the memory capability limits the
+    /// task's memory-store calls to this user. `None`: it acts for no user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<String>,
     /// When the task was accepted (Unix ms).
     pub submitted_ms: u64,
 }
 
 impl TaskMessage {
-    /// A first attempt of `task` on `queue` with `input` and defaults elsewhere.
+    /// A first attempt of `task` on `queue` with `input` and defaults
+    /// elsewhere, acting for the input's user (none when its `user_id` is
+    /// missing or not a string: a submitter that takes input from outside
+    /// refuses that first, as the API does).
     pub fn new(
         task: impl Into<String>,
         queue: impl Into<String>,
         input: serde_json::Value,
     ) -> Self {
+        let acting_for = hippo_task::acting_user(&input)
+            .ok()
+            .flatten()
+            .map(str::to_owned);
         TaskMessage {
             id: new_task_id(),
             task: task.into(),
@@ -163,6 +175,7 @@ impl TaskMessage {
             idempotency_key: None,
             limits: LimitOverrides::default(),
             may_raise_limits: false,
+            acting_for,
             submitted_ms: now_ms(),
         }
     }

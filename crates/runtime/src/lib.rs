@@ -368,7 +368,7 @@ impl Runtime {
         let scope = services::TaskScope::for_task(
             &self.services,
             plugin,
-            &request.input,
+            request.acting_for.as_deref(),
             self.config.kv_ceiling,
         );
         task::run(

@@ -38,7 +38,7 @@ impl TaskState {
         match self.scope.user.as_deref() {
             Some(user) => Ok(Some(user)),
             None => Err(forbidden(
-                "the task's input names no user_id, so it may not use the memory store",
+                "the task acts for no user (its submission named no user_id), so it may not use the memory store",
             )),
         }
     }

@@ -130,37 +130,28 @@ pub(crate) struct TaskScope {
     pub(crate) plugin: Arc<str>,
     /// What the plugin may hold in the key-value store.
     pub(crate) kv_quota: KvQuota,
-    /// The `user_id` of the task's input: every memory-store call is limited to it.
+    /// The user the task acts for: every memory-store call is limited to it.
     pub(crate) user: Option<String>,
     /// Granted `memory-maintenance`: may act across users.
     pub(crate) maintenance: bool,
 }
 
 impl TaskScope {
-    /// The scope of a task of `plugin` with `input` (its JSON), on a host
+    /// The scope of a task of `plugin` acting for `acting_for`, on a host
     /// whose operator caps key-value quotas at `kv_ceiling`.
     pub(crate) fn for_task(
         services: &Arc<HostServices>,
         plugin: &super::LoadedPlugin,
-        input: &[u8],
+        acting_for: Option<&str>,
         kv_ceiling: KvQuota,
     ) -> TaskScope {
         use super::Capability;
         let grants = &plugin.manifest.grants;
-        // Only tasks that can reach the memory store need their user, so
-        // the others skip parsing their input.
-        let user = if grants.contains(&Capability::MemoryStore) {
-            serde_json::from_slice::<serde_json::Value>(input)
-                .ok()
-                .and_then(|input| Some(input.get("user_id")?.as_str()?.to_string()))
-        } else {
-            None
-        };
         TaskScope {
             services: services.clone(),
             plugin: plugin.deployment.as_str().into(),
             kv_quota: plugin.manifest.kv.quota(kv_ceiling),
-            user,
+            user: acting_for.map(str::to_owned),
             maintenance: grants.contains(&Capability::MemoryMaintenance),
         }
     }

@@ -36,6 +36,11 @@ pub struct TaskRequest {
     /// Set only for a submitter the operator authorised (an API key with the
     /// `limits` scope, the operator's own `hippo run`).
     pub may_raise_limits: bool,
+    /// The user the task acts for, decided where it was submitted
+    /// (`hippo_task::acting_user`): its memory-store calls reach only this
+    /// user's memories (unless its plugin is granted `memory-maintenance`).
+    /// The runtime never reads the input to find it.
+    pub acting_for: Option<String>,
     /// Cancels the task when triggered.
     pub cancel: CancelToken,
     /// Receives progress reports while the task runs.
@@ -52,12 +57,14 @@ impl std::fmt::Debug for TaskRequest {
             .field("input_bytes", &self.input.len())
             .field("limits", &self.limits)
             .field("may_raise_limits", &self.may_raise_limits)
+            .field("acting_for", &self.acting_for)
             .finish_non_exhaustive()
     }
 }
 
 impl TaskRequest {
-    /// A first attempt of `task_name` with `input`, a fresh id, on the `default` queue.
+    /// A first attempt of `task_name` with `input`, a fresh id, on the
+    /// `default` queue, acting for no user.
     pub fn new(task_name: impl Into<String>, input: impl Into<Vec<u8>>) -> Self {
         TaskRequest {
             task_id: uuid::Uuid::new_v4().to_string(),
@@ -67,6 +74,7 @@ impl TaskRequest {
             input: input.into(),
             limits: LimitOverrides::default(),
             may_raise_limits: false,
+            acting_for: None,
             cancel: CancelToken::new(),
             progress: None,
         }

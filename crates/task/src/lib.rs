@@ -2,15 +2,17 @@
 //! it: its limits ([`Limits`], and [`LimitOverrides`] layered from the
 //! manifest, the plugin and the submission), how it failed
 //! ([`TaskFailure`]), what it cost ([`ExecStats`]) and how far it got
-//! ([`Progress`]).
+//! ([`Progress`]), and who it acts for ([`acting_user`]).
 //!
 //! This crate is vocabulary only: the runtime (`hippo-runtime`) produces
 //! these values and the brokers (`hippo-broker`) store them, so it depends
 //! on neither, nor on anything that does I/O.
 
+mod acting;
 mod limits;
 mod outcome;
 
+pub use acting::{ACTING_USER_FIELD, ActingUserError, acting_user};
 pub use limits::{LimitOverrides, Limits, Raise};
 pub use outcome::{ExecStats, TaskFailure};
 

@@ -413,6 +413,7 @@ impl Worker {
             input: serde_json::to_vec(&message.input).unwrap_or_else(|_| b"null".to_vec()),
             limits: message.limits,
             may_raise_limits: message.may_raise_limits,
+            acting_for: message.acting_for.clone(),
             cancel,
             progress: Some(Arc::new({
                 let forwarder = forwarder.clone();

@@ -197,6 +197,7 @@ async fn run_inline<T: DeserializeOwned>(
     }
     let mut request = TaskRequest::new(task, serde_json::to_vec(&input).unwrap_or_default());
     request.queue = "inline".into();
+    request.acting_for = Some(user_id.to_owned());
     let outcome = runtime.execute(plugin, request).await;
     let output = match outcome.result {
         Ok(output) => output,
