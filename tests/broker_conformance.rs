@@ -5,7 +5,7 @@
 //! a missing server is a setup error, never a reason to skip.
 //!
 //! The tests only use the [`Broker`] trait, so both backends are held to
-//! the same semantics (see `host/src/broker/mod.rs`). They are grouped by
+//! the same semantics (see `crates/broker/src/lib.rs`). They are grouped by
 //! concept in `broker_conformance/`: delivery, failures, results,
 //! inspection and the key-value store; the fixtures are here.
 

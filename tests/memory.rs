@@ -15,7 +15,7 @@ mod fixture;
 mod maintenance;
 
 use fixture::{Fixture, text_of};
-use hippo::runtime::TaskFailure;
+use hippo::runtime::{TaskFailure, TaskRequest};
 use serde_json::{Value, json};
 
 #[test]
@@ -269,6 +269,42 @@ fn users_are_isolated_whatever_the_task_asks() {
         f.ok("memory.get", json!({"user_id": "alice", "memory_id": id}))["found"],
         false
     );
+}
+
+/// The user a task acts for is decided at its submission and travels with
+/// it; the runtime used to read it from the input again, so whatever
+/// produced the input decided. A task acting for bob whose input names
+/// alice reaches only bob's memories, and one acting for no user reaches
+/// none.
+#[test]
+fn a_task_acts_for_the_user_of_its_submission_not_of_its_input() {
+    let f = Fixture::new();
+    let alice = f.create("alice", "I like dark chocolate", json!({}));
+    let id = alice["memory"]["id"].as_str().unwrap();
+    let input = json!({"user_id": "alice", "memory_id": id}).to_string();
+
+    let mut as_bob = TaskRequest::new("memory.get", input.clone());
+    as_bob.acting_for = Some("bob".into());
+    let outcome = f.execute(as_bob);
+    match &outcome.result {
+        Ok(output) => {
+            let output: Value = serde_json::from_slice(output).unwrap();
+            assert_eq!(output["found"], false, "bob read alice's memory: {output}");
+        }
+        Err(failure) => assert!(failure.to_string().contains("forbidden"), "{failure}"),
+    }
+
+    let as_nobody = f.execute(TaskRequest::new("memory.get", input));
+    let failure = as_nobody
+        .result
+        .expect_err("a task acting for no user read a memory");
+    assert!(
+        failure.to_string().contains("acts for no user"),
+        "{failure}"
+    );
+
+    let kept = f.ok("memory.get", json!({"user_id": "alice", "memory_id": id}));
+    assert_eq!(text_of(&kept["memory"]), "I like dark chocolate");
 }
 
 #[test]

@@ -25,6 +25,7 @@ async fn round_trip_keeps_every_field(backend: Backend) {
     m.max_retries = 7;
     m.limits.fuel = Some(1_000_000);
     m.expires_ms = Some(now_ms() + 3_600_000);
+    m.acting_for = Some("alice".into());
     let id = submit(&b, m.clone()).await;
     assert_eq!(id, m.id);
 

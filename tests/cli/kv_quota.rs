@@ -4,8 +4,8 @@
 //! well-behaved task is served: through `hippo run` and `hippo serve`.
 
 use super::serve_with;
-use hippo_integration_tests::serve::{hippo_local, parts};
 use hippo_integration_tests::guest;
+use hippo_integration_tests::serve::{hippo_local, parts};
 use serde_json::{Value, json};
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use hippo::runtime::{
     PluginRegistry, Runtime, RuntimeConfig, TaskFailure, TaskOutcome, TaskRequest,
 };
 use hippo::store::{Stored, VectorStore};
+use hippo::task::acting_user;
 use hippo_integration_tests::{copy_memory_plugins, memory_services_with, output};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -86,9 +87,17 @@ impl Fixture {
         self.runtime.execute_blocking(&plugin, &request)
     }
 
+    /// `task` with `input`, acting for the input's user as a submission
+    /// through the API would.
+    fn request(task: &str, input: &Value) -> TaskRequest {
+        let mut request = TaskRequest::new(task, input.to_string());
+        request.acting_for = acting_user(input).unwrap().map(str::to_owned);
+        request
+    }
+
     /// Runs `task` and returns its failure, if it failed.
     pub fn run(&self, task: &str, input: Value) -> Result<Value, TaskFailure> {
-        let outcome = self.execute(TaskRequest::new(task, input.to_string()));
+        let outcome = self.execute(Self::request(task, &input));
         outcome
             .result
             .map(|bytes| serde_json::from_slice(&bytes).unwrap())
@@ -96,13 +105,13 @@ impl Fixture {
 
     /// Runs `task`, which must succeed.
     pub fn ok(&self, task: &str, input: Value) -> Value {
-        output(&self.execute(TaskRequest::new(task, input.to_string())))
+        output(&self.execute(Self::request(task, &input)))
     }
 
     /// Runs `task` with a 1 ms soft time limit: it has passed by the time
     /// the first page is done.
     pub fn hurried(&self, task: &str, input: Value) -> Value {
-        let mut request = TaskRequest::new(task, input.to_string());
+        let mut request = Self::request(task, &input);
         request.limits.soft_time_limit_ms = Some(1);
         output(&self.execute(request))
     }

@@ -3,9 +3,9 @@
 //!
 //! [`hippo::runtime::Runtime`] builds its engine itself, so this module
 //! rebuilds the same task path directly on wasmtime: an engine configured
-//! like `host/src/runtime/engine.rs` (see [`host_like`]), the same linker
+//! like `crates/runtime/src/engine.rs` (see [`host_like`]), the same linker
 //! (WASI p2 plus the `hippo:tasks` imports), and per task the same steps as
-//! `host/src/runtime/task.rs` — build a `WasiCtx` with captured stdio and no
+//! `crates/runtime/src/task.rs` — build a `WasiCtx` with captured stdio and no
 //! network, create the store with the memory limiter, fuel and the epoch
 //! deadline callback, instantiate from the `InstancePre`, call `run`, drop
 //! the store (which hands the pool slot back and resets its memory). Each
@@ -40,7 +40,7 @@ const CPU_CHECK: Duration = Duration::from_millis(100);
 /// Runs of the per-variant CPU check; the best one counts.
 const CPU_REPEATS: usize = 3;
 
-/// The figures of `host/src/runtime/engine.rs` with the default
+/// The figures of `crates/runtime/src/engine.rs` with the default
 /// `RuntimeConfig` (64 slots, 4 GiB memory ceiling, 1 MiB stack).
 const SLOTS: u32 = 64;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
@@ -279,7 +279,7 @@ fn measure(wasm: &[u8], variants: Vec<Variant>, report: &mut Report) -> wasmtime
     Ok(())
 }
 
-/// The engine configuration of `host/src/runtime/engine.rs`, then the
+/// The engine configuration of `crates/runtime/src/engine.rs`, then the
 /// variant's changes.
 fn host_like(variant: &Variant) -> wasmtime::Result<Engine> {
     let mut config = Config::new();

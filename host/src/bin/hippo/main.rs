@@ -248,8 +248,11 @@ fn local_kv(args: &RunArgs) -> anyhow::Result<Option<(tokio::runtime::Runtime, H
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
-    serde_json::from_str::<serde_json::Value>(&args.input)
+    let input = serde_json::from_str::<serde_json::Value>(&args.input)
         .map_err(|e| anyhow::anyhow!("--input is not valid JSON: {e}"))?;
+    let acting_for = hippo::task::acting_user(&input)
+        .map_err(|e| anyhow::anyhow!("--input: {e}"))?
+        .map(str::to_owned);
     let (_kv_runtime, services) = match local_kv(&args)? {
         Some((tokio, services)) => (Some(tokio), services),
         None => (None, HostServices::default()),
@@ -258,6 +261,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let plugin = load_plugin_file(&runtime, &args.plugin, cache.as_ref())
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.plugin.display()))?;
     let mut request = TaskRequest::new(args.task, args.input.into_bytes());
+    request.acting_for = acting_for;
     request.limits = args.limits.overrides();
     // The operator runs this on their own machine: their flags may raise
     // the plugin's limits, up to the ceilings.

@@ -1,0 +1,256 @@
+//! Queues that never lose a task: the [`Broker`] trait and its two backends,
+//! [`EmbeddedBroker`] (durable on local disk, the default) and
+//! [`RedisBroker`] (Redis Streams, for many processes).
+//!
+//! Both pass one conformance suite (`tests/broker_conformance.rs`). The
+//! semantics they share:
+//! - a submission is durable when `submit` returns;
+//! - a worker takes tasks under a **lease** that its heartbeat extends; a
+//!   lease that runs out (dead or frozen worker) goes back to the queue and
+//!   is handed out again within seconds;
+//! - every hand-out bumps the task's **generation**, and only the holder of
+//!   the current generation can settle the task, so a stale worker can
+//!   never overwrite a newer result;
+//! - tasks are acknowledged when they settle (acks late);
+//! - delayed tasks (ETA, countdown, retry backoff) are stored durably and
+//!   released on time; revocations are stored durably;
+//! - every state change is appended to a bounded event log in the broker;
+//! - finished tasks' records expire after `result_expires`.
+//!
+//! Each backend also keeps the plugins' key-value store (`hippo-kv`'s
+//! [`KeyValue`]) in its own storage. A broker knows what a task carries
+//! (`hippo-task`), never how it runs: this crate must not depend on the
+//! runtime, the models or the vector store.
+
+mod embedded;
+mod model;
+mod output;
+mod redis;
+
+pub use embedded::EmbeddedBroker;
+pub use hippo_kv::{KeyValue, KvError, KvQuota, KvSpace, PluginKv};
+pub use model::*;
+pub use output::{OutputError, TaskOutput};
+pub use redis::RedisBroker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of a broker backend.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The backing store failed (disk, Redis connection, ...).
+    #[error("broker storage: {0}")]
+    Storage(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt broker record: {0}")]
+    Corrupt(String),
+    /// The request names a queue the broker does not serve.
+    #[error("unknown queue {0:?}")]
+    UnknownQueue(String),
+    /// No task with this id.
+    #[error("unknown task {0:?}")]
+    UnknownTask(String),
+}
+
+impl From<BrokerError> for KvError {
+    fn from(error: BrokerError) -> Self {
+        KvError::Backend(Box::new(error))
+    }
+}
+
+/// Settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Queues in priority order: a worker consuming several drains earlier ones first.
+    pub queues: Vec<String>,
+    /// How long a finished task's record (its result) is kept.
+    pub result_expires: Duration,
+    /// How long an idempotency key is remembered.
+    pub idempotency_window: Duration,
+    /// Events kept in the event log (older ones are dropped).
+    pub event_log_capacity: u64,
+    /// When the embedded broker's writes reach the disk. (A Redis server's
+    /// are its own `appendfsync` setting.)
+    pub journal_sync: JournalSync,
+}
+
+/// When the embedded broker syncs its journal to disk. Either way a write
+/// is in the journal before it is answered, so it survives a crash of the
+/// process; the choice is what a crash of the machine (or a power cut) may
+/// take, as with Redis' `appendfsync always` and `everysec`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalSync {
+    /// Before answering each submission, settlement and other change a
+    /// caller relies on (leases and heartbeats excepted: a lost lease means
+    /// a redelivery, which leases allow for). Nothing answered is lost.
+    Always,
+    /// At least once a second. A machine crash may lose the last second.
+    /// The default: Redis' default `everysec`, and a sync costs more than
+    /// everything else a task needs from the broker.
+    #[default]
+    EverySecond,
+}
+
+impl std::str::FromStr for JournalSync {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "always" => Ok(JournalSync::Always),
+            "every-second" | "everysec" => Ok(JournalSync::EverySecond),
+            other => Err(format!(
+                "unknown journal sync {other:?}: use `always` or `every-second`"
+            )),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            // The reference's queues, memory operations first.
+            queues: ["memory_ops", "default", "scheduled", "background"]
+                .map(String::from)
+                .to_vec(),
+            // The reference's `result_expires`.
+            result_expires: Duration::from_secs(3600),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            event_log_capacity: 100_000,
+            journal_sync: JournalSync::default(),
+        }
+    }
+}
+
+/// A task queue with leases, results, revocations and an event log.
+#[async_trait::async_trait]
+pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
+    /// The settings the broker runs with.
+    fn config(&self) -> &BrokerConfig;
+
+    /// Accepts a task durably: ready now, or scheduled for its ETA. With an
+    /// idempotency key seen inside the window, returns the earlier task's id.
+    async fn submit(&self, message: TaskMessage) -> Result<Submitted, BrokerError>;
+
+    /// Takes up to `max` ready tasks from `queues` (earlier queues and
+    /// higher bands first) under a lease of `lease`, waiting up to `wait`
+    /// for one to arrive. Expired or revoked tasks are settled on the way
+    /// and not returned.
+    async fn reserve(
+        &self,
+        consumer: &str,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError>;
+
+    /// Ends `consumer`'s wait for work on `queues` and returns the tasks
+    /// handed to it since its last `reserve`, which it now holds under
+    /// their leases. A backend may keep a consumer registered as waiting
+    /// after `reserve` returns (until `wait` passes or it brought `max`
+    /// tasks), so a consumer that stops reserving calls this; the default
+    /// is for backends whose waits end with the call.
+    async fn stop_waiting(
+        &self,
+        consumer: &str,
+        queues: &[String],
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let _ = (consumer, queues);
+        Ok(Vec::new())
+    }
+
+    /// Extends the lease of a delivery the caller holds.
+    async fn heartbeat(
+        &self,
+        delivery: &Delivery,
+        lease: Duration,
+    ) -> Result<LeaseStatus, BrokerError>;
+
+    /// Records that the task started on `worker`.
+    async fn mark_started(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+    ) -> Result<LeaseStatus, BrokerError>;
+
+    /// Records a progress report.
+    async fn report_progress(
+        &self,
+        delivery: &Delivery,
+        progress: &hippo_task::Progress,
+    ) -> Result<LeaseStatus, BrokerError>;
+
+    /// Ends a delivery. Returns false, and changes nothing, when the caller's
+    /// lease was lost (the fence against stale workers).
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        settlement: Settlement,
+    ) -> Result<bool, BrokerError>;
+
+    /// Hands a delivery back to its queue untouched (graceful shutdown).
+    async fn release(&self, delivery: &Delivery) -> Result<bool, BrokerError>;
+
+    /// Revokes a task: a queued one never starts; a running one is
+    /// interrupted by its worker. Stored durably.
+    async fn revoke(&self, task_id: &str) -> Result<RevokeOutcome, BrokerError>;
+
+    /// A live feed of revoked task ids, for workers to interrupt running
+    /// tasks at once. Heartbeats also report revocations, so a missed
+    /// message delays the stop by one heartbeat at most.
+    fn revocations(&self) -> tokio::sync::broadcast::Receiver<String>;
+
+    /// The task's record, if it exists and has not expired.
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, BrokerError>;
+
+    /// Waits (without polling) until the task is finished or `timeout`
+    /// passes; returns its record either way (`None`: unknown task).
+    async fn wait(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<TaskRecord>, BrokerError>;
+
+    /// Counts per queue, in the configured order.
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError>;
+
+    /// Tasks waiting for their ETA, countdown or retry time, soonest first.
+    async fn scheduled(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError>;
+
+    /// Tasks currently leased, with the consumer holding each.
+    async fn reserved(&self) -> Result<Vec<Delivery>, BrokerError>;
+
+    /// Removes every ready task of `queue` (they become REVOKED); returns how many.
+    async fn purge(&self, queue: &str) -> Result<u64, BrokerError>;
+
+    /// Tasks that failed for good, newest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError>;
+
+    /// Submits a dead-lettered task again as a first attempt; returns the new task id.
+    async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError>;
+
+    /// Forgets every dead letter; returns how many.
+    async fn purge_dead_letters(&self) -> Result<u64, BrokerError>;
+
+    /// Stores a worker's heartbeat (it expires if not renewed).
+    async fn record_worker(
+        &self,
+        heartbeat: &WorkerHeartbeat,
+        ttl: Duration,
+    ) -> Result<(), BrokerError>;
+
+    /// Workers whose heartbeat has not expired.
+    async fn workers(&self) -> Result<Vec<WorkerHeartbeat>, BrokerError>;
+
+    /// Events after `after` (a `seq`), oldest first, at most `limit`.
+    async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError>;
+
+    /// Housekeeping that any worker may run at any time, concurrently with
+    /// others: releases due scheduled tasks, returns expired leases to their
+    /// queues, and drops expired records. Returns how many tasks it moved.
+    async fn maintain(&self) -> Result<u64, BrokerError>;
+}
+
+/// A shared broker.
+pub type SharedBroker = Arc<dyn Broker>;

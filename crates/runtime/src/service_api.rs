@@ -1,0 +1,142 @@
+//! The host side of the service interfaces (`embeddings`, `rerank`,
+//! `memory-store`, `kv`, `health`): what a granted plugin's calls do.
+//!
+//! Every call that can wait is async (see the `imports` of the bindings in
+//! `host_api.rs`): the guest is suspended while it waits, so its watchdog
+//! can end it at its deadline or on revocation. Blocking work runs on
+//! Tokio's blocking threads, never on the thread that polls the guest.
+
+use super::host_api::TaskState;
+use super::host_api::hippo::tasks::{embeddings, health, kv, rerank};
+use hippo_models::TextKind;
+use std::time::Duration;
+
+/// Texts one `embed` call may send: a bigger batch only adds latency for
+/// the other tasks sharing the model.
+const MAX_EMBED_TEXTS: usize = 1024;
+
+impl embeddings::Host for TaskState {
+    async fn embed(
+        &mut self,
+        texts: Vec<String>,
+        kind: embeddings::TextKind,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let Some(embedder) = self.scope.services.embeddings.clone() else {
+            return Err("no embedding model is configured on this host".into());
+        };
+        if texts.len() > MAX_EMBED_TEXTS {
+            return Err(format!(
+                "{} texts in one call; at most {MAX_EMBED_TEXTS}",
+                texts.len()
+            ));
+        }
+        let kind = match kind {
+            embeddings::TextKind::Document => TextKind::Document,
+            embeddings::TextKind::Query => TextKind::Query,
+        };
+        embedder.embed(texts, kind).await.map_err(|e| e.to_string())
+    }
+
+    fn dimension(&mut self) -> u32 {
+        self.scope
+            .services
+            .embeddings
+            .as_ref()
+            .map_or(0, |e| e.dimension() as u32)
+    }
+
+    fn thresholds(&mut self) -> embeddings::SimilarityThresholds {
+        let (duplicate, same) = self.scope.services.embeddings.as_ref().map_or(
+            (
+                hippo_models::config::REFERENCE_DUPLICATE_ABOVE,
+                hippo_models::config::REFERENCE_SAME_ABOVE,
+            ),
+            |e| e.thresholds(),
+        );
+        embeddings::SimilarityThresholds { duplicate, same }
+    }
+}
+
+impl rerank::Host for TaskState {
+    fn available(&mut self) -> bool {
+        self.scope.services.reranker.is_some()
+    }
+
+    async fn score(&mut self, query: String, passages: Vec<String>) -> Result<Vec<f32>, String> {
+        match self.scope.services.reranker.clone() {
+            Some(reranker) => reranker
+                .score(&query, &passages)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("no reranker is configured on this host".into()),
+        }
+    }
+}
+
+impl kv::Host for TaskState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        let (store, key) = self.kv_key(&key)?;
+        store.kv_get(&key).await.map_err(|e| e.to_string())
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), String> {
+        let (store, key) = self.kv_key(&key)?;
+        let ttl = ttl_ms.map(Duration::from_millis);
+        store
+            .kv_set(&key, &value, ttl)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn incr(&mut self, key: String, delta: i64) -> Result<i64, String> {
+        let (store, key) = self.kv_key(&key)?;
+        store.kv_incr(&key, delta).await.map_err(|e| e.to_string())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
+        let (store, key) = self.kv_key(&key)?;
+        store.kv_delete(&key).await.map_err(|e| e.to_string())
+    }
+}
+
+impl TaskState {
+    /// The key-value store as the plugin sees it, and `key`: bound to the
+    /// namespace of the plugin's deployment (its file's name, which it
+    /// cannot claim by declaring a name) and to its quota, so one plugin
+    /// cannot read, clobber or crowd out another's keys.
+    fn kv_key(&self, key: &str) -> Result<(hippo_kv::PluginKv, String), String> {
+        let store = self
+            .scope
+            .services
+            .kv
+            .clone()
+            .ok_or("no key-value store is configured on this host")?;
+        let scope = &self.scope;
+        let store = hippo_kv::PluginKv::new(store, scope.plugin.clone(), scope.kv_quota);
+        Ok((store, key.to_string()))
+    }
+}
+
+impl health::Host for TaskState {
+    async fn check(&mut self) -> Vec<health::Probe> {
+        // The probes block (the store's, the models'): off the async threads.
+        let services = self.scope.services.clone();
+        let probes = tokio::task::spawn_blocking(move || services.probe())
+            .await
+            .unwrap_or_default();
+        probes
+            .into_iter()
+            .map(|p| health::Probe {
+                component: p.component,
+                ok: p.ok,
+                latency_us: p.latency_us,
+                detail: p.detail,
+            })
+            .collect()
+    }
+}
