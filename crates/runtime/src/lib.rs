@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use hippo::runtime::{Manifest, Runtime, RuntimeConfig, TaskRequest};
+//! use hippo_runtime::{Manifest, Runtime, RuntimeConfig, TaskRequest};
 //! let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig::default())?);
 //! let wasm = std::fs::read("plugins/example-fib.wasm")?;
 //! let plugin = std::sync::Arc::new(runtime.load(&wasm, Manifest::default(), None, None)?);
@@ -48,7 +48,7 @@ pub use services::{HostServices, ProbeResult};
 pub use task::{TaskOutcome, TaskRequest};
 pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 
-use host_api::{TaskPlugin, TaskState};
+use host_api::{GuestState, TaskPlugin};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,10 +99,11 @@ impl Default for RuntimeConfig {
 
 /// Errors building the runtime.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
-    /// Wasmtime refused the engine configuration.
+    /// Wasmtime refused the engine configuration (or the linker's).
     #[error("engine configuration: {0}")]
-    Engine(String),
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The epoch ticker thread could not start.
     #[error("epoch ticker: {0}")]
     Ticker(#[from] std::io::Error),
@@ -111,7 +112,7 @@ pub enum RuntimeError {
 /// The task runtime. Cheap to share behind an `Arc`.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<TaskState>,
+    linker: Linker<GuestState>,
     config: RuntimeConfig,
     slots: Arc<Semaphore>,
     /// Pool slots kept for `describe` at load, so loading a plugin never
@@ -158,13 +159,12 @@ impl Runtime {
         config: RuntimeConfig,
         services: HostServices,
     ) -> Result<Self, RuntimeError> {
-        let engine =
-            engine::build_engine(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = engine::build_engine(&config).map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize));
         Ok(Runtime {
