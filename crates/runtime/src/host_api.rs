@@ -136,7 +136,7 @@ impl Deadlines {
 
 /// Everything a task's [`wasmtime::Store`] holds. A fresh one per task, so
 /// nothing survives from one task to the next.
-pub(crate) struct TaskState {
+pub(crate) struct GuestState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: TaskLimiter,
@@ -148,7 +148,7 @@ pub(crate) struct TaskState {
     pub(crate) scope: super::services::TaskScope,
 }
 
-impl WasiView for TaskState {
+impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -160,7 +160,7 @@ impl WasiView for TaskState {
 /// Called at every epoch tick while the task runs: interrupts it when it was
 /// revoked or its hard deadline passed, otherwise lets it run one more tick.
 pub(crate) fn on_epoch_tick(
-    store: StoreContextMut<'_, TaskState>,
+    store: StoreContextMut<'_, GuestState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let state = store.data();
     if state.cancel.is_cancelled() {
@@ -185,9 +185,9 @@ pub(crate) fn on_epoch_tick(
     ))
 }
 
-impl wit::Host for TaskState {}
+impl wit::Host for GuestState {}
 
-impl self::hippo::tasks::log::Host for TaskState {
+impl self::hippo::tasks::log::Host for GuestState {
     fn log(&mut self, level: self::hippo::tasks::log::Level, message: String) {
         use self::hippo::tasks::log::Level;
         let level = match level {
@@ -201,7 +201,7 @@ impl self::hippo::tasks::log::Host for TaskState {
     }
 }
 
-impl self::hippo::tasks::progress::Host for TaskState {
+impl self::hippo::tasks::progress::Host for GuestState {
     fn report(&mut self, done: u64, total: u64, message: Option<String>) {
         let message = message.map(|mut text| {
             if text.len() > MAX_PROGRESS_MESSAGE {
@@ -225,7 +225,7 @@ impl self::hippo::tasks::progress::Host for TaskState {
     }
 }
 
-impl self::hippo::tasks::deadline::Host for TaskState {
+impl self::hippo::tasks::deadline::Host for GuestState {
     fn soft_limit_passed(&mut self) -> bool {
         Instant::now() >= self.deadlines.soft
     }

@@ -3,7 +3,7 @@
 //! sees and changes only that user's memories, whatever it asks; only
 //! plugins granted `memory-maintenance` act across users.
 
-use super::host_api::TaskState;
+use super::host_api::GuestState;
 use super::host_api::hippo::tasks::memory_store as wit;
 use hippo_store::{self as store, StoreError, VectorStore};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ fn forbidden(message: impl Into<String>) -> wit::StoreError {
     wit::StoreError::Forbidden(message.into())
 }
 
-impl TaskState {
+impl GuestState {
     fn memory_store(&self) -> WitResult<Arc<dyn VectorStore>> {
         self.scope.services.store.clone().ok_or_else(|| {
             wit::StoreError::Unavailable("no memory store is configured on this host".into())
@@ -91,7 +91,7 @@ fn visible(
         .collect())
 }
 
-impl wit::Host for TaskState {
+impl wit::Host for GuestState {
     async fn upsert(&mut self, items: Vec<wit::Stored>) -> WitResult<()> {
         let items = items
             .into_iter()

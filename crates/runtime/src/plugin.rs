@@ -1,7 +1,7 @@
 //! A plugin component, validated, compiled and described: ready to run tasks.
 
 use super::cache::ArtifactCache;
-use super::host_api::{TaskPluginPre, TaskState};
+use super::host_api::{GuestState, TaskPluginPre};
 use super::manifest::{Capability, Manifest};
 use hippo_task::LimitOverrides;
 use serde::Serialize;
@@ -99,7 +99,7 @@ pub struct LoadedPlugin {
     pub source: Option<PathBuf>,
     /// Whether the compiled code came from the precompiled cache.
     pub from_cache: bool,
-    pub(crate) pre: TaskPluginPre<TaskState>,
+    pub(crate) pre: TaskPluginPre<GuestState>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -203,12 +203,12 @@ pub(crate) fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
 /// that its manifest does not grant. `describe` is not called here.
 pub(crate) fn prepare(
     engine: &Engine,
-    linker: &Linker<TaskState>,
+    linker: &Linker<GuestState>,
     wasm: &[u8],
     wasm_sha256: &str,
     manifest: &Manifest,
     cache: Option<&ArtifactCache>,
-) -> Result<(TaskPluginPre<TaskState>, bool), LoadError> {
+) -> Result<(TaskPluginPre<GuestState>, bool), LoadError> {
     check_header(wasm)?;
     let (component, from_cache) = match cache {
         Some(cache) => cache.load(engine, wasm, wasm_sha256),

@@ -6,7 +6,7 @@
 //! can end it at its deadline or on revocation. Blocking work runs on
 //! Tokio's blocking threads, never on the thread that polls the guest.
 
-use super::host_api::TaskState;
+use super::host_api::GuestState;
 use super::host_api::hippo::tasks::{embeddings, health, kv, rerank};
 use hippo_models::TextKind;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// the other tasks sharing the model.
 const MAX_EMBED_TEXTS: usize = 1024;
 
-impl embeddings::Host for TaskState {
+impl embeddings::Host for GuestState {
     async fn embed(
         &mut self,
         texts: Vec<String>,
@@ -57,7 +57,7 @@ impl embeddings::Host for TaskState {
     }
 }
 
-impl rerank::Host for TaskState {
+impl rerank::Host for GuestState {
     fn available(&mut self) -> bool {
         self.scope.services.reranker.is_some()
     }
@@ -73,7 +73,7 @@ impl rerank::Host for TaskState {
     }
 }
 
-impl kv::Host for TaskState {
+impl kv::Host for GuestState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let (store, key) = self.kv_key(&key)?;
         store.kv_get(&key).await.map_err(|e| e.to_string())
@@ -104,7 +104,7 @@ impl kv::Host for TaskState {
     }
 }
 
-impl TaskState {
+impl GuestState {
     /// The key-value store as the plugin sees it, and `key`: bound to the
     /// namespace of the plugin's deployment (its file's name, which it
     /// cannot claim by declaring a name) and to its quota, so one plugin
@@ -122,7 +122,7 @@ impl TaskState {
     }
 }
 
-impl health::Host for TaskState {
+impl health::Host for GuestState {
     async fn check(&mut self) -> Vec<health::Probe> {
         // The probes block (the store's, the models'): off the async threads.
         let services = self.scope.services.clone();

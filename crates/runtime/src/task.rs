@@ -2,7 +2,7 @@
 //! applied, the outcome classified and measured.
 
 use super::host_api::{
-    CancelToken, Deadlines, Interruption, ProgressSink, TaskLimiter, TaskState, on_epoch_tick, wit,
+    CancelToken, Deadlines, GuestState, Interruption, ProgressSink, TaskLimiter, on_epoch_tick, wit,
 };
 use super::plugin::LoadedPlugin;
 use super::services::TaskScope;
@@ -218,7 +218,7 @@ pub(crate) fn new_store(
     log: &TaskLog,
     request: &TaskRequest,
     scope: TaskScope,
-) -> Store<TaskState> {
+) -> Store<GuestState> {
     let wasi = WasiCtxBuilder::new()
         .stdout(log.stream(LogSource::Stdout))
         .stderr(log.stream(LogSource::Stderr))
@@ -226,7 +226,7 @@ pub(crate) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
-    let state = TaskState {
+    let state = GuestState {
         wasi,
         table: ResourceTable::new(),
         limiter: TaskLimiter::new(limits.memory_bytes, limits.table_elements),
@@ -285,7 +285,7 @@ fn from_guest_error(error: wit::TaskError) -> TaskFailure {
 
 fn classify_trap(
     error: &wasmtime::Error,
-    store: &Store<TaskState>,
+    store: &Store<GuestState>,
     limits: &Limits,
     log: &TaskLog,
 ) -> TaskFailure {
