@@ -75,7 +75,7 @@ impl rerank::Host for GuestState {
 
 impl kv::Host for GuestState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        let (store, key) = self.kv_key(&key)?;
+        let store = self.plugin_kv()?;
         store.kv_get(&key).await.map_err(|e| e.to_string())
     }
 
@@ -85,7 +85,7 @@ impl kv::Host for GuestState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<(), String> {
-        let (store, key) = self.kv_key(&key)?;
+        let store = self.plugin_kv()?;
         let ttl = ttl_ms.map(Duration::from_millis);
         store
             .kv_set(&key, &value, ttl)
@@ -94,31 +94,23 @@ impl kv::Host for GuestState {
     }
 
     async fn incr(&mut self, key: String, delta: i64) -> Result<i64, String> {
-        let (store, key) = self.kv_key(&key)?;
+        let store = self.plugin_kv()?;
         store.kv_incr(&key, delta).await.map_err(|e| e.to_string())
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
-        let (store, key) = self.kv_key(&key)?;
+        let store = self.plugin_kv()?;
         store.kv_delete(&key).await.map_err(|e| e.to_string())
     }
 }
 
 impl GuestState {
-    /// The key-value store as the plugin sees it, and `key`: bound to the
-    /// namespace of the plugin's deployment (its file's name, which it
-    /// cannot claim by declaring a name) and to its quota, so one plugin
-    /// cannot read, clobber or crowd out another's keys.
-    fn kv_key(&self, key: &str) -> Result<(hippo_kv::PluginKv, String), String> {
-        let store = self
-            .scope
-            .services
+    /// The key-value store as this task's plugin sees it ([`super::services::TaskScope::kv`]).
+    fn plugin_kv(&self) -> Result<&hippo_kv::PluginKv, String> {
+        self.scope
             .kv
-            .clone()
-            .ok_or("no key-value store is configured on this host")?;
-        let scope = &self.scope;
-        let store = hippo_kv::PluginKv::new(store, scope.plugin.clone(), scope.kv_quota);
-        Ok((store, key.to_string()))
+            .as_ref()
+            .ok_or_else(|| "no key-value store is configured on this host".into())
     }
 }
 

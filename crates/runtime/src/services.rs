@@ -7,7 +7,7 @@
 //! (the key-value store in the broker) are driven with the tokio runtime
 //! handle captured when the services are built.
 
-use hippo_kv::{KeyValue, KvQuota, KvSpace};
+use hippo_kv::{KeyValue, KvQuota, KvSpace, PluginKv};
 use hippo_models::{Embedder, Reranker, TextKind};
 use hippo_store::VectorStore;
 use std::sync::Arc;
@@ -54,6 +54,12 @@ impl std::fmt::Debug for HostServices {
 }
 
 impl HostServices {
+    /// The key-value store in `namespace`, held to `quota`, if there is one.
+    fn plugin_kv(&self, namespace: &str, quota: KvQuota) -> Option<PluginKv> {
+        let store = self.kv.clone()?;
+        Some(PluginKv::new(store, namespace.into(), quota))
+    }
+
     /// Runs `future` to completion from a blocking thread.
     pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output, String> {
         match &self.handle {
@@ -126,10 +132,11 @@ fn timed(component: &str, probe: impl FnOnce() -> Result<String, String>) -> Pro
 #[derive(Debug, Clone)]
 pub(crate) struct TaskScope {
     pub(crate) services: Arc<HostServices>,
-    /// The plugin's name: the key-value namespace.
-    pub(crate) plugin: Arc<str>,
-    /// What the plugin may hold in the key-value store.
-    pub(crate) kv_quota: KvQuota,
+    /// The key-value store as the plugin sees it (when the host has one):
+    /// bound to the namespace of its deployment (its file's name, which it
+    /// cannot claim by declaring a name) and to its quota, so one plugin
+    /// cannot read, clobber or crowd out another's keys.
+    pub(crate) kv: Option<PluginKv>,
     /// The user the task acts for: every memory-store call is limited to it.
     pub(crate) user: Option<String>,
     /// Granted `memory-maintenance`: may act across users.
@@ -149,8 +156,10 @@ impl TaskScope {
         let grants = &plugin.manifest.grants;
         TaskScope {
             services: services.clone(),
-            plugin: plugin.deployment.as_str().into(),
-            kv_quota: plugin.manifest.kv.quota(kv_ceiling),
+            kv: services.plugin_kv(
+                plugin.deployment.as_str(),
+                plugin.manifest.kv.quota(kv_ceiling),
+            ),
             user: acting_for.map(str::to_owned),
             maintenance: grants.contains(&Capability::MemoryMaintenance),
         }
@@ -160,11 +169,13 @@ impl TaskScope {
     pub(crate) fn describe(services: &Arc<HostServices>) -> TaskScope {
         TaskScope {
             services: services.clone(),
-            plugin: "".into(),
-            kv_quota: KvQuota {
-                max_keys: 0,
-                max_bytes: 0,
-            },
+            kv: services.plugin_kv(
+                "",
+                KvQuota {
+                    max_keys: 0,
+                    max_bytes: 0,
+                },
+            ),
             user: None,
             maintenance: false,
         }
