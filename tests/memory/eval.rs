@@ -4,7 +4,7 @@
 //! test prints recall@1, recall@5 and the mean reciprocal rank of each mode
 //! and holds them above floors a regression would cross.
 
-use crate::fixture::Fixture;
+use super::fixture::Fixture;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! as a test needs them (dated in the past, thousands of them) are written
 //! straight into the store.
 
-use crate::fixture::{DAY_MS, Fixture, now_ms, seeded_vector, text_of};
+use super::fixture::{DAY_MS, Fixture, now_ms, seeded_vector, text_of};
 use hippo::store::{Filter, Memory, MemoryType, Stored};
 use serde_json::{Value, json};
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //! [`EmbeddedBroker`] (durable on local disk, the default) and
 //! [`RedisBroker`] (Redis Streams, for many processes).
 //!
-//! Both pass one conformance suite (`tests/broker_conformance.rs`). The
+//! Both pass one conformance suite (`tests/conformance.rs`). The
 //! semantics they share:
 //! - a submission is durable when `submit` returns;
 //! - a worker takes tasks under a **lease** that its heartbeat extends; a

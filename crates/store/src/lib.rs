@@ -7,7 +7,7 @@
 //!   the directory.
 //! - **server**: a Qdrant server over gRPC (`qdrant-client`).
 //!
-//! Both pass one conformance suite (`tests/store.rs`). Their shared shape:
+//! Both pass one conformance suite (this crate's `tests/store.rs`). Their shared shape:
 //! - two collections, `facts` and `prefs` (with a configurable name
 //!   prefix), chosen by the memory's type ([`Collection::of`]); each has a
 //!   dense vector `dense` (cosine, HNSW m = 48, ef_construct = 256, searched

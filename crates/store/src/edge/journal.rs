@@ -2,7 +2,7 @@
 //!
 //! `qdrant-edge` 0.7 writes a WAL but never replays it: what was written
 //! since the shard's last flush is gone when the process dies (the crash
-//! test in `tests/store.rs` shows it). So every write is appended here and
+//! test in `tests/store.rs` of this crate shows it). So every write is appended here and
 //! synced before it is applied; opening the collection replays the journal
 //! into the shard, and each flush of the shard empties it. Each record's
 //! body is a JSON [`Entry`]; the file format is [`JournalFile`]'s.

@@ -1,7 +1,7 @@
 //! Conformance: what searches, counts and scrolls select and how they rank.
 
 use super::fixtures::*;
-use hippo::store::{Filter, Hit, MemoryType, Stored};
+use hippo_store::{Filter, Hit, MemoryType, Stored};
 use std::collections::{HashMap, HashSet};
 
 pub fn every_filter_field_selects_what_it_says(f: &Fixture) {

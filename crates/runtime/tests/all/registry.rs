@@ -1,8 +1,8 @@
 //! The plugin registry on a real folder: validation, hot replace while a
 //! task of the old version runs, removal, and the precompiled cache.
 
-use hippo::runtime::{PluginRegistry, TaskRequest};
-use hippo_integration_tests::{guest, output, runtime};
+use hippo_runtime::{PluginRegistry, TaskRequest};
+use hippo_test_support::{guest, output, runtime};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -133,7 +133,7 @@ fn hot_replace_swaps_versions_while_the_old_task_finishes() {
     assert!(registry.plugins().is_empty());
 }
 
-fn running_is_finished_early(outcome: &hippo::runtime::TaskOutcome) -> bool {
+fn running_is_finished_early(outcome: &hippo_runtime::TaskOutcome) -> bool {
     outcome.stats.wall_time_us < 1_500_000
 }
 
@@ -213,64 +213,72 @@ fn status_bytes(field: &str) -> u64 {
 /// checked first, and the size is capped as the REST route caps uploads.
 #[test]
 fn huge_or_foreign_plugin_files_were_read_whole_before_their_header_was_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let sparse = |name: &str, header: &[u8], size: u64| {
-        let path = dir.path().join(name);
-        let file = std::fs::File::create(&path).unwrap();
-        std::io::Write::write_all(&mut &file, header).unwrap();
-        file.set_len(size).unwrap();
-        path
-    };
-    // A component's header, 2 GiB: only the size refuses it.
-    let huge = sparse("huge.wasm", b"\0asm\x0d\0\x01\0", 2 << 30);
-    // Under the cap, with a foreign header: refused after 8 bytes.
-    sparse("foreign.wasm", b"\x7fELF\x02\x01\x01\0", 60 << 20);
-    // A manifest of 2 GiB beside a real plugin.
-    std::fs::write(dir.path().join("fib.wasm"), guest("hippo_example_fib")).unwrap();
-    sparse("fib.toml", b"queue = \"default\"\n", 2 << 30);
-    std::fs::write(dir.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    // The peak RSS is the process's: no other test may run beside it.
+    crate::alone_in_a_process(
+        "registry::huge_or_foreign_plugin_files_were_read_whole_before_their_header_was_checked",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let sparse = |name: &str, header: &[u8], size: u64| {
+                let path = dir.path().join(name);
+                let file = std::fs::File::create(&path).unwrap();
+                std::io::Write::write_all(&mut &file, header).unwrap();
+                file.set_len(size).unwrap();
+                path
+            };
+            // A component's header, 2 GiB: only the size refuses it.
+            let huge = sparse("huge.wasm", b"\0asm\x0d\0\x01\0", 2 << 30);
+            // Under the cap, with a foreign header: refused after 8 bytes.
+            sparse("foreign.wasm", b"\x7fELF\x02\x01\x01\0", 60 << 20);
+            // A manifest of 2 GiB beside a real plugin.
+            std::fs::write(dir.path().join("fib.wasm"), guest("hippo_example_fib")).unwrap();
+            sparse("fib.toml", b"queue = \"default\"\n", 2 << 30);
+            std::fs::write(dir.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
 
-    let registry = PluginRegistry::new(runtime(), dir.path(), None);
-    // Reset the peak RSS to the current one, so the peak after the scans is
-    // what they cost.
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before = status_bytes("VmRSS");
-    for _ in 0..3 {
-        registry.scan().unwrap();
-    }
-    let grown = status_bytes("VmHWM").saturating_sub(before);
-    assert!(
-        grown < 256 << 20,
-        "three scans grew the peak RSS by {} MiB",
-        grown >> 20
+            let registry = PluginRegistry::new(runtime(), dir.path(), None);
+            // Reset the peak RSS to the current one, so the peak after the scans is
+            // what they cost.
+            std::fs::write("/proc/self/clear_refs", "5").unwrap();
+            let before = status_bytes("VmRSS");
+            for _ in 0..3 {
+                registry.scan().unwrap();
+            }
+            let grown = status_bytes("VmHWM").saturating_sub(before);
+            assert!(
+                grown < 256 << 20,
+                "three scans grew the peak RSS by {} MiB",
+                grown >> 20
+            );
+            let reason = |file: &str| {
+                registry
+                    .rejections()
+                    .into_iter()
+                    .find(|r| r.path.ends_with(file))
+                    .map(|r| r.reason)
+                    .unwrap_or_default()
+            };
+            assert!(
+                reason("huge.wasm").contains(&format!(
+                    "2147483648 bytes, over the limit of {}",
+                    hippo_runtime::MAX_PLUGIN_BYTES
+                )),
+                "{:?}",
+                registry.rejections()
+            );
+            assert!(reason("foreign.wasm").contains("not a WebAssembly file"));
+            assert!(
+                reason("fib.wasm").contains("manifest")
+                    && reason("fib.wasm").contains("over the limit"),
+                "{:?}",
+                registry.rejections()
+            );
+            let served: Vec<_> = registry.plugins().into_iter().map(|p| p.name).collect();
+            assert_eq!(served, ["hostile"]);
+            // `hippo run` reads files the same way.
+            let refused =
+                hippo_runtime::load_plugin_file(registry.runtime(), &huge, None).unwrap_err();
+            assert!(refused.contains("over the limit"), "{refused}");
+        },
     );
-    let reason = |file: &str| {
-        registry
-            .rejections()
-            .into_iter()
-            .find(|r| r.path.ends_with(file))
-            .map(|r| r.reason)
-            .unwrap_or_default()
-    };
-    assert!(
-        reason("huge.wasm").contains(&format!(
-            "2147483648 bytes, over the limit of {}",
-            hippo::runtime::MAX_PLUGIN_BYTES
-        )),
-        "{:?}",
-        registry.rejections()
-    );
-    assert!(reason("foreign.wasm").contains("not a WebAssembly file"));
-    assert!(
-        reason("fib.wasm").contains("manifest") && reason("fib.wasm").contains("over the limit"),
-        "{:?}",
-        registry.rejections()
-    );
-    let served: Vec<_> = registry.plugins().into_iter().map(|p| p.name).collect();
-    assert_eq!(served, ["hostile"]);
-    // `hippo run` reads files the same way.
-    let refused = hippo::runtime::load_plugin_file(registry.runtime(), &huge, None).unwrap_err();
-    assert!(refused.contains("over the limit"), "{refused}");
 }
 
 /// Bytes read so far by the thread `tid` of this process.
@@ -369,7 +377,7 @@ fn a_deploy_refused_for_its_names_was_left_in_the_plugins_folder() {
         )
         .unwrap_err();
     assert!(
-        matches!(&error, hippo::runtime::DeployError::Conflict(reason) if reason.contains("already provided by `first.wasm`")),
+        matches!(&error, hippo_runtime::DeployError::Conflict(reason) if reason.contains("already provided by `first.wasm`")),
         "{error}"
     );
     assert_eq!(listing(), before);
@@ -378,7 +386,7 @@ fn a_deploy_refused_for_its_names_was_left_in_the_plugins_folder() {
         .set_manifest("ghost", "queue = \"default\"\n")
         .unwrap_err();
     assert!(
-        matches!(error, hippo::runtime::DeployError::NotFound(_)),
+        matches!(error, hippo_runtime::DeployError::NotFound(_)),
         "{error}"
     );
     assert_eq!(listing(), before);

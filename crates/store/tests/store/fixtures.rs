@@ -1,7 +1,7 @@
 //! What every store test uses: a store per backend, deterministic vectors
 //! and memories, and the filter's meaning written out plainly.
 
-use hippo::store::{
+use hippo_store::{
     Filter, Hit, Memory, MemoryType, StoreConfig, Stored, VectorStore, drop_collections, open,
 };
 use std::collections::HashSet;

@@ -5,11 +5,11 @@
 //! async runtime, `execute_blocking` on the caller's thread) and whatever
 //! the plugin is granted.
 
-use hippo::runtime::{
+use hippo_runtime::{
     CancelToken, Capability, LimitOverrides, LoadedPlugin, Manifest, Runtime, RuntimeConfig,
     TaskFailure, TaskOutcome, TaskRequest,
 };
-use hippo_integration_tests::{assert_still_healthy, guest, hostile, runtime, runtime_with};
+use hippo_test_support::{assert_still_healthy, guest, hostile, runtime, runtime_with};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

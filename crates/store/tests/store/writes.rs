@@ -1,7 +1,7 @@
 //! Conformance: what writes, deletes and snapshots do.
 
 use super::fixtures::*;
-use hippo::store::{Collection, Filter, Hit, MemoryType, StoreError, Stored, Visibility};
+use hippo_store::{Collection, Filter, Hit, MemoryType, StoreError, Stored, Visibility};
 
 pub fn round_trip_keeps_every_field(f: &Fixture) {
     let mut rng = Rng(1);

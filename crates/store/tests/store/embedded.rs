@@ -3,7 +3,7 @@
 //! the benchmark.
 
 use super::fixtures::*;
-use hippo::store::{
+use hippo_store::{
     Filter, MemoryType, StoreBackend, StoreConfig, StoreError, Stored, open, restore_embedded,
 };
 use std::sync::Arc;

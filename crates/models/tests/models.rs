@@ -4,7 +4,7 @@
 //! onnxruntime on the same graphs (all-minilm-l6-v2/reference.json, written
 //! by fetch-models).
 
-use hippo::models::{
+use hippo_models::{
     ModelConfig, ModelError, Models, ModelsConfig, Pooling, RerankerConfig, TextKind,
     default_models_dir,
 };

@@ -2,8 +2,8 @@
 //! semantics, and each plugin namespace's quota on keys and bytes.
 
 use super::*;
-use hippo::broker::{KvError, KvQuota, KvSpace};
-use hippo::kv::QuotaKind;
+use hippo_broker::{KvError, KvQuota, KvSpace};
+use hippo_kv::QuotaKind;
 
 conformance!(
     kv_set_get_delete_and_ttl,

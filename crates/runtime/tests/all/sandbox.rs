@@ -1,11 +1,11 @@
 //! The sandbox and the limits, on real components: every hostile case fails
 //! cleanly with a clear reason, and the next task on the same runtime succeeds.
 
-use hippo::runtime::{
+use hippo_runtime::{
     CancelToken, LimitOverrides, LoadError, LogSource, Manifest, RuntimeConfig, TaskFailure,
     TaskRequest,
 };
-use hippo_integration_tests::{
+use hippo_test_support::{
     assert_still_healthy, guest, hostile, output, run, runtime, runtime_with,
 };
 use serde_json::json;
@@ -366,7 +366,7 @@ fn progress_reports_reach_the_sink() {
     );
     request.progress = Some(Arc::new({
         let seen = seen.clone();
-        move |p: &hippo::runtime::Progress| seen.lock().unwrap().push((p.done, p.total))
+        move |p: &hippo_runtime::Progress| seen.lock().unwrap().push((p.done, p.total))
     }));
     output(&runtime.execute_blocking(&plugin, &request));
     assert_eq!(*seen.lock().unwrap(), vec![(1, 4), (2, 4), (3, 4), (4, 4)]);

@@ -595,7 +595,7 @@ async fn a_task_settled_without_a_start_records_its_start_or_ends_revoked(backen
     let record = b.task(&quick).await.unwrap().unwrap();
     assert_eq!(record.state, TaskState::Success);
     assert_eq!(record.result, Some(output(json!("done"))));
-    let states = |events: Vec<hippo::broker::Event>, id: &str| -> Vec<TaskState> {
+    let states = |events: Vec<hippo_broker::Event>, id: &str| -> Vec<TaskState> {
         events
             .into_iter()
             .filter(|e| e.task_id == id)

@@ -6,16 +6,15 @@
 //!
 //! The tests only use the [`Broker`] trait, so both backends are held to
 //! the same semantics (see `crates/broker/src/lib.rs`). They are grouped by
-//! concept in `broker_conformance/`: delivery, failures, results,
+//! concept in `conformance/`: delivery, failures, results,
 //! inspection and the key-value store; the fixtures are here.
 
-use hippo::broker::{
+use hippo_broker::{
     Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
     RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskOutput,
     TaskState, WorkerHeartbeat, now_ms,
 };
-use hippo::runtime::{ExecStats, Progress, TaskFailure};
-use hippo_integration_tests::redis_url;
+use hippo_task::{ExecStats, Progress, TaskFailure};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +74,13 @@ fn unique_prefix() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("hippo-test:{}:{}:{n}:", std::process::id(), now_ms())
+}
+
+/// The test redis-server, which `scripts/test` starts and names in
+/// `HIPPO_TEST_REDIS_URL`; unset, the Redis variants fail.
+fn redis_url() -> String {
+    std::env::var("HIPPO_TEST_REDIS_URL")
+        .expect("HIPPO_TEST_REDIS_URL names the test redis-server (scripts/test starts one)")
 }
 
 async fn open_with(backend: Backend, config: BrokerConfig) -> Fixture {
@@ -193,15 +199,15 @@ async fn state(b: &Fixture, id: &str) -> TaskState {
         .state
 }
 
-#[path = "broker_conformance/delivery.rs"]
+#[path = "conformance/delivery.rs"]
 mod delivery;
-#[path = "broker_conformance/failures.rs"]
+#[path = "conformance/failures.rs"]
 mod failures;
-#[path = "broker_conformance/inspection.rs"]
+#[path = "conformance/inspection.rs"]
 mod inspection;
-#[path = "broker_conformance/kv.rs"]
+#[path = "conformance/kv.rs"]
 mod kv;
-#[path = "broker_conformance/limits.rs"]
+#[path = "conformance/limits.rs"]
 mod limits;
-#[path = "broker_conformance/results.rs"]
+#[path = "conformance/results.rs"]
 mod results;

@@ -2,8 +2,8 @@
 //! one whose stack in linear memory runs out, one whose output is over any
 //! copy limit, each named as such and not as wasmtime's internals.
 
-use hippo::runtime::{LimitOverrides, TaskFailure, TaskRequest};
-use hippo_integration_tests::{assert_still_healthy, hostile, run, runtime};
+use hippo_runtime::{LimitOverrides, TaskFailure, TaskRequest};
+use hippo_test_support::{assert_still_healthy, hostile, run, runtime};
 use serde_json::json;
 
 #[test]
