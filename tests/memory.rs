@@ -307,6 +307,33 @@ fn a_task_acts_for_the_user_of_its_submission_not_of_its_input() {
     assert_eq!(text_of(&kept["memory"]), "I like dark chocolate");
 }
 
+/// The memory capability is a crate of its own, plugged into the runtime
+/// and linked into a plugin's instances only where the host has it and the
+/// manifest grants it. On a host without it (`hippo run` has no models), a
+/// memory plugin still loads, and its calls fail naming the import.
+#[test]
+fn a_granted_capability_the_host_lacks_fails_its_calls_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    hippo_integration_tests::copy_memory_plugins(dir.path());
+    let runtime = hippo_integration_tests::runtime();
+    let plugin =
+        hippo::runtime::load_plugin_file(&runtime, &dir.path().join("memory.wasm"), None).unwrap();
+    let mut request = TaskRequest::new(
+        "memory.create",
+        json!({"user_id": "alice", "text": "I like tea"}).to_string(),
+    );
+    request.acting_for = Some("alice".into());
+    let failure = runtime
+        .execute_blocking(&plugin, &request)
+        .result
+        .expect_err("a memory task ran on a host without the memory capability");
+    let failure = failure.to_string();
+    assert!(
+        failure.contains("hippo:tasks/embeddings") && failure.contains("does not provide"),
+        "{failure}"
+    );
+}
+
 #[test]
 fn an_update_embeds_again_only_when_the_text_changes() {
     let f = Fixture::new();

@@ -13,6 +13,7 @@
 //! | [`broker`] | `hippo-broker` | durable queues (embedded, Redis) |
 //! | [`runtime`] | `hippo-runtime` | the WebAssembly sandbox and plugins |
 //! | [`models`] | `hippo-models` | embedding and reranking models |
+//! | [`memory`] | `hippo-memory` | the memory host capability, per user |
 //! | [`store`] | `hippo-store` | the vector store (Qdrant) |
 //! | [`scheduler`] | `hippo-scheduler` | the beat |
 //! | [`worker`] | `hippo-worker` | workers |
@@ -24,6 +25,7 @@ pub use hippo_api as api;
 pub use hippo_api::metrics;
 pub use hippo_broker as broker;
 pub use hippo_kv as kv;
+pub use hippo_memory as memory;
 pub use hippo_models as models;
 pub use hippo_runtime as runtime;
 pub use hippo_scheduler as scheduler;

@@ -2,6 +2,7 @@
 //! plugins, loaded from `plugins/` as a registry scan finds them.
 
 use hippo::broker::{BrokerConfig, EmbeddedBroker, SharedBroker};
+use hippo::memory::MemoryServices;
 use hippo::models::ModelsConfig;
 use hippo::models::{Embedder, TextKind};
 use hippo::runtime::{
@@ -52,11 +53,9 @@ impl Fixture {
             let _inside = tokio.enter();
             memory_services_with(&broker, data.path(), models)
         };
-        let store = services
-            .store
-            .clone()
-            .expect("the test process has a store");
-        let embedder = services
+        let memory = MemoryServices::of(&services).expect("the test process has memory services");
+        let store = memory.store.clone().expect("the test process has a store");
+        let embedder = memory
             .embeddings
             .clone()
             .expect("the test process has models");

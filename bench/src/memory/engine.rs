@@ -24,6 +24,7 @@ use crate::memory::embed::{dirs_home, embed_throughput, python_throughput};
 use crate::report::Report;
 use crate::stats::Summary;
 use anyhow::{Context as _, bail, ensure};
+use hippo::memory::MemoryServices;
 use hippo::models::{ModelsConfig, default_models_dir};
 use hippo::store::{Stored, VectorStore};
 use serde_json::{Value, json};
@@ -224,7 +225,9 @@ async fn measure(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let services = stack.registry.runtime().services();
-    let store: Arc<dyn VectorStore> = services.store.clone().context("no memory store")?;
+    let store: Arc<dyn VectorStore> = MemoryServices::of(services)
+        .and_then(|m| m.store.clone())
+        .context("no memory store")?;
     let rss_models = rss_mib()?;
     report.float("worker_rss_models_mib", rss_models, 1);
     println!("worker with the models loaded: {rss_models:.0} MiB resident");

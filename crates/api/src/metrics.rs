@@ -7,6 +7,7 @@
 //! process and restart from zero with it, as Prometheus counters may.
 
 use hippo_broker::{BrokerError, SharedBroker};
+use hippo_memory::MemoryServices;
 use hippo_runtime::PluginRegistry;
 use std::fmt::Write as _;
 
@@ -148,10 +149,18 @@ pub async fn render(
         "Plugins this process has in service.",
     )
     .sample(&[], registry.plugins().len() as f64);
-    let services = registry.runtime().services();
+    let memory = MemoryServices::of(registry.runtime().services());
     let models = [
-        ("embedder", services.embeddings.as_ref().map(|e| e.stats())),
-        ("reranker", services.reranker.as_ref().map(|r| r.stats())),
+        (
+            "embedder",
+            memory
+                .and_then(|m| m.embeddings.as_ref())
+                .map(|e| e.stats()),
+        ),
+        (
+            "reranker",
+            memory.and_then(|m| m.reranker.as_ref()).map(|r| r.stats()),
+        ),
     ];
     type Count = fn(&hippo_models::BatchStats) -> u64;
     let per_model: [(&str, &str, Count); 3] = [

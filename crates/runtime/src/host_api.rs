@@ -1,5 +1,7 @@
-//! The host side of the `hippo:tasks` WIT package: generated bindings, the
-//! per-task store state, and the host imports a plugin may be granted.
+//! The host side of the `hippo:tasks` WIT package's `task-host` world (the
+//! runtime's own interfaces): generated bindings, the per-task store state,
+//! and the task-local host imports. Other capabilities (`memory-host`) are
+//! bound by the crates that provide them (see [`super::HostCapability`]).
 
 use super::task_log::{LogLevel, LogSource, TaskLog};
 use hippo_task::Progress;
@@ -11,22 +13,19 @@ use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
-    world: "task-plugin",
+    world: "task-host",
     path: "../../tasks-wit/wit",
     // Guests run as futures: they yield at every epoch tick (see
     // `on_epoch_tick`), so a task can run on the async runtime's own
     // threads without stalling them.
     exports: { default: async },
-    // Every service call that can wait (a model batch, the store, the
-    // key-value store, the health probes) is a future too: a guest waiting
+    // Every service call that can wait (the key-value store, the health
+    // probes; the other capabilities do the same) is a future too: a guest waiting
     // in one is suspended, not blocking a thread, so the task's watchdog
     // (`Watchdog`) can stop it at its hard deadline or on revocation by
     // dropping the call. The task-local calls (log, progress, deadline)
     // return at once and stay plain functions.
     imports: {
-        "hippo:tasks/embeddings.embed": async,
-        "hippo:tasks/rerank.score": async,
-        "hippo:tasks/memory-store": async,
         "hippo:tasks/kv": async,
         "hippo:tasks/health": async,
     },
@@ -135,8 +134,9 @@ impl Deadlines {
 }
 
 /// Everything a task's [`wasmtime::Store`] holds. A fresh one per task, so
-/// nothing survives from one task to the next.
-pub(crate) struct GuestState {
+/// nothing survives from one task to the next. Opaque outside the runtime
+/// but for [`GuestState::capability`], the state of one host capability.
+pub struct GuestState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: TaskLimiter,
@@ -146,6 +146,21 @@ pub(crate) struct GuestState {
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) last_progress: Option<Progress>,
     pub(crate) scope: super::services::TaskScope,
+}
+
+impl GuestState {
+    /// The task's state of the capability whose state has type `S`: the one
+    /// it built for this task ([`super::HostCapability::task_state`]), or a
+    /// default one (in `describe`, which acts for nobody).
+    pub fn capability<S: std::any::Any + Send + Default>(&mut self) -> &mut S {
+        self.scope.capabilities.get_mut()
+    }
+}
+
+impl std::fmt::Debug for GuestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestState").finish_non_exhaustive()
+    }
 }
 
 impl WasiView for GuestState {

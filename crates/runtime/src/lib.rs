@@ -13,17 +13,17 @@
 //! ```
 //!
 //! Owns the sandbox, the limits and their watchdog, plugins, their names
-//! and the registry, and the host interfaces. Depends on `hippo-task` and
-//! `hippo-kv`, never on a broker, the scheduler, the worker or the API. It
-//! still links `hippo-models` and `hippo-store` for the memory host
-//! interfaces (`memory_api`, `service_api`); those are to move to a crate
-//! of their own.
+//! and the registry, and the generic host interfaces (log, progress,
+//! deadline, kv, health). Depends on `hippo-task` and `hippo-kv`, never on
+//! a broker, the scheduler, the worker, the API, the models, the vector
+//! store or the memory types: other capabilities plug in through
+//! [`HostCapability`] (`hippo-memory`), and each plugin links only what its
+//! manifest grants.
 
 mod cache;
 mod engine;
 mod host_api;
 mod manifest;
-mod memory_api;
 mod names;
 mod plugin;
 mod registry;
@@ -35,7 +35,7 @@ mod watchdog;
 
 pub use cache::{ArtifactCache, CacheStats};
 pub use hippo_task::{ExecStats, LimitOverrides, Limits, Progress, Raise, TaskFailure};
-pub use host_api::{CancelToken, ProgressSink};
+pub use host_api::{CancelToken, GuestState, ProgressSink};
 pub use manifest::{Capability, KvManifest, Manifest, TaskManifest};
 pub use plugin::{
     LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec, sha256_hex,
@@ -44,17 +44,43 @@ pub use registry::{
     DeployError, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle,
     load_plugin_file,
 };
-pub use services::{HostServices, ProbeResult};
+pub use services::{HostCapability, HostServices, ProbeResult, TaskGrants, timed};
 pub use task::{TaskOutcome, TaskRequest};
 pub use task_log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 
-use host_api::{GuestState, TaskPlugin};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
+
+/// Adds one host interface to a plugin's linker.
+type AddToLinker = fn(&mut Linker<GuestState>) -> wasmtime::Result<()>;
+
+/// The runtime's own host interfaces, each linked into a plugin's
+/// instances only when its manifest grants it.
+pub(crate) const OWN_INTERFACES: [(Capability, AddToLinker); 5] = {
+    use host_api::hippo::tasks::{deadline, health, kv, log, progress};
+    [
+        (Capability::Log, |l| {
+            log::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        }),
+        (Capability::Progress, |l| {
+            progress::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        }),
+        (Capability::Deadline, |l| {
+            deadline::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        }),
+        (Capability::Kv, |l| {
+            kv::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        }),
+        (Capability::Health, |l| {
+            health::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        }),
+    ]
+};
 
 /// Settings of the runtime itself (per-task limits have their own layers).
 #[derive(Debug, Clone)]
@@ -112,7 +138,6 @@ pub enum RuntimeError {
 /// The task runtime. Cheap to share behind an `Arc`.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<GuestState>,
     config: RuntimeConfig,
     slots: Arc<Semaphore>,
     /// Pool slots kept for `describe` at load, so loading a plugin never
@@ -160,22 +185,33 @@ impl Runtime {
         services: HostServices,
     ) -> Result<Self, RuntimeError> {
         let engine = engine::build_engine(&config).map_err(|e| RuntimeError::Engine(e.into()))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Engine(e.into()))?;
-        TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let ticker = engine::EpochTicker::start(&engine, config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize));
         Ok(Runtime {
             engine,
-            linker,
             config,
             slots,
             describe_slots: Arc::new(Semaphore::new(DESCRIBE_SLOTS as usize)),
             services: Arc::new(services),
             ticker,
         })
+    }
+
+    /// The linker of a plugin granted `granted`: WASI (with nothing of the
+    /// host behind it, see `task::new_store`) and, of the host interfaces,
+    /// only the granted ones, so a plugin cannot reach an ungranted
+    /// function even through a host bug in the import check.
+    fn linker_for(&self, granted: &BTreeSet<Capability>) -> wasmtime::Result<Linker<GuestState>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        host_api::hippo::tasks::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        for (capability, add) in OWN_INTERFACES {
+            if granted.contains(&capability) {
+                add(&mut linker)?;
+            }
+        }
+        self.services.add_to_linker(&mut linker, granted)?;
+        Ok(linker)
     }
 
     /// The shared wasmtime engine.
@@ -210,9 +246,13 @@ impl Runtime {
         source: Option<&Path>,
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm_sha256 = sha256_hex(wasm);
+        let linker = self
+            .linker_for(&manifest.grants)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let (pre, from_cache) = plugin::prepare(
             &self.engine,
-            &self.linker,
+            linker,
+            &self.services.provided(),
             wasm,
             &wasm_sha256,
             &manifest,

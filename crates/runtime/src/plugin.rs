@@ -1,7 +1,7 @@
 //! A plugin component, validated, compiled and described: ready to run tasks.
 
 use super::cache::ArtifactCache;
-use super::host_api::{GuestState, TaskPluginPre};
+use super::host_api::{GuestState, TaskHostPre};
 use super::manifest::{Capability, Manifest};
 use hippo_task::LimitOverrides;
 use serde::Serialize;
@@ -99,7 +99,7 @@ pub struct LoadedPlugin {
     pub source: Option<PathBuf>,
     /// Whether the compiled code came from the precompiled cache.
     pub from_cache: bool,
-    pub(crate) pre: TaskPluginPre<GuestState>,
+    pub(crate) pre: TaskHostPre<GuestState>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -203,12 +203,13 @@ pub(crate) fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
 /// that its manifest does not grant. `describe` is not called here.
 pub(crate) fn prepare(
     engine: &Engine,
-    linker: &Linker<GuestState>,
+    mut linker: Linker<GuestState>,
+    provided: &BTreeSet<Capability>,
     wasm: &[u8],
     wasm_sha256: &str,
     manifest: &Manifest,
     cache: Option<&ArtifactCache>,
-) -> Result<(TaskPluginPre<GuestState>, bool), LoadError> {
+) -> Result<(TaskHostPre<GuestState>, bool), LoadError> {
     check_header(wasm)?;
     let (component, from_cache) = match cache {
         Some(cache) => cache.load(engine, wasm, wasm_sha256),
@@ -216,10 +217,12 @@ pub(crate) fn prepare(
     }
     .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     check_imports(engine, &component, &manifest.grants)?;
+    trap_unprovided(engine, &mut linker, &component, provided)
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    let pre = TaskPluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let pre = TaskHostPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
     Ok((pre, from_cache))
 }
 
@@ -272,6 +275,46 @@ fn check_imports(
             return Err(LoadError::UnknownImport {
                 import: import.to_string(),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Defines the functions of the host interfaces `component` imports and
+/// is granted but that nothing on this host provides (`hippo run` has no
+/// models) as functions that trap, naming the import: such a plugin still
+/// loads, and fails only if it calls them.
+fn trap_unprovided(
+    engine: &Engine,
+    linker: &mut Linker<GuestState>,
+    component: &Component,
+    provided: &BTreeSet<Capability>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (import, item) in component.component_type().imports(engine) {
+        let unversioned = import.split('@').next().unwrap_or(import);
+        let Some((HOST_PACKAGE, interface)) = unversioned.split_once('/') else {
+            continue;
+        };
+        let (Some(capability), ComponentItem::ComponentInstance(instance)) =
+            (Capability::from_interface(interface), item.ty)
+        else {
+            continue;
+        };
+        if provided.contains(&capability) {
+            continue;
+        }
+        let mut stubs = linker.instance(import)?;
+        for (function, item) in instance.exports(engine) {
+            if let ComponentItem::ComponentFunc(_) = item.ty {
+                let message = format!(
+                    "`{import}#{function}` is granted, but this host does not provide \
+                     `{capability}` (no such service is configured)"
+                );
+                stubs.func_new(function, move |_, _, _, _| {
+                    Err(wasmtime::Error::msg(message.clone()))
+                })?;
+            }
         }
     }
     Ok(())

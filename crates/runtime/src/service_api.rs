@@ -1,5 +1,5 @@
-//! The host side of the service interfaces (`embeddings`, `rerank`,
-//! `memory-store`, `kv`, `health`): what a granted plugin's calls do.
+//! The host side of the runtime's service interfaces (`kv`, `health`):
+//! what a granted plugin's calls do.
 //!
 //! Every call that can wait is async (see the `imports` of the bindings in
 //! `host_api.rs`): the guest is suspended while it waits, so its watchdog
@@ -7,71 +7,8 @@
 //! Tokio's blocking threads, never on the thread that polls the guest.
 
 use super::host_api::GuestState;
-use super::host_api::hippo::tasks::{embeddings, health, kv, rerank};
-use hippo_models::TextKind;
+use super::host_api::hippo::tasks::{health, kv};
 use std::time::Duration;
-
-/// Texts one `embed` call may send: a bigger batch only adds latency for
-/// the other tasks sharing the model.
-const MAX_EMBED_TEXTS: usize = 1024;
-
-impl embeddings::Host for GuestState {
-    async fn embed(
-        &mut self,
-        texts: Vec<String>,
-        kind: embeddings::TextKind,
-    ) -> Result<Vec<Vec<f32>>, String> {
-        let Some(embedder) = self.scope.services.embeddings.clone() else {
-            return Err("no embedding model is configured on this host".into());
-        };
-        if texts.len() > MAX_EMBED_TEXTS {
-            return Err(format!(
-                "{} texts in one call; at most {MAX_EMBED_TEXTS}",
-                texts.len()
-            ));
-        }
-        let kind = match kind {
-            embeddings::TextKind::Document => TextKind::Document,
-            embeddings::TextKind::Query => TextKind::Query,
-        };
-        embedder.embed(texts, kind).await.map_err(|e| e.to_string())
-    }
-
-    fn dimension(&mut self) -> u32 {
-        self.scope
-            .services
-            .embeddings
-            .as_ref()
-            .map_or(0, |e| e.dimension() as u32)
-    }
-
-    fn thresholds(&mut self) -> embeddings::SimilarityThresholds {
-        let (duplicate, same) = self.scope.services.embeddings.as_ref().map_or(
-            (
-                hippo_models::config::REFERENCE_DUPLICATE_ABOVE,
-                hippo_models::config::REFERENCE_SAME_ABOVE,
-            ),
-            |e| e.thresholds(),
-        );
-        embeddings::SimilarityThresholds { duplicate, same }
-    }
-}
-
-impl rerank::Host for GuestState {
-    fn available(&mut self) -> bool {
-        self.scope.services.reranker.is_some()
-    }
-
-    async fn score(&mut self, query: String, passages: Vec<String>) -> Result<Vec<f32>, String> {
-        match self.scope.services.reranker.clone() {
-            Some(reranker) => reranker
-                .score(&query, &passages)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("no reranker is configured on this host".into()),
-        }
-    }
-}
 
 impl kv::Host for GuestState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {

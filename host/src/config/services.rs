@@ -10,6 +10,7 @@
 
 use super::{BrokerTarget, ConfigError};
 use crate::broker::SharedBroker;
+use crate::memory::MemoryServices;
 use crate::models::{Models, ModelsConfig};
 use crate::runtime::HostServices;
 use crate::store::{StoreConfig, VectorStore};
@@ -70,6 +71,7 @@ impl MemorySettings {
         let Some(models) = &self.models else {
             return Ok(services);
         };
+        let mut memory = MemoryServices::default();
         let models = Models::load(models)?;
         if let Some(store) = &self.store {
             let config = StoreConfig {
@@ -77,7 +79,7 @@ impl MemorySettings {
                 ..store.clone()
             };
             let store: Arc<dyn VectorStore> = crate::store::open(&config)?;
-            services.store = Some(store);
+            memory.store = Some(store);
         } else {
             tracing::warn!(
                 "no memory store: this worker shares a Redis broker, so set HIPPO_QDRANT_URL \
@@ -85,8 +87,9 @@ impl MemorySettings {
                  on the embedded broker)"
             );
         }
-        services.embeddings = Some(models.embedder);
-        services.reranker = models.reranker;
+        memory.embeddings = Some(models.embedder);
+        memory.reranker = models.reranker;
+        services.capabilities.push(Arc::new(memory));
         Ok(services)
     }
 }

@@ -28,6 +28,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hippo_memory::MemoryServices;
 use hippo_runtime::{TaskFailure, TaskRequest};
 use requests::{check_batch, check_delete, check_new, check_query, check_recall, check_update};
 use serde::Serialize;
@@ -190,7 +191,7 @@ async fn run_inline<T: DeserializeOwned>(
         ))
     })?;
     let runtime = state.registry.runtime();
-    if runtime.services().embeddings.is_none() {
+    if MemoryServices::of(runtime.services()).is_none_or(|m| m.embeddings.is_none()) {
         return Err(ApiError::unavailable(
             "this process runs no memory services (start it with `hippo serve`, or point it at a Qdrant server)",
         ));

@@ -1,10 +1,11 @@
 //! The host side of `hippo:tasks/memory-store`: typed records in and out,
-//! and the isolation rule: a task acts for the `user_id` of its input and
-//! sees and changes only that user's memories, whatever it asks; only
-//! plugins granted `memory-maintenance` act across users.
+//! and the isolation rule: a task acts for the user its submission acts for
+//! (decided once, at submission) and sees and changes only that user's
+//! memories, whatever it asks; only plugins granted `memory-maintenance`
+//! act across users.
 
-use super::host_api::GuestState;
-use super::host_api::hippo::tasks::memory_store as wit;
+use crate::MemoryTask;
+use crate::bindings::hippo::tasks::memory_store as wit;
 use hippo_store::{self as store, StoreError, VectorStore};
 use std::sync::Arc;
 
@@ -23,19 +24,19 @@ fn forbidden(message: impl Into<String>) -> wit::StoreError {
     wit::StoreError::Forbidden(message.into())
 }
 
-impl GuestState {
+impl MemoryTask {
     fn memory_store(&self) -> WitResult<Arc<dyn VectorStore>> {
-        self.scope.services.store.clone().ok_or_else(|| {
+        self.services.store.clone().ok_or_else(|| {
             wit::StoreError::Unavailable("no memory store is configured on this host".into())
         })
     }
 
     /// The user every call of this task is limited to (`None`: maintenance, all users).
     fn acting_user(&self) -> WitResult<Option<&str>> {
-        if self.scope.maintenance {
+        if self.maintenance {
             return Ok(None);
         }
-        match self.scope.user.as_deref() {
+        match self.user.as_deref() {
             Some(user) => Ok(Some(user)),
             None => Err(forbidden(
                 "the task acts for no user (its submission named no user_id), so it may not use the memory store",
@@ -91,7 +92,7 @@ fn visible(
         .collect())
 }
 
-impl wit::Host for GuestState {
+impl wit::Host for MemoryTask {
     async fn upsert(&mut self, items: Vec<wit::Stored>) -> WitResult<()> {
         let items = items
             .into_iter()
@@ -230,7 +231,7 @@ impl wit::Host for GuestState {
     }
 
     async fn snapshot(&mut self, keep: u32) -> WitResult<Vec<wit::SnapshotInfo>> {
-        if !self.scope.maintenance {
+        if !self.maintenance {
             return Err(forbidden("snapshots need the memory-maintenance grant"));
         }
         on_store(self.memory_store()?, move |store| {
