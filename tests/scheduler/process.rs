@@ -2,7 +2,7 @@
 //! two `hippo worker` processes on one Redis fire each slot once.
 
 use super::{assert_consecutive_seconds, fired_slots, registry};
-use hippo::broker::{Broker, BrokerConfig, RedisBroker};
+use hippo::broker::{BrokerConfig, Inspection, RedisBroker};
 use hippo_integration_tests::serve::{Serve, hippo_api, parts};
 use hippo_integration_tests::{hippo_bin, redis_url};
 use serde_json::{Value, json};

@@ -2,6 +2,12 @@
 //! [`EmbeddedBroker`] (durable on local disk, the default) and
 //! [`RedisBroker`] (Redis Streams, for many processes).
 //!
+//! A broker has four roles, a trait each, implemented by each backend in a
+//! file of its own: [`TaskQueue`] (submit, lease, settle, revoke, purge,
+//! housekeeping), [`Inspection`] (records, figures, the event log),
+//! [`DeadLetters`] and [`WorkerRegistry`]. [`Broker`] is all four plus the
+//! key-value store, which the runtime gets on its own as a [`KeyValue`].
+//!
 //! Both pass one conformance suite (`tests/conformance.rs`). The
 //! semantics they share:
 //! - a submission is durable when `submit` returns;
@@ -122,9 +128,11 @@ impl Default for BrokerConfig {
     }
 }
 
-/// A task queue with leases, results, revocations and an event log.
+/// Queueing: what producers and workers do with tasks. Submit; reserve
+/// under a lease and keep it; report, settle or hand back; revoke and
+/// purge; and the housekeeping that moves due and expired tasks.
 #[async_trait::async_trait]
-pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
+pub trait TaskQueue: Send + Sync + std::fmt::Debug + 'static {
     /// The settings the broker runs with.
     fn config(&self) -> &BrokerConfig;
 
@@ -201,6 +209,19 @@ pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
     /// message delays the stop by one heartbeat at most.
     fn revocations(&self) -> tokio::sync::broadcast::Receiver<String>;
 
+    /// Removes every ready task of `queue` (they become REVOKED); returns how many.
+    async fn purge(&self, queue: &str) -> Result<u64, BrokerError>;
+
+    /// Housekeeping that any worker may run at any time, concurrently with
+    /// others: releases due scheduled tasks, returns expired leases to their
+    /// queues, and drops expired records. Returns how many tasks it moved.
+    async fn maintain(&self) -> Result<u64, BrokerError>;
+}
+
+/// Inspection: task records (and waiting for one to finish), queue
+/// figures, scheduled and leased tasks, and the event log.
+#[async_trait::async_trait]
+pub trait Inspection: Send + Sync + 'static {
     /// The task's record, if it exists and has not expired.
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, BrokerError>;
 
@@ -221,9 +242,13 @@ pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
     /// Tasks currently leased, with the consumer holding each.
     async fn reserved(&self) -> Result<Vec<Delivery>, BrokerError>;
 
-    /// Removes every ready task of `queue` (they become REVOKED); returns how many.
-    async fn purge(&self, queue: &str) -> Result<u64, BrokerError>;
+    /// Events after `after` (a `seq`), oldest first, at most `limit`.
+    async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError>;
+}
 
+/// Dead letters: tasks that failed for good, listed, replayed or purged.
+#[async_trait::async_trait]
+pub trait DeadLetters: Send + Sync + 'static {
     /// Tasks that failed for good, newest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError>;
 
@@ -232,7 +257,11 @@ pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
 
     /// Forgets every dead letter; returns how many.
     async fn purge_dead_letters(&self) -> Result<u64, BrokerError>;
+}
 
+/// The worker registry: each worker's heartbeat, expiring unless renewed.
+#[async_trait::async_trait]
+pub trait WorkerRegistry: Send + Sync + 'static {
     /// Stores a worker's heartbeat (it expires if not renewed).
     async fn record_worker(
         &self,
@@ -242,14 +271,16 @@ pub trait Broker: KeyValue + Send + Sync + std::fmt::Debug + 'static {
 
     /// Workers whose heartbeat has not expired.
     async fn workers(&self) -> Result<Vec<WorkerHeartbeat>, BrokerError>;
+}
 
-    /// Events after `after` (a `seq`), oldest first, at most `limit`.
-    async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError>;
+/// A broker backend: every role above, over one storage, and the
+/// plugins' key-value store on the same storage. Both backends implement
+/// each role; a caller names the roles it uses (`use hippo_broker::{TaskQueue, Inspection}`).
+pub trait Broker: TaskQueue + Inspection + DeadLetters + WorkerRegistry + KeyValue {}
 
-    /// Housekeeping that any worker may run at any time, concurrently with
-    /// others: releases due scheduled tasks, returns expired leases to their
-    /// queues, and drops expired records. Returns how many tasks it moved.
-    async fn maintain(&self) -> Result<u64, BrokerError>;
+impl<B> Broker for B where
+    B: TaskQueue + Inspection + DeadLetters + WorkerRegistry + KeyValue + ?Sized
+{
 }
 
 /// A shared broker.

@@ -412,8 +412,8 @@ mod tests {
     use super::super::EmbeddedBroker;
     use super::*;
     use crate::{
-        Broker, BrokerConfig, KeyValue, KvError, KvQuota, KvSpace, LeaseStatus, RevokeOutcome,
-        RunMeta, Settlement, TaskMessage, TaskState,
+        BrokerConfig, DeadLetters, Inspection, KeyValue, KvError, KvQuota, KvSpace, LeaseStatus,
+        RevokeOutcome, RunMeta, Settlement, TaskMessage, TaskQueue, TaskState,
     };
 
     /// A plugin's space with room for one key, so a replay that lost the

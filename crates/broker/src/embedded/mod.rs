@@ -8,7 +8,7 @@
 //! Reads run concurrently on snapshots.
 
 use super::model::*;
-use super::{Broker, BrokerConfig, BrokerError, JournalSync};
+use super::{BrokerConfig, BrokerError, JournalSync, TaskQueue};
 use hippo_task::Progress;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
 
+mod dead_letters;
+mod inspection;
 mod journal;
 mod kv;
 mod tables;
+mod workers;
 mod writer;
 
 use journal::{Journal, Tx};
@@ -220,7 +223,7 @@ impl Drop for EmbeddedBroker {
 }
 
 #[async_trait::async_trait]
-impl Broker for EmbeddedBroker {
+impl TaskQueue for EmbeddedBroker {
     fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -562,108 +565,6 @@ impl Broker for EmbeddedBroker {
         self.shared.revocations.subscribe()
     }
 
-    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, BrokerError> {
-        Ok(self.read_task(task_id)?.map(|t| t.record))
-    }
-
-    async fn wait(
-        &self,
-        task_id: &str,
-        timeout: Duration,
-    ) -> Result<Option<TaskRecord>, BrokerError> {
-        let waiter = self
-            .shared
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(task_id.to_string())
-            .or_default()
-            .clone();
-        let finished = waiter.notified();
-        tokio::pin!(finished);
-        finished.as_mut().enable();
-        let record = match self.task(task_id).await? {
-            Some(record) if !record.state.is_terminal() => {
-                let _ = tokio::time::timeout(timeout, finished).await;
-                self.task(task_id).await?
-            }
-            other => other,
-        };
-        let mut waiters = self
-            .shared
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Ours and the map's: nobody else waits, so the entry can go.
-        if Arc::strong_count(&waiter) <= 2 {
-            waiters.remove(task_id);
-        }
-        Ok(record)
-    }
-
-    async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let ready = txn.open_table(READY).map_err(storage)?;
-        let mut stats: Vec<QueueStats> = self
-            .config
-            .queues
-            .iter()
-            .map(|name| QueueStats {
-                name: name.clone(),
-                ready: 0,
-                reserved: 0,
-                scheduled: 0,
-            })
-            .collect();
-        for stat in &mut stats {
-            stat.ready = ready
-                .range((stat.name.as_str(), 0u8, 0u64)..=(stat.name.as_str(), u8::MAX, u64::MAX))
-                .map_err(storage)?
-                .count() as u64;
-        }
-        drop(ready);
-        for (table, reserved) in [(LEASES, true), (DELAYED, false)] {
-            for task in self.indexed_tasks(table, usize::MAX, false)? {
-                let Some(stat) = stats
-                    .iter_mut()
-                    .find(|s| s.name == task.record.message.queue)
-                else {
-                    continue;
-                };
-                if reserved {
-                    stat.reserved += 1;
-                } else {
-                    stat.scheduled += 1;
-                }
-            }
-        }
-        Ok(stats)
-    }
-
-    async fn scheduled(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
-        Ok(self
-            .indexed_tasks(DELAYED, limit, false)?
-            .into_iter()
-            .map(|t| t.record)
-            .collect())
-    }
-
-    async fn reserved(&self) -> Result<Vec<Delivery>, BrokerError> {
-        let leased = self.indexed_tasks(LEASES, usize::MAX, false)?;
-        Ok(leased
-            .into_iter()
-            .filter_map(|task| {
-                let lease = task.lease?;
-                Some(Delivery {
-                    message: task.record.message,
-                    generation: task.generation,
-                    consumer: lease.consumer,
-                    receipt: lease.receipt,
-                })
-            })
-            .collect())
-    }
-
     async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
         if !self.config.queues.iter().any(|q| q == queue) {
             return Err(BrokerError::UnknownQueue(queue.to_string()));
@@ -690,118 +591,6 @@ impl Broker for EmbeddedBroker {
             Ok((purged, Some(completion)))
         })
         .await
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
-        Ok(self
-            .indexed_tasks(DEAD, limit, true)?
-            .into_iter()
-            .map(|t| t.record)
-            .collect())
-    }
-
-    async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
-        let task_id = task_id.to_string();
-        self.write(true, move |txn, config| {
-            let Some(mut dead) = load(txn, &task_id)? else {
-                return Ok((None, None));
-            };
-            let Some(seq) = dead.dead_seq.take() else {
-                return Ok((None, None));
-            };
-            txn.open(DEAD)?.remove((seq, task_id.as_str()))?;
-            store(txn, &dead)?;
-            let mut message = dead.record.message;
-            message.id = new_task_id();
-            message.attempt = 1;
-            message.eta_ms = None;
-            message.idempotency_key = None;
-            message.submitted_ms = now_ms();
-            let new_id = message.id.clone();
-            let mut task = StoredTask::pending(message);
-            make_ready(
-                txn,
-                config,
-                &mut task,
-                Some(format!("replay of dead letter {task_id}")),
-            )?;
-            store(txn, &task)?;
-            Ok((
-                Some(new_id),
-                Some(Box::new(|shared: &Shared| shared.work.notify_waiters()) as Completion),
-            ))
-        })
-        .await
-    }
-
-    async fn purge_dead_letters(&self) -> Result<u64, BrokerError> {
-        self.write(true, |txn, _| {
-            let letters: Vec<String> = txn
-                .open(DEAD)?
-                .iter()
-                .map_err(storage)?
-                .map(|entry| {
-                    entry
-                        .map(|(key, _)| key.value().1.to_string())
-                        .map_err(storage)
-                })
-                .collect::<Result<_, _>>()?;
-            for id in &letters {
-                // The record stays (FAILURE) until it expires; it is just no longer a letter.
-                if let Some(mut task) = load(txn, id)? {
-                    task.dead_seq = None;
-                    store(txn, &task)?;
-                }
-            }
-            txn.open(DEAD)?.retain(|_, _| false)?;
-            Ok((letters.len() as u64, None))
-        })
-        .await
-    }
-
-    async fn record_worker(
-        &self,
-        heartbeat: &WorkerHeartbeat,
-        ttl: Duration,
-    ) -> Result<(), BrokerError> {
-        let value = encode(&(heartbeat, now_ms() + ttl.as_millis() as u64))?;
-        let name = heartbeat.name.clone();
-        self.write(false, move |txn, _| {
-            txn.open(WORKERS)?.insert(name.as_str(), value.as_slice())?;
-            Ok(((), None))
-        })
-        .await
-    }
-
-    async fn workers(&self) -> Result<Vec<WorkerHeartbeat>, BrokerError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let now = now_ms();
-        let mut workers = Vec::new();
-        for entry in txn
-            .open_table(WORKERS)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (_, value) = entry.map_err(storage)?;
-            let (heartbeat, expires_ms): (WorkerHeartbeat, u64) = decode(value.value())?;
-            if expires_ms > now {
-                workers.push(heartbeat);
-            }
-        }
-        Ok(workers)
-    }
-
-    async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let start = after.map_or(0, |seq| seq + 1);
-        txn.open_table(EVENTS)
-            .map_err(storage)?
-            .range(start..)
-            .map_err(storage)?
-            .take(limit)
-            .map(|entry| entry.map_err(storage).and_then(|(_, v)| decode(v.value())))
-            .collect()
     }
 
     async fn maintain(&self) -> Result<u64, BrokerError> {

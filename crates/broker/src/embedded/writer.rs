@@ -325,7 +325,7 @@ fn keep_up(db: &Database, journal: &mut Journal) {
 mod tests {
     use super::super::EmbeddedBroker;
     use super::SYNC_EVERY;
-    use crate::{Broker, BrokerConfig, TaskMessage};
+    use crate::{BrokerConfig, Inspection, TaskMessage, TaskQueue};
     use std::sync::Arc;
     use std::time::Duration;
 

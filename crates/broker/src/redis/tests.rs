@@ -2,6 +2,7 @@
 //! (`HIPPO_TEST_REDIS_URL`).
 
 use super::*;
+use crate::Inspection;
 use hippo_task::{ExecStats, TaskFailure};
 use serde_json::json;
 
