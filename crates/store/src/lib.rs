@@ -34,11 +34,11 @@
 //! brokers or models (vectors come in computed).
 
 mod bm25;
+mod collections;
 mod edge;
 mod filter;
 mod fusion;
 mod model;
-mod router;
 mod server;
 mod snapshot;
 
@@ -198,11 +198,11 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn VectorStore>, StoreError> {
     }
     let prefix = &config.collection_prefix;
     Ok(match &config.backend {
-        StoreBackend::Embedded { dir, snapshots_dir } => Arc::new(router::Store::new(
+        StoreBackend::Embedded { dir, snapshots_dir } => Arc::new(collections::Collections::new(
             edge::EdgeBackend::open(dir, snapshots_dir, prefix, config.dimension)?,
             config.dimension,
         )),
-        StoreBackend::Server { url, api_key } => Arc::new(router::Store::new(
+        StoreBackend::Server { url, api_key } => Arc::new(collections::Collections::new(
             server::ServerBackend::connect(url, api_key.as_deref(), prefix, config.dimension)?,
             config.dimension,
         )),

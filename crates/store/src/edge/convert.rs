@@ -3,10 +3,10 @@
 
 use crate::StoreError;
 use crate::bm25::Sparse;
+use crate::collections::{Point, Query};
 use crate::filter::{Cond, Range};
 use crate::fusion::QDRANT_RRF_K;
 use crate::model::{Hit, IndexKind, Stored, from_payload};
-use crate::router::{Point, Query};
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
     Condition, FieldCondition, Filter, Fusion, HasIdCondition, JsonPath, Match, NamedQuery,

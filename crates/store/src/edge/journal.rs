@@ -8,7 +8,7 @@
 //! body is a JSON [`Entry`]; the file format is [`JournalFile`]'s.
 
 use crate::StoreError;
-use crate::router::Point;
+use crate::collections::Point;
 use hippo_journal::JournalFile;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

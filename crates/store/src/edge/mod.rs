@@ -26,9 +26,9 @@ mod convert;
 mod journal;
 
 use super::StoreError;
+use super::collections::{Backend, Point, Query};
 use super::filter::Cond;
 use super::model::{Collection, Hit, PAYLOAD_INDEXES, SnapshotInfo, Stored};
-use super::router::{Backend, Point, Query};
 use super::snapshot;
 use convert::{DENSE, SPARSE, unavailable};
 use journal::{Entry, Journal};

@@ -2,10 +2,10 @@
 //! queries and the records that come back.
 
 use crate::StoreError;
+use crate::collections::{Point, Query};
 use crate::filter::Cond;
 use crate::fusion::QDRANT_RRF_K;
 use crate::model::{Hit, IndexKind, Stored, from_payload};
-use crate::router::{Point, Query};
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::{
     Condition, FieldType, Filter, NamedVectors, PointId, PointStruct, PrefetchQueryBuilder,

@@ -10,9 +10,9 @@
 mod convert;
 
 use super::StoreError;
+use super::collections::{Backend, Point, Query};
 use super::filter::Cond;
 use super::model::{Collection, Hit, PAYLOAD_INDEXES, SnapshotInfo, Stored};
-use super::router::{Backend, Point, Query};
 use convert::{DENSE, SPARSE, error};
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;

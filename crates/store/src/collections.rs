@@ -86,17 +86,18 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
 /// Page size of the id scans behind deletes.
 const DELETE_PAGE: usize = 1000;
 
-/// A [`VectorStore`] over a [`Backend`].
+/// The memories of every user as a [`VectorStore`], over the collections
+/// of a [`Backend`] (embedded or server).
 #[derive(Debug)]
-pub(crate) struct Store<B> {
+pub(crate) struct Collections<B> {
     backend: B,
     bm25: Bm25,
     dimension: usize,
 }
 
-impl<B: Backend> Store<B> {
-    pub fn new(backend: B, dimension: usize) -> Store<B> {
-        Store {
+impl<B: Backend> Collections<B> {
+    pub fn new(backend: B, dimension: usize) -> Collections<B> {
+        Collections {
             backend,
             bm25: Bm25::new(),
             dimension,
@@ -191,7 +192,7 @@ fn parse_cursor(
     Ok((c, offset))
 }
 
-impl<B: Backend> VectorStore for Store<B> {
+impl<B: Backend> VectorStore for Collections<B> {
     fn upsert(&self, items: Vec<Stored>) -> Result<(), StoreError> {
         // Validate everything before writing anything; a repeated id keeps
         // its last item.
