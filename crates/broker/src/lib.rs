@@ -45,9 +45,10 @@ use std::time::Duration;
 /// Errors of a broker backend.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
-    /// The backing store failed (disk, Redis connection, ...).
+    /// The backing store failed (disk, Redis connection, ...): the
+    /// backend's own error, shared so the error stays `Clone`.
     #[error("broker storage: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// A stored record could not be decoded.
     #[error("corrupt broker record: {0}")]
     Corrupt(String),
@@ -57,6 +58,13 @@ pub enum BrokerError {
     /// No task with this id.
     #[error("unknown task {0:?}")]
     UnknownTask(String),
+}
+
+impl BrokerError {
+    /// A [`BrokerError::Storage`] caused by `source` (an error, or a message).
+    pub fn storage(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        BrokerError::Storage(Arc::from(source.into()))
+    }
 }
 
 impl From<BrokerError> for KvError {
@@ -285,3 +293,29 @@ impl<B> Broker for B where
 
 /// A shared broker.
 pub type SharedBroker = Arc<dyn Broker>;
+
+#[cfg(test)]
+mod error_tests {
+    use super::BrokerError;
+    use std::error::Error;
+    use std::sync::Arc;
+
+    /// Storage errors were flattened to strings: a caller could neither
+    /// walk the chain to the backend's error nor tell a broken pipe from a
+    /// full disk.
+    #[test]
+    fn a_storage_error_was_a_string_and_now_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pipe broke");
+        let error = BrokerError::storage(io);
+        assert_eq!(error.to_string(), "broker storage: the pipe broke");
+        let source = error.source().expect("the backend's error is the source");
+        let shared = source
+            .downcast_ref::<Arc<dyn Error + Send + Sync>>()
+            .expect("shared, so the error stays Clone");
+        let io = shared
+            .downcast_ref::<std::io::Error>()
+            .expect("the backend's own type");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(error.clone().source().is_some());
+    }
+}

@@ -66,8 +66,8 @@ pub(super) struct Lease {
     pub(super) receipt: String,
 }
 
-pub(super) fn storage(error: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Storage(error.to_string())
+pub(super) fn storage(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BrokerError {
+    BrokerError::storage(error)
 }
 
 pub(super) fn corrupt(error: impl std::fmt::Display) -> BrokerError {

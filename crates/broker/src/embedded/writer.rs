@@ -227,10 +227,11 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, "broker commit failed");
+                let error = BrokerError::storage(error);
                 // It holds copies of what the failed transaction stored.
                 live.borrow_mut().clear();
                 for answer in answers {
-                    let _ = answer.send(Err(BrokerError::Storage(error.to_string())));
+                    let _ = answer.send(Err(error.clone()));
                 }
             }
         }

@@ -162,7 +162,7 @@ fn storage(error: redis::RedisError) -> KvError {
     if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) {
         KvError::NotAnInteger
     } else {
-        KvError::from(BrokerError::Storage(error.to_string()))
+        KvError::from(BrokerError::storage(error))
     }
 }
 
@@ -218,7 +218,7 @@ impl RedisBroker {
         let reply: Value = invocation
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| KvError::from(BrokerError::Storage(format!("redis: {e}"))))?;
+            .map_err(|e| KvError::from(BrokerError::storage(e)))?;
         verdict(reply, quota)
     }
 }

@@ -153,7 +153,7 @@ impl Drop for RedisBroker {
 }
 
 fn storage(e: RedisError) -> BrokerError {
-    BrokerError::Storage(format!("redis: {e}"))
+    BrokerError::storage(e)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> BrokerError {
@@ -453,9 +453,7 @@ impl RedisBroker {
                 Ok(popped.map(|(_, handed)| handed).unwrap_or_default())
             }
             Ok(Err(e)) => Err(storage(e)),
-            Err(_) => Err(BrokerError::Storage(
-                "redis: blocking read timed out".into(),
-            )),
+            Err(_) => Err(BrokerError::storage("redis: blocking read timed out")),
         }
     }
 

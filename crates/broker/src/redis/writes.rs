@@ -103,7 +103,7 @@ impl Writes {
             let mut replies = self.script.send(&[&args]).await?;
             return Ok(replies.remove(0));
         }
-        let stopped = || BrokerError::Storage("redis: the write queue stopped".into());
+        let stopped = || BrokerError::storage("redis: the write queue stopped");
         let (reply, replied) = oneshot::channel();
         self.queue
             .send(Queued { args, reply })
