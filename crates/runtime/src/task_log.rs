@@ -5,57 +5,16 @@
 //! counted but dropped, so a chatty or hostile guest cannot grow host memory.
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+pub use hippo_task::{LogLevel, LogLine, LogSource, TaskLogRecord};
 use std::sync::{Arc, Mutex, PoisonError};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Very detailed tracing.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal progress.
-    Info,
-    /// Something unexpected but handled.
-    Warn,
-    /// A failure.
-    Error,
-}
-
-/// Where a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogSource {
-    /// The `hippo:tasks/log` import.
-    Guest,
-    /// Captured guest stdout.
-    Stdout,
-    /// Captured guest stderr (a Rust guest's panic message lands here).
-    Stderr,
-}
-
-/// One kept log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Severity (stdout is `info`, stderr is `warn`).
-    pub level: LogLevel,
-    /// Origin of the line.
-    pub source: LogSource,
-    /// The text, lossily decoded as UTF-8.
-    pub message: String,
-}
-
-/// What a finished task's log holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskLogRecord {
-    /// The lines kept, oldest first.
-    pub lines: Vec<LogLine>,
-    /// Lines dropped because the log was full.
-    pub dropped_lines: u64,
+/// Milliseconds since the Unix epoch, now: when a line was written.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A captured stream's bytes since its last newline: writes may split a
@@ -86,6 +45,7 @@ impl Inner {
         self.used += message.len();
         let message = String::from_utf8_lossy(message).into_owned();
         self.record.lines.push(LogLine {
+            at_ms: now_ms(),
             level,
             source,
             message,
@@ -124,16 +84,6 @@ impl Inner {
         match source {
             LogSource::Stderr => &mut self.partial.stderr,
             LogSource::Stdout | LogSource::Guest => &mut self.partial.stdout,
-        }
-    }
-}
-
-impl LogSource {
-    /// The level captured output is kept at: stdout is info, stderr is warn.
-    fn level(self) -> LogLevel {
-        match self {
-            LogSource::Stderr => LogLevel::Warn,
-            LogSource::Guest | LogSource::Stdout => LogLevel::Info,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! it: its limits ([`Limits`], and [`LimitOverrides`] layered from the
 //! manifest, the plugin and the submission), how it failed
 //! ([`TaskFailure`]), what it cost ([`ExecStats`]) and how far it got
-//! ([`Progress`]), and who it acts for ([`acting_user`]).
+//! ([`Progress`]), what it logged ([`TaskLogRecord`]), and who it acts for
+//! ([`acting_user`]).
 //!
 //! This crate is vocabulary only: the runtime (`hippo-runtime`) produces
 //! these values and the brokers (`hippo-broker`) store them, so it depends
@@ -10,10 +11,12 @@
 
 mod acting;
 mod limits;
+mod log;
 mod outcome;
 
 pub use acting::{ACTING_USER_FIELD, ActingUserError, acting_user};
 pub use limits::{LimitOverrides, Limits, Raise};
+pub use log::{LogLevel, LogLine, LogSource, TaskLogRecord};
 pub use outcome::{ExecStats, TaskFailure};
 
 /// A progress report from a running task.

@@ -101,7 +101,7 @@ impl TaskFailure {
 }
 
 /// What a task cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecStats {
     /// Fuel burned (`None` when fuel metering is off).
     pub fuel_used: Option<u64>,
