@@ -2,11 +2,13 @@
 //! [`EmbeddedBroker`] (durable on local disk, the default) and
 //! [`RedisBroker`] (Redis Streams, for many processes).
 //!
-//! A broker has four roles, a trait each, implemented by each backend in a
+//! A broker has five roles, a trait each, implemented by each backend in a
 //! file of its own: [`TaskQueue`] (submit, lease, settle, revoke, purge,
 //! housekeeping), [`Inspection`] (records, figures, the event log),
-//! [`DeadLetters`] and [`WorkerRegistry`]. [`Broker`] is all four plus the
-//! key-value store, which the runtime gets on its own as a [`KeyValue`].
+//! [`History`] (finished tasks and their logs, long after their results
+//! expired), [`DeadLetters`] and [`WorkerRegistry`]. [`Broker`] is all five
+//! plus the key-value store, which the runtime gets on its own as a
+//! [`KeyValue`].
 //!
 //! Both pass one conformance suite (`tests/conformance.rs`). The
 //! semantics they share:
@@ -21,7 +23,9 @@
 //! - delayed tasks (ETA, countdown, retry backoff) are stored durably and
 //!   released on time; revocations are stored durably;
 //! - every state change is appended to a bounded event log in the broker;
-//! - finished tasks' records expire after `result_expires`.
+//! - finished tasks' records expire after `result_expires`; their history
+//!   entries and logs after the [`HistoryRetention`], written in the same
+//!   atomic step as the change they record.
 //!
 //! Each backend also keeps the plugins' key-value store (`hippo-kv`'s
 //! [`KeyValue`]) in its own storage. A broker knows what a task carries
@@ -29,12 +33,17 @@
 //! runtime, the models or the vector store.
 
 mod embedded;
+mod history;
 mod model;
 mod output;
 mod redis;
 
 pub use embedded::EmbeddedBroker;
 pub use hippo_kv::{KeyValue, KvError, KvQuota, KvSpace, PluginKv};
+pub use history::{
+    Attempt, AttemptLog, HistoryCursor, HistoryEntry, HistoryPage, HistoryQuery, HistoryRetention,
+    INPUT_KEPT_BYTES, MAX_SCANNED, OUTPUT_KEPT_BYTES,
+};
 pub use model::*;
 pub use output::{OutputError, TaskOutput};
 pub use redis::RedisBroker;
@@ -84,6 +93,8 @@ pub struct BrokerConfig {
     pub idempotency_window: Duration,
     /// Events kept in the event log (older ones are dropped).
     pub event_log_capacity: u64,
+    /// How long and how many finished tasks the history keeps.
+    pub history: HistoryRetention,
     /// When the embedded broker's writes reach the disk. (A Redis server's
     /// are its own `appendfsync` setting.)
     pub journal_sync: JournalSync,
@@ -131,6 +142,7 @@ impl Default for BrokerConfig {
             result_expires: Duration::from_secs(3600),
             idempotency_window: Duration::from_secs(24 * 3600),
             event_log_capacity: 100_000,
+            history: HistoryRetention::default(),
             journal_sync: JournalSync::default(),
         }
     }
@@ -254,6 +266,21 @@ pub trait Inspection: Send + Sync + 'static {
     async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError>;
 }
 
+/// History: finished tasks (and tasks waiting to retry), newest change
+/// first, with every attempt's log; see [`HistoryRetention`] for how long.
+#[async_trait::async_trait]
+pub trait History: Send + Sync + 'static {
+    /// A page of the history: entries passing `query`'s filters, newest
+    /// change first.
+    async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, BrokerError>;
+
+    /// One task's entry (`None`: unknown, still queued or running, or pruned).
+    async fn history_entry(&self, task_id: &str) -> Result<Option<HistoryEntry>, BrokerError>;
+
+    /// The logs of a task's attempts that logged anything, the first first.
+    async fn task_log(&self, task_id: &str) -> Result<Vec<AttemptLog>, BrokerError>;
+}
+
 /// Dead letters: tasks that failed for good, listed, replayed or purged.
 #[async_trait::async_trait]
 pub trait DeadLetters: Send + Sync + 'static {
@@ -284,10 +311,13 @@ pub trait WorkerRegistry: Send + Sync + 'static {
 /// A broker backend: every role above, over one storage, and the
 /// plugins' key-value store on the same storage. Both backends implement
 /// each role; a caller names the roles it uses (`use hippo_broker::{TaskQueue, Inspection}`).
-pub trait Broker: TaskQueue + Inspection + DeadLetters + WorkerRegistry + KeyValue {}
+pub trait Broker:
+    TaskQueue + Inspection + History + DeadLetters + WorkerRegistry + KeyValue
+{
+}
 
 impl<B> Broker for B where
-    B: TaskQueue + Inspection + DeadLetters + WorkerRegistry + KeyValue + ?Sized
+    B: TaskQueue + Inspection + History + DeadLetters + WorkerRegistry + KeyValue + ?Sized
 {
 }
 

@@ -2,7 +2,7 @@
 //! worker receives, and the record a caller reads back.
 
 use super::TaskOutput;
-use hippo_task::{ExecStats, LimitOverrides, Progress, TaskFailure};
+use hippo_task::{ExecStats, LimitOverrides, Progress, TaskFailure, TaskLogRecord};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -271,6 +271,26 @@ pub struct RunMeta {
     pub stats: ExecStats,
     /// Version of the plugin that ran it.
     pub plugin_version: String,
+    /// What the run logged. A broker keeps it in the task's history, one
+    /// log per attempt ([`crate::History::task_log`]), and not in the
+    /// record: `TaskRecord::last_run` and the history's attempts hold an
+    /// empty one.
+    #[serde(default, skip_serializing_if = "TaskLogRecord::is_empty")]
+    pub log: TaskLogRecord,
+}
+
+impl RunMeta {
+    /// This run's figures without its log.
+    pub fn without_log(&self) -> RunMeta {
+        RunMeta {
+            worker: self.worker.clone(),
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            stats: self.stats,
+            plugin_version: self.plugin_version.clone(),
+            log: TaskLogRecord::default(),
+        }
+    }
 }
 
 /// Everything known about a task: what a status query returns.

@@ -6,8 +6,8 @@
 //!
 //! The tests only use the [`Broker`] trait, so both backends are held to
 //! the same semantics (see `crates/broker/src/lib.rs`). They are grouped by
-//! concept in `conformance/`: delivery, failures, results,
-//! inspection and the key-value store; the fixtures are here.
+//! concept in `conformance/`: delivery, failures, results, inspection,
+//! history and the key-value store; the fixtures are here.
 
 use hippo_broker::{
     Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
@@ -146,6 +146,7 @@ fn meta(worker: &str) -> RunMeta {
             soft_limit_passed: false,
         },
         plugin_version: "1.2.3".into(),
+        log: Default::default(),
     }
 }
 
@@ -203,6 +204,8 @@ async fn state(b: &Fixture, id: &str) -> TaskState {
 mod delivery;
 #[path = "conformance/failures.rs"]
 mod failures;
+#[path = "conformance/history.rs"]
+mod history;
 #[path = "conformance/inspection.rs"]
 mod inspection;
 #[path = "conformance/kv.rs"]

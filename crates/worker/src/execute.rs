@@ -119,11 +119,10 @@ impl Worker {
         let started_ms = now_ms();
         let outcome = self.registry.runtime().execute(plugin, request).await;
         forwarder.stop();
-        let meta = self.meta(
-            started_ms,
-            Some(outcome.stats),
-            outcome.plugin_version.clone(),
-        );
+        let meta = RunMeta {
+            log: outcome.log,
+            ..self.meta(started_ms, Some(outcome.stats), outcome.plugin_version)
+        };
         match settlement_of(
             outcome.result,
             message,
@@ -150,13 +149,9 @@ impl Worker {
             worker: self.config.name.clone(),
             started_ms,
             finished_ms: now_ms(),
-            stats: stats.unwrap_or(hippo_task::ExecStats {
-                fuel_used: None,
-                peak_memory_bytes: 0,
-                wall_time_us: 0,
-                soft_limit_passed: false,
-            }),
+            stats: stats.unwrap_or_default(),
             plugin_version,
+            log: Default::default(),
         }
     }
 
@@ -325,6 +320,7 @@ mod tests {
                 soft_limit_passed: false,
             },
             plugin_version: "1.0.0".into(),
+            log: Default::default(),
         }
     }
 

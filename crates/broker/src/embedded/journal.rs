@@ -19,6 +19,7 @@
 //! emptying the journal) ends in the same state. A torn last record (a
 //! crash in the middle of an append) is dropped: nobody was answered for it.
 
+use super::history::{HISTORY, HISTORY_INDEX, HISTORY_LOGS};
 use super::kv::{KV, KV_EXPIRY, KV_USAGE};
 use super::tables::*;
 use super::{BrokerError, JournalSync, corrupt, storage};
@@ -73,6 +74,9 @@ with_tables!(
     KV,
     KV_EXPIRY,
     KV_USAGE,
+    HISTORY,
+    HISTORY_INDEX,
+    HISTORY_LOGS,
 );
 
 fn put<K: Key + 'static, V: Value + 'static>(
@@ -178,6 +182,7 @@ open_tables!(
     by_time: (u64, &'static str) => (),
     by_seq: u64 => &'static [u8],
     counters: &'static str => u64,
+    faceted: (&'static str, u64, &'static str) => (),
 );
 
 /// The open tables of one key and value type, each with its definition.
@@ -456,6 +461,7 @@ mod tests {
                 soft_limit_passed: false,
             },
             plugin_version: "1".into(),
+            log: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
 
 mod dead_letters;
+mod history;
 mod inspection;
 mod journal;
 mod kv;
@@ -163,6 +164,7 @@ impl EmbeddedBroker {
                                 &mut task,
                                 TaskState::Revoked,
                                 Some("expired before it started"),
+                                None,
                             )?;
                             finished.push(task_id);
                             continue;
@@ -451,8 +453,9 @@ impl TaskQueue for EmbeddedBroker {
                     // A `null` output reads as none, as it does from Redis.
                     task.record.result = Some(output).filter(|o| !o.is_null());
                     task.record.error = None;
-                    task.record.last_run = Some(meta);
-                    finish(txn, config, &mut task, TaskState::Success, None)?;
+                    task.record.last_run = Some(meta.without_log());
+                    let run = Some(&meta);
+                    finish(txn, config, &mut task, TaskState::Success, None, run)?;
                 }
                 Settlement::Retry {
                     failure,
@@ -464,13 +467,15 @@ impl TaskQueue for EmbeddedBroker {
                         "attempt {} failed ({failure}); retry at {at_ms}",
                         task.record.message.attempt
                     );
-                    task.record.message.attempt += 1;
                     task.record.error = Some(failure);
-                    task.record.last_run = Some(meta);
+                    task.record.last_run = Some(meta.without_log());
                     task.record.state = TaskState::Retry;
                     task.record.updated_ms = now_ms();
                     schedule(txn, &mut task, at_ms)?;
                     append_event(txn, config, &task.record, Some(detail))?;
+                    let attempt = task.record.message.attempt;
+                    history::remember(txn, &task.record, attempt, Some(&meta))?;
+                    task.record.message.attempt += 1;
                     store(txn, &task)?;
                     finished = false;
                 }
@@ -481,17 +486,25 @@ impl TaskQueue for EmbeddedBroker {
                 } => {
                     let detail = failure.to_string();
                     task.record.error = Some(failure);
-                    task.record.last_run = Some(meta);
+                    task.record.last_run = Some(meta.without_log());
                     if dead_letter {
                         let seq = next(txn, "dead")?;
                         txn.open(DEAD)?.insert((seq, task_id.as_str()), ())?;
                         task.dead_seq = Some(seq);
                     }
-                    finish(txn, config, &mut task, TaskState::Failure, Some(&detail))?;
+                    let (state, run) = (TaskState::Failure, Some(&meta));
+                    finish(txn, config, &mut task, state, Some(&detail), run)?;
                 }
                 Settlement::Revoked { meta } => {
-                    task.record.last_run = meta;
-                    finish(txn, config, &mut task, TaskState::Revoked, None)?;
+                    task.record.last_run = meta.as_ref().map(RunMeta::without_log);
+                    finish(
+                        txn,
+                        config,
+                        &mut task,
+                        TaskState::Revoked,
+                        None,
+                        meta.as_ref(),
+                    )?;
                 }
             }
             let completion: Option<Completion> = finished.then(|| {
@@ -552,6 +565,7 @@ impl TaskQueue for EmbeddedBroker {
                 &mut task,
                 TaskState::Revoked,
                 Some("revoked before it started"),
+                None,
             )?;
             Ok((
                 RevokeOutcome::Queued,
@@ -579,7 +593,14 @@ impl TaskQueue for EmbeddedBroker {
                 .collect::<Result<_, _>>()?;
             for id in &ids {
                 if let Some(mut task) = load(txn, id)? {
-                    finish(txn, config, &mut task, TaskState::Revoked, Some("purged"))?;
+                    finish(
+                        txn,
+                        config,
+                        &mut task,
+                        TaskState::Revoked,
+                        Some("purged"),
+                        None,
+                    )?;
                 }
             }
             let purged = ids.len() as u64;
@@ -626,6 +647,7 @@ impl TaskQueue for EmbeddedBroker {
                         &mut task,
                         TaskState::Revoked,
                         Some("revoked; its worker stopped answering"),
+                        None,
                     )?;
                     continue;
                 }
@@ -648,6 +670,7 @@ impl TaskQueue for EmbeddedBroker {
                 }
                 txn.open(TASKS)?.remove(id.as_str())?;
             }
+            history::prune(txn, config, now)?;
             txn.open(IDEMPOTENCY)?.retain(|_, value| {
                 serde_json::from_slice::<(String, u64)>(value)
                     .is_ok_and(|(_, expires_ms)| expires_ms > now)

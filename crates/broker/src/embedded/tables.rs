@@ -253,13 +253,16 @@ pub(super) fn detach(txn: &Tx, task: &mut StoredTask) -> Result<(), BrokerError>
     Ok(())
 }
 
-/// Moves a task to a terminal state; its record expires after `result_expires`.
+/// Moves a task to a terminal state; its record expires after
+/// `result_expires`, its history entry after the history's retention.
+/// `run` is the run that ended it, when one did.
 pub(super) fn finish(
     txn: &Tx,
     config: &BrokerConfig,
     task: &mut StoredTask,
     state: TaskState,
     detail: Option<&str>,
+    run: Option<&RunMeta>,
 ) -> Result<(), BrokerError> {
     detach(txn, task)?;
     let now = now_ms();
@@ -271,6 +274,7 @@ pub(super) fn finish(
     task.record.updated_ms = now;
     task.revoke_requested = false;
     append_event(txn, config, &task.record, detail.map(str::to_string))?;
+    super::history::remember(txn, &task.record, task.record.message.attempt, run)?;
     store(txn, task)
 }
 

@@ -99,6 +99,7 @@ const MAX_IDLE_BLOCKING: usize = 16;
 const MAX_DETAIL: usize = 500;
 
 mod dead_letters;
+mod history;
 mod inspection;
 mod kv;
 mod notify;
@@ -192,7 +193,7 @@ struct Standing {
 
 /// The arguments of the SETTLE script ('' for what does not apply).
 struct SettleArgs {
-    outcome: &'static str,
+    outcome: TaskState,
     result: String,
     error: String,
     last_run: String,
@@ -203,21 +204,30 @@ struct SettleArgs {
     dead_letter: bool,
     /// Whether the task ran (it has run metadata).
     ran: bool,
+    /// The run's log (JSON), for the history; empty when it logged nothing.
+    log: String,
 }
 
 impl SettleArgs {
-    fn new(outcome: &'static str, meta: Option<&RunMeta>) -> Result<Self, BrokerError> {
+    fn new(outcome: TaskState, meta: Option<&RunMeta>) -> Result<Self, BrokerError> {
         Ok(SettleArgs {
             outcome,
             result: String::new(),
             error: String::new(),
-            last_run: meta.map(to_json).transpose()?.unwrap_or_default(),
+            last_run: meta
+                .map(|m| to_json(&m.without_log()))
+                .transpose()?
+                .unwrap_or_default(),
             worker: meta.map(|m| m.worker.clone()).unwrap_or_default(),
             detail: String::new(),
             next: String::new(),
             at_ms: 0,
             dead_letter: false,
             ran: meta.is_some(),
+            log: match meta {
+                Some(meta) if !meta.log.is_empty() => to_json(&meta.log)?,
+                _ => String::new(),
+            },
         })
     }
 }
@@ -682,7 +692,7 @@ impl TaskQueue for RedisBroker {
         let args = match &settlement {
             Settlement::Success { output, meta } => SettleArgs {
                 result: output.as_str().to_owned(),
-                ..SettleArgs::new("SUCCESS", Some(meta))?
+                ..SettleArgs::new(TaskState::Success, Some(meta))?
             },
             Settlement::Retry {
                 failure,
@@ -696,7 +706,7 @@ impl TaskQueue for RedisBroker {
                     detail: format!("attempt {} at {at_ms}: {failure}", next.attempt),
                     next: to_json(&next)?,
                     at_ms: *at_ms,
-                    ..SettleArgs::new("RETRY", Some(meta))?
+                    ..SettleArgs::new(TaskState::Retry, Some(meta))?
                 }
             }
             Settlement::Failure {
@@ -707,18 +717,22 @@ impl TaskQueue for RedisBroker {
                 error: to_json(failure)?,
                 detail: failure.to_string(),
                 dead_letter: *dead_letter,
-                ..SettleArgs::new("FAILURE", Some(meta))?
+                ..SettleArgs::new(TaskState::Failure, Some(meta))?
             },
             Settlement::Revoked { meta } => SettleArgs {
                 detail: "revoked".to_owned(),
-                ..SettleArgs::new("REVOKED", meta.as_ref())?
+                ..SettleArgs::new(TaskState::Revoked, meta.as_ref())?
             },
         };
-        let args = vec![
+        // The history's keys for this outcome, made here rather than in
+        // the script (see `remember` in scripts.rs).
+        let index_keys = crate::history::Facet::of(&delivery.message.task, args.outcome)
+            .map(|facet| self.key(&format!("hist:ix:{}", facet.key())));
+        let mut args = vec![
             "settle".to_owned(),
             delivery.message.id.clone(),
             delivery.generation.to_string(),
-            args.outcome.to_owned(),
+            args.outcome.as_str().to_owned(),
             args.result,
             args.error,
             args.last_run,
@@ -728,7 +742,10 @@ impl TaskQueue for RedisBroker {
             args.at_ms.to_string(),
             if args.dead_letter { "1" } else { "0" }.to_owned(),
             if args.ran { "1" } else { "0" }.to_owned(),
+            args.log,
+            self.key(&format!("hist:{}", delivery.message.id)),
         ];
+        args.extend(index_keys);
         let settled: i64 = self.write(args).await?;
         Ok(settled == 1)
     }
@@ -821,6 +838,7 @@ impl TaskQueue for RedisBroker {
                 .arg(CONSUMER_IDLE_MS);
             let _: i64 = self.run(&inv).await?;
         }
+        self.prune_history().await?;
         // Finished records, idempotency keys and worker heartbeats expire by TTL.
         Ok(moved)
     }

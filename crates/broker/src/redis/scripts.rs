@@ -79,9 +79,93 @@ local function announce(t, id)
   publish_record(id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
 end
 
+-- The task history (see `crate::history` and `redis/history.rs`): hash
+-- `hist:{id}` (task, queue, state, worker, updated, msg, cut, tail,
+-- result, rcut: the result was cut, error, attempts: their JSON array,
+-- log:{n}: an attempt's log) and one sorted set per facet, `hist:ix:{facet}`, of
+-- ids scored by their last change. The facet names are
+-- `history::Facet::key`'s.
+local HIST_INPUT_KEPT = 65536
+local HIST_OUTPUT_KEPT = 65536
+-- The length of `text`'s longest prefix of at most `max` bytes that ends
+-- on a UTF-8 boundary.
+local function utf8_cut(text, max)
+  local cut = max
+  while cut > 0 and string.byte(text, cut + 1) >= 128 and string.byte(text, cut + 1) < 192 do
+    cut = cut - 1
+  end
+  return cut
+end
+local function hist_key(id) return P .. 'hist:' .. id end
+-- The index keys of a task `name` in `state`. A settlement passes them
+-- made (see `RedisBroker::settle`): every string a script makes costs.
+local function hist_index_keys(name, state)
+  local ix = P .. 'hist:ix:'
+  return {ix .. 'all', ix .. 'task:' .. name, ix .. 'state:' .. state,
+    ix .. 'task-state:' .. state .. ':' .. name}
+end
+
+-- Records in the history that attempt `n` of task `id` ended in `state`
+-- (RETRY, or a final state): the record's fields as they are now, `run`
+-- the attempt's run JSON (nil: it did not run) and `log` its log JSON
+-- (nil or '': none). Attempt `n` is the task's run count with this
+-- attempt's run counted (every run ends in a settlement; a task ended
+-- without running ends the attempt after its last run). A message longer
+-- than the input kept is stored cut (`cut` '1': `msg` is its first bytes,
+-- on a UTF-8 boundary, and `tail` its last ones, which hold the fields
+-- after the input). A first attempt reads nothing: there is no entry yet.
+local function remember(id, n, state, name, queue, worker, msg, result, err, run, log, h, keys)
+  if result == '' then result = nil end
+  if err == '' then err = nil end
+  h = h or hist_key(id)
+  keys = keys or hist_index_keys(name, state)
+  local attempts = nil
+  if n > 1 then
+    local old = redis.call('HMGET', h, 'state', 'attempts')
+    for _, key in ipairs(hist_index_keys(name, old[1] or '')) do redis.call('ZREM', key, id) end
+    attempts = old[2]
+  end
+  local fields = {'task', name, 'queue', queue, 'state', state, 'updated', NOW_S}
+  local function put(field, value)
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value or ''
+  end
+  put('worker', worker)
+  if result and #result > HIST_OUTPUT_KEPT then
+    put('result', cjson.encode(string.sub(result, 1, utf8_cut(result, HIST_OUTPUT_KEPT))))
+    put('rcut', '1')
+  else
+    put('result', result)
+  end
+  put('error', err)
+  if n == 1 then
+    msg = msg or ''
+    if #msg > HIST_INPUT_KEPT + 1024 then
+      put('tail', string.sub(msg, -4096))
+      msg = string.sub(msg, 1, utf8_cut(msg, HIST_INPUT_KEPT))
+      put('cut', '1')
+    end
+    put('msg', msg)
+  end
+  local attempt = table.concat({'{"attempt":', n, ',"state":"', state, '","error":', err or 'null',
+    ',"run":', run or 'null', '}'})
+  if attempts then
+    attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
+  else
+    attempts = '[' .. attempt .. ']'
+  end
+  put('attempts', attempts)
+  if log and log ~= '' then put('log:' .. n, log) end
+  redis.call('HSET', h, unpack(fields))
+  for _, key in ipairs(keys) do redis.call('ZADD', key, NOW_S, id) end
+end
+
 -- Ends a task for good: terminal state, record expiry, waiters notified.
 local function finish(id, state, name, queue, worker, detail)
   local t = task_key(id)
+  local f = redis.call('HMGET', t, 'msg', 'result', 'error', 'worker', 'runs')
+  local n = (tonumber(f[5]) or 0) + 1
+  remember(id, n, state, name, queue, worker or f[4], f[1], f[2], f[3], nil, nil, nil, nil)
   redis.call('HSET', t, 'state', state, 'phase', 'done', 'updated', NOW_S)
   redis.call('HDEL', t, 'receipt', 'consumer')
   redis.call('ZREM', LEASES, id)
@@ -266,13 +350,21 @@ end
 -- Ends a delivery, fenced by generation: `outcome` SUCCESS, RETRY, FAILURE
 -- or REVOKED; `result`, `err`, `last_run` JSON or ''; `next_msg` and `due`
 -- the next attempt (RETRY); `dead` '1' to dead-letter (FAILURE); `ran` '1'
--- when the task ran. The stream entry is
+-- when the task ran; `log` the run's log JSON or ''; `h` and `k1`..`k4`
+-- the task's history key and its index keys for `outcome` (see
+-- `remember`). The stream entry is
 -- acknowledged, the lease cleared and the run counted. A task never marked
 -- STARTED (it ran briefly) gets its STARTED event now, or ends REVOKED when
 -- it was revoked before it started; so does a revoked task's retry. A dead
 -- letter expires with its record. Returns 1, or 0 (nothing changed) when
 -- the caller does not hold the current lease.
-local function settle(id, gen, outcome, result, err, last_run, worker, detail, next_msg, due, dead, ran)
+local function run_or_nil(run)
+  if run == '' then return nil end
+  return run
+end
+
+local function settle(id, gen, outcome, result, err, last_run, worker, detail, next_msg, due, dead, ran, log,
+    h, k1, k2, k3, k4)
   -- With the fields the record published at the end keeps, read here
   -- rather than after the change: one command less.
   local f = holder(id, gen, 'msg', 'result', 'error', 'progress', 'worker')
@@ -280,8 +372,10 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
   local t = task_key(id)
   if worker == '' then worker = nil end
   local name, queue = f[6], f[3]
+  local keys = {k1, k2, k3, k4}
   if f[5] and (f[7] == 'RECEIVED' or outcome == 'RETRY') then
     outcome = 'REVOKED'
+    keys = nil
   elseif f[7] == 'RECEIVED' and ran == '1' then
     event(id, 'STARTED', name, queue, worker, nil)
   end
@@ -312,6 +406,8 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
     redis.call('HDEL', t, unpack(unset))
     redis.call('ZADD', delayed_key(queue), due, id)
     event(id, 'RETRY', name, queue, worker, detail)
+    remember(id, tonumber(runs), 'RETRY', name, queue, worker or f[13], f[9], nil, err,
+      run_or_nil(last_run), log, h, keys)
     return 1
   end
   put('phase', 'done')
@@ -332,6 +428,8 @@ local function settle(id, gen, outcome, result, err, last_run, worker, detail, n
     kept_error = err
   end
   if last_run == '' then last_run = nil end
+  remember(id, tonumber(runs), outcome, name, queue, worker or f[13], f[9], kept_result,
+    kept_error, last_run, log, h, keys)
   publish_record(id, f[9], outcome, kept_result, kept_error, f[12], worker or f[13], last_run, runs,
     NOW_S)
   return 1
@@ -341,7 +439,7 @@ end
 /// A group of writes, applied in order (see `RedisBroker::write`). From
 /// ARGV[5] on, each write is its kind followed by its arguments:
 /// `submit` and the nine of `submit`, `start` and the three of `start`,
-/// `settle` and the twelve of `settle`. Returns each write's reply, in order.
+/// `settle` and the eighteen of `settle`. Returns each write's reply, in order.
 const WRITES: &str = r#"
 local out = {}
 local i = 5
@@ -356,8 +454,9 @@ while i <= #A do
     i = i + 4
   elseif kind == 'settle' then
     out[#out + 1] = settle(A[i + 1], A[i + 2], A[i + 3], A[i + 4], A[i + 5], A[i + 6], A[i + 7],
-      A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12])
-    i = i + 13
+      A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14], A[i + 15],
+      A[i + 16], A[i + 17], A[i + 18])
+    i = i + 19
   else
     error('unknown write ' .. tostring(kind))
   end
@@ -643,6 +742,28 @@ redis.call('DEL', P .. 'dead')
 return #ids
 "#;
 
+/// Drops the oldest history entries: those whose last change is before
+/// ARGV[5] (ms), then the oldest past ARGV[6] entries, at most ARGV[7] in
+/// all. Returns how many it dropped.
+const HISTORY_PRUNE: &str = r#"
+local oldest, max_tasks, batch = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local all = P .. 'hist:ix:all'
+local ids = redis.call('ZRANGEBYSCORE', all, '-inf', '(' .. oldest, 'LIMIT', 0, batch)
+local excess = redis.call('ZCARD', all) - #ids - max_tasks
+if excess > 0 and #ids < batch then
+  local more = redis.call('ZRANGE', all, #ids, #ids + math.min(excess, batch - #ids) - 1)
+  for _, id in ipairs(more) do ids[#ids + 1] = id end
+end
+for _, id in ipairs(ids) do
+  local h = hist_key(id)
+  local f = redis.call('HMGET', h, 'task', 'state')
+  for _, key in ipairs(hist_index_keys(f[1] or '', f[2] or '')) do redis.call('ZREM', key, id) end
+  redis.call('ZREM', all, id)
+  redis.call('DEL', h)
+end
+return #ids
+"#;
+
 /// The compiled scripts (their SHA1s are computed once).
 pub(super) struct Scripts {
     pub(super) writes: Script,
@@ -658,6 +779,7 @@ pub(super) struct Scripts {
     pub(super) prune_consumers: Script,
     pub(super) dead_take: Script,
     pub(super) dead_purge: Script,
+    pub(super) history_prune: Script,
 }
 
 impl Scripts {
@@ -683,6 +805,7 @@ impl Scripts {
             prune_consumers: script(PRUNE_CONSUMERS),
             dead_take: script(DEAD_TAKE),
             dead_purge: script(DEAD_PURGE),
+            history_prune: script(HISTORY_PRUNE),
         }
     }
 }

@@ -18,6 +18,7 @@ fn run_meta(worker: &str) -> RunMeta {
             soft_limit_passed: false,
         },
         plugin_version: "1.0.0".into(),
+        log: Default::default(),
     }
 }
 
