@@ -6,6 +6,7 @@
 //! stay ready (for the queue purge). Every answer is checked against the
 //! OpenAPI document's schema for its route and status (`api/schema.rs`);
 //! `api/tasks.rs` holds the task, plugin, health and metrics scenarios,
+//! `api/history.rs` the history and logs,
 //! `api/memory.rs` the memory routes on real memory services and
 //! `api/regressions.rs` the tests named after the bugs they pin.
 
@@ -41,6 +42,9 @@ const THROTTLED: &str = "throttled-secret";
 /// Every route of the router: what the OpenAPI document must list (plus the
 /// document itself), and what these tests exercise.
 const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/tasks"),
+    ("GET", "/api/v1/tasks/{task_id}/history"),
+    ("GET", "/api/v1/tasks/{task_id}/log"),
     ("POST", "/api/v1/tasks/submit"),
     ("GET", "/api/v1/tasks/status/{task_id}"),
     ("POST", "/api/v1/tasks/cancel/{task_id}"),
@@ -423,6 +427,8 @@ macro_rules! on_both_brokers {
     };
 }
 
+#[path = "api/history.rs"]
+mod history;
 #[path = "api/memory.rs"]
 mod memory;
 #[path = "api/regressions.rs"]

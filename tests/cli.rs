@@ -214,3 +214,66 @@ mod hostile;
 
 #[path = "cli/kv_quota.rs"]
 mod kv_quota;
+
+/// `hippo logs` and `hippo history` read what the service keeps of finished
+/// tasks, and it keeps it across a restart (here a kill: what was answered
+/// is in the broker's journal).
+#[test]
+fn logs_and_history_survive_a_restart_of_serve() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    let env = [("HIPPO_API_KEY", OsStr::new(KEY))];
+    let first = Serve::start(plugins.path(), data.path(), &[], &env);
+    let (code, status, stderr) = parts(&first.hippo(
+        KEY,
+        &[
+            "submit",
+            "test.log",
+            "--input",
+            r#"{"lines":2}"#,
+            "--wait",
+            "10",
+        ],
+    ));
+    assert_eq!(
+        (code, &status["status"]),
+        (0, &json!("SUCCESS")),
+        "{stderr}"
+    );
+    let id = status["task_id"].as_str().unwrap().to_owned();
+    drop(first);
+
+    let second = Serve::start(plugins.path(), data.path(), &[], &env);
+    let logs = second.hippo(KEY, &["logs", &id]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(text.starts_with("-- attempt 1\n"), "{text}");
+    for expected in [
+        "info  guest  line 0",
+        "info  stdout stdout 1",
+        "warn  stderr stderr 1",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let (code, logs, _) = parts(&second.hippo(KEY, &["logs", &id, "--json"]));
+    assert_eq!((code, &logs["task_id"]), (0, &json!(id)));
+
+    let (code, page, stderr) = parts(&second.hippo(
+        KEY,
+        &["history", "--task", "test.log", "--state", "success"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(page["tasks"][0]["id"], json!(id), "{page}");
+    assert_eq!(page["tasks"][0]["attempts"][0]["state"], "SUCCESS");
+    let (code, _, stderr) = parts(&second.hippo(KEY, &["logs", "no-such-task"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("not_found") || stderr.contains("no history"),
+        "{stderr}"
+    );
+}

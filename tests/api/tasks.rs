@@ -709,7 +709,7 @@ on_both_brokers! {
     }
 
     unknown_routes_and_methods_are_json(api) {
-        for path in ["/", "/api", "/api/v1", "/api/v1/nope", "/api/v1/tasks", "/api/v1/tasks/status", "/api/v1/tasks/status/",
+        for path in ["/", "/api", "/api/v1", "/api/v1/nope", "/api/v1/task", "/api/v1/tasks/status", "/api/v1/tasks/status/",
                      "/api/v1/tasks/status/a/b", "/api/v2/tasks/submit", "/API/V1/PLUGINS", "/healthz/extra", "/%FF"] {
             api.get(path, Some(ADMIN)).await.error(404, "not_found", None);
             api.get(path, None).await.error(404, "not_found", None);

@@ -1,4 +1,5 @@
-//! The REST API (axum): tasks, inspection, dead letters, plugins, health
+//! The REST API (axum): tasks, their history and logs, inspection, dead
+//! letters, plugins, health
 //! and the OpenAPI document generated from this code (`/api/openapi.json`).
 //!
 //! Every route but `/healthz`, `/readyz` and the OpenAPI document needs an
@@ -11,6 +12,7 @@
 
 pub mod auth;
 pub mod error;
+mod history;
 mod memory;
 pub mod metrics;
 mod plugins;
@@ -60,6 +62,7 @@ pub struct AppState {
         tasks::submit, tasks::status, tasks::cancel, tasks::inspect_stats, tasks::inspect_queues,
         tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
         tasks::replay_dead_letter, tasks::purge_dead_letters,
+        history::list, history::entry, history::log,
         plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
         schedule::list, schedule::run,
         memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
@@ -69,7 +72,7 @@ pub struct AppState {
     ),
     components(schemas(
         tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
-        schedule::ScheduleList, schedule::ScheduleInfo,
+        schedule::ScheduleList, schedule::ScheduleInfo, history::TaskList, history::TaskLogs,
         error::ErrorBody, error::ErrorDetail, Health,
         memory::NewMemory, memory::BatchCreate, memory::Recall, memory::RecallMode, memory::MemoryFilters,
         memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, hippo_store::MemoryType,
@@ -103,6 +106,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
+        .route("/api/v1/tasks", get(history::list))
+        .route("/api/v1/tasks/{task_id}/history", get(history::entry))
+        .route("/api/v1/tasks/{task_id}/log", get(history::log))
         .route("/api/v1/tasks/submit", post(tasks::submit))
         .route("/api/v1/tasks/status/{task_id}", get(tasks::status))
         .route("/api/v1/tasks/cancel/{task_id}", post(tasks::cancel))

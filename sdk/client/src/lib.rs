@@ -52,11 +52,15 @@
 
 mod admin;
 mod error;
+mod history;
 mod memory;
 mod schedules;
 mod types;
 
 pub use error::ClientError;
+pub use history::{
+    Attempt, AttemptLog, HistoryEntry, HistoryFilter, LogLine, TaskList, TaskLog, TaskLogs,
+};
 pub use memory::{
     BatchCreated, CreateAction, Created, Memory, MemoryPage, NewMemory, RecallHit, RecallRequest,
     Recalled, ScoreBreakdown, ScoreWeights, Updated,

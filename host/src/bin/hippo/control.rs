@@ -7,7 +7,7 @@
 use crate::{LimitArgs, TASK_FAILED};
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hippo_client::{Client, Limits, SubmitOptions, TaskState, TaskStatus};
+use hippo_client::{Client, HistoryFilter, Limits, SubmitOptions, TaskLogs, TaskState, TaskStatus};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,6 +91,49 @@ pub struct TaskArgs {
     api: Api,
     /// Task id.
     id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    api: Api,
+    /// Task id.
+    id: String,
+    /// Print the logs as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    api: Api,
+    /// Only tasks in this state (SUCCESS, FAILURE, REVOKED, RETRY).
+    #[arg(long, value_parser = parse_state)]
+    state: Option<TaskState>,
+    /// Only tasks of this name.
+    #[arg(long)]
+    task: Option<String>,
+    /// Only tasks of this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only tasks whose last attempt ran on this worker.
+    #[arg(long)]
+    worker: Option<String>,
+    /// Only tasks whose id or name contains this text.
+    #[arg(long)]
+    search: Option<String>,
+    /// Entries per page (1-1000).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Go on from a previous page's `next`.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+fn parse_state(value: &str) -> Result<TaskState, String> {
+    serde_json::from_value(serde_json::Value::String(value.to_uppercase()))
+        .map_err(|_| format!("unknown state {value:?}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -240,6 +283,62 @@ pub async fn result(args: StatusArgs) -> anyhow::Result<u8> {
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// Prints a task's logs, attempt by attempt.
+pub async fn logs(args: LogsArgs) -> anyhow::Result<u8> {
+    let logs = args.api.client()?.task_log(&args.id).await?;
+    if args.json {
+        print(&logs)?;
+    } else {
+        print!("{}", logs_text(&logs));
+    }
+    Ok(0)
+}
+
+/// Logs as lines of text: `HH:MM:SS.mmm level source message` (UTC).
+fn logs_text(logs: &TaskLogs) -> String {
+    let mut text = String::new();
+    if logs.attempts.is_empty() {
+        text.push_str(&format!("task {} logged nothing\n", logs.task_id));
+    }
+    for attempt in &logs.attempts {
+        text.push_str(&format!("-- attempt {}\n", attempt.attempt));
+        for line in &attempt.log.lines {
+            let ms = line.at_ms % 86_400_000;
+            let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+            text.push_str(&format!(
+                "{h:02}:{m:02}:{s:02}.{:03} {:<5} {:<6} {}\n",
+                ms % 1000,
+                line.level,
+                line.source,
+                line.message
+            ));
+        }
+        if attempt.log.dropped_lines > 0 {
+            let dropped = attempt.log.dropped_lines;
+            text.push_str(&format!(
+                "({dropped} more lines dropped: the log was full)\n"
+            ));
+        }
+    }
+    text
+}
+
+/// Prints a page of the history.
+pub async fn history(args: HistoryArgs) -> anyhow::Result<u8> {
+    let filter = HistoryFilter {
+        state: args.state,
+        task: args.task,
+        queue: args.queue,
+        worker: args.worker,
+        text: args.search,
+        limit: Some(args.limit),
+        cursor: args.cursor,
+        ..HistoryFilter::default()
+    };
+    print(&args.api.client()?.history(&filter).await?)?;
+    Ok(0)
 }
 
 pub async fn cancel(args: TaskArgs) -> anyhow::Result<u8> {

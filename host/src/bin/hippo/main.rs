@@ -44,6 +44,11 @@ enum Command {
     Status(control::StatusArgs),
     /// Prints a task's result once it finished (exit 1 if it failed or was revoked).
     Result(control::StatusArgs),
+    /// Prints a task's log, attempt by attempt (host `log` calls and its
+    /// captured stdout and stderr), once it finished.
+    Logs(control::LogsArgs),
+    /// Lists finished tasks, newest first, with filters (a page at a time).
+    History(control::HistoryArgs),
     /// Cancels a task: a queued one never runs, a running one is interrupted.
     #[command(visible_alias = "revoke")]
     Cancel(control::TaskArgs),
@@ -172,6 +177,8 @@ fn main() -> ExitCode {
         Command::Status(args) => block_on(control::status(args)),
         Command::Result(args) => block_on(control::result(args)),
         Command::Cancel(args) => block_on(control::cancel(args)),
+        Command::Logs(args) => block_on(control::logs(args)),
+        Command::History(args) => block_on(control::history(args)),
         Command::Inspect(what) => block_on(control::inspect(what)),
         Command::Purge(args) => block_on(control::purge(args)),
         Command::DeadLetters(what) => block_on(control::dead_letters(what)),

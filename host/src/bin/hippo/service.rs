@@ -2,7 +2,7 @@
 
 use clap::Args;
 use hippo::api::{AppState, KeyStore};
-use hippo::broker::{BrokerConfig, JournalSync, KvQuota};
+use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
 use hippo::runtime::RuntimeConfig;
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
@@ -26,6 +26,12 @@ pub struct Connection {
     /// Seconds a finished task's result is kept.
     #[arg(long, env = "HIPPO_RESULT_EXPIRES", default_value_t = 3600)]
     pub result_expires: u64,
+    /// Seconds the task history keeps a finished task (and its logs).
+    #[arg(long, env = "HIPPO_HISTORY_MAX_AGE", default_value_t = 7 * 24 * 3600)]
+    pub history_max_age: u64,
+    /// Finished tasks the history keeps at most (the oldest go first).
+    #[arg(long, env = "HIPPO_HISTORY_MAX_TASKS", default_value_t = 1_000_000)]
+    pub history_max_tasks: u64,
     /// When the embedded broker syncs its journal: `every-second` (default;
     /// a machine crash may lose the last second, a process crash nothing)
     /// or `always` (before answering each write).
@@ -42,6 +48,10 @@ impl Connection {
     pub fn broker_config(&self) -> BrokerConfig {
         BrokerConfig {
             result_expires: Duration::from_secs(self.result_expires),
+            history: HistoryRetention {
+                max_age: Duration::from_secs(self.history_max_age),
+                max_tasks: self.history_max_tasks,
+            },
             journal_sync: self.broker_sync,
             ..BrokerConfig::default()
         }
