@@ -6,7 +6,7 @@
 //! stay ready (for the queue purge). Every answer is checked against the
 //! OpenAPI document's schema for its route and status (`api/schema.rs`);
 //! `api/tasks.rs` holds the task, plugin, health and metrics scenarios,
-//! `api/history.rs` the history and logs,
+//! `api/history.rs` the history and logs, `api/events.rs` the live events,
 //! `api/memory.rs` the memory routes on real memory services and
 //! `api/regressions.rs` the tests named after the bugs they pin.
 
@@ -42,6 +42,7 @@ const THROTTLED: &str = "throttled-secret";
 /// Every route of the router: what the OpenAPI document must list (plus the
 /// document itself), and what these tests exercise.
 const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/events"),
     ("GET", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}/history"),
     ("GET", "/api/v1/tasks/{task_id}/log"),
@@ -269,6 +270,18 @@ impl Api {
             .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
         let status = response.status();
         let headers = response.headers().clone();
+        // A stream of server-sent events does not end: its answer is its
+        // status and headers (`api/events.rs` reads streams).
+        if headers
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"))
+        {
+            return Answer {
+                status,
+                headers,
+                body: Value::Null,
+            };
+        }
         let bytes = response.bytes().await.unwrap();
         // Every answer is JSON but the metrics (text for Prometheus).
         let text = headers
@@ -427,6 +440,8 @@ macro_rules! on_both_brokers {
     };
 }
 
+#[path = "api/events.rs"]
+mod events;
 #[path = "api/history.rs"]
 mod history;
 #[path = "api/memory.rs"]

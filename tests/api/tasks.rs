@@ -659,14 +659,16 @@ on_both_brokers! {
         for (path, item) in document["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 documented.insert((method.to_uppercase(), path.clone()));
-                // Path parameters are the path's `{...}` segments; the others are in the query.
+                // Path parameters are the path's `{...}` segments; the others are in the
+                // query, but the one header a route reads (an event stream's resume point).
                 let in_path: BTreeSet<&str> = path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
                 let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
                 let documented_in_path: BTreeSet<&str> = parameters.iter()
                     .filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
                 assert_eq!(documented_in_path, in_path, "{method} {path}: path parameters");
                 for parameter in &parameters {
-                    let location = if in_path.contains(parameter["name"].as_str().unwrap()) { "path" } else { "query" };
+                    let name = parameter["name"].as_str().unwrap();
+                    let location = if in_path.contains(name) { "path" } else if name == "Last-Event-ID" { "header" } else { "query" };
                     assert_eq!(parameter["in"], location, "{method} {path}: {parameter}");
                     // Path parameters are required; a query parameter may be (`user_id` of a memory).
                     if location == "path" {

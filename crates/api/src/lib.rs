@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod error;
+mod events;
 mod history;
 mod memory;
 pub mod metrics;
@@ -62,7 +63,7 @@ pub struct AppState {
         tasks::submit, tasks::status, tasks::cancel, tasks::inspect_stats, tasks::inspect_queues,
         tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
         tasks::replay_dead_letter, tasks::purge_dead_letters,
-        history::list, history::entry, history::log,
+        history::list, history::entry, history::log, events::events,
         plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
         schedule::list, schedule::run,
         memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
@@ -106,6 +107,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/tasks", get(history::list))
         .route("/api/v1/tasks/{task_id}/history", get(history::entry))
         .route("/api/v1/tasks/{task_id}/log", get(history::log))
@@ -200,6 +202,14 @@ pub async fn serve_router(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Streams (`/api/v1/events`) end when the shutdown begins: a graceful
+    // shutdown waits for open responses, and a stream never ends by itself.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let app = app.layer(axum::Extension(events::Stopping(stopping)));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -264,6 +264,10 @@ pub trait Inspection: Send + Sync + 'static {
 
     /// Events after `after` (a `seq`), oldest first, at most `limit`.
     async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError>;
+
+    /// The `seq` of the newest event (0 before the first): a reader that
+    /// wants only what happens from now on starts after it.
+    async fn last_event(&self) -> Result<u64, BrokerError>;
 }
 
 /// History: finished tasks (and tasks waiting to retry), newest change

@@ -119,4 +119,13 @@ impl Inspection for EmbeddedBroker {
             .map(|entry| entry.map_err(storage).and_then(|(_, v)| decode(v.value())))
             .collect()
     }
+
+    async fn last_event(&self) -> Result<u64, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let counters = txn.open_table(COUNTERS).map_err(storage)?;
+        Ok(counters
+            .get("event")
+            .map_err(storage)?
+            .map_or(0, |v| v.value()))
+    }
 }

@@ -154,6 +154,10 @@ impl Inspection for RedisBroker {
         Ok(out)
     }
 
+    async fn last_event(&self) -> Result<u64, BrokerError> {
+        self.newest_event().await
+    }
+
     async fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, BrokerError> {
         if limit == 0 {
             return Ok(Vec::new());

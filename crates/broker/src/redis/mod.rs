@@ -404,12 +404,18 @@ impl RedisBroker {
     /// The number of the oldest event the log keeps: it keeps the newest
     /// `event_log_capacity`.
     async fn oldest_event(&self) -> Result<u64, BrokerError> {
+        let last = self.newest_event().await?;
+        Ok((last + 1).saturating_sub(self.config.event_log_capacity))
+    }
+
+    /// The number of the newest event (0 before the first).
+    async fn newest_event(&self) -> Result<u64, BrokerError> {
         let last: Option<u64> = redis::cmd("GET")
             .arg(self.key("event-seq"))
             .query_async(&mut self.con())
             .await
             .map_err(storage)?;
-        Ok((last.unwrap_or(0) + 1).saturating_sub(self.config.event_log_capacity))
+        Ok(last.unwrap_or(0))
     }
 
     /// Waits (up to `wait`) for tasks handed to `consumer` (see the RESERVE

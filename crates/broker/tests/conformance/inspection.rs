@@ -55,6 +55,7 @@ async fn event_log_is_ordered_and_bounded(backend: Backend) {
         events[5..7].to_vec()
     );
     assert!(b.events(Some(last.seq), 100).await.unwrap().is_empty());
+    assert_eq!(b.last_event().await.unwrap(), last.seq, "the newest seq");
 
     // New events continue the sequence.
     submit(&b, message("e3", "default", 5)).await;
@@ -62,6 +63,13 @@ async fn event_log_is_ordered_and_bounded(backend: Backend) {
     assert_eq!(newer.len(), 1);
     assert!(newer[0].seq > last.seq);
     assert_eq!(newer[0].state, TaskState::Pending);
+    assert_eq!(b.last_event().await.unwrap(), newer[0].seq);
+    let empty = open(backend).await;
+    assert_eq!(
+        empty.last_event().await.unwrap(),
+        0,
+        "before the first event"
+    );
 }
 
 async fn worker_heartbeats_expire(backend: Backend) {
