@@ -85,6 +85,7 @@ struct KeyFile {
 
 /// Errors loading keys.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The file could not be read.
     #[error("{0}: {1}")]

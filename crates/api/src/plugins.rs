@@ -34,7 +34,9 @@ impl From<DeployError> for ApiError {
             DeployError::ManifestUnreadable { .. }
             | DeployError::ManifestInvalid { .. }
             | DeployError::Conflict(_) => ApiError::conflict(message),
-            DeployError::Io(_) => ApiError::unavailable(message),
+            // The plugins folder failed, or a failure a later registry
+            // names: the service, not the request, is at fault.
+            DeployError::Io(_) | _ => ApiError::unavailable(message),
         }
     }
 }

@@ -101,7 +101,8 @@ impl From<SchedulerError> for ApiError {
                 ApiError::conflict(format!("{error}: deploy the plugin that offers it first"))
             }
             SchedulerError::Broker(error) => error.into(),
-            error @ SchedulerError::Records(_) => ApiError::unavailable(error.to_string()),
+            // The records failed, or a failure a later scheduler names.
+            error @ (SchedulerError::Records(_) | _) => ApiError::unavailable(error.to_string()),
         }
     }
 }

@@ -53,6 +53,7 @@ use std::time::Duration;
 
 /// Errors of a broker backend.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// The backing store failed (disk, Redis connection, ...): the
     /// backend's own error, shared so the error stays `Clone`.

@@ -25,6 +25,7 @@ pub struct TaskOutput(Box<RawValue>);
 
 /// Why a guest's output bytes are not a task output.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutputError {
     /// Not UTF-8 text.
     #[error("output is not JSON: {0}")]

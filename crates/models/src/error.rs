@@ -6,6 +6,7 @@ use std::path::PathBuf;
 ///
 /// Cheap to clone: one failed batch answers every caller whose texts were in it.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A file the configuration names is not there; `hint` says how to get it.
     #[error("{what} is missing: {} ({hint})", path.display())]

@@ -15,6 +15,7 @@ use wasmtime::component::{Component, Linker};
 /// Why a file could not be loaded as a plugin. Loading never panics and
 /// never affects plugins already loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read: {0}")]

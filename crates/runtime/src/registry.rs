@@ -120,6 +120,7 @@ struct State {
 /// Why a deploy, a manifest change or a removal was refused. Nothing in the
 /// plugins folder changed when one is returned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeployError {
     /// The deployment name cannot be a plugin file's name.
     #[error(

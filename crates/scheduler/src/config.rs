@@ -58,6 +58,7 @@ impl ScheduleEntry {
 
 /// Errors in the schedule configuration; each names what is at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScheduleConfigError {
     /// An entry's cron expression does not parse or never fires.
     #[error("schedule {entry:?}: {source}")]

@@ -41,6 +41,7 @@ pub const NEXT_FIRES: usize = 5;
 
 /// Errors of the scheduler.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SchedulerError {
     /// No entry has this name.
     #[error("unknown schedule {0:?}")]

@@ -53,6 +53,7 @@ use std::time::Duration;
 
 /// Errors of the memory store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The request is malformed: a field out of range, a vector of the
     /// wrong length, an id that is not a UUID, a bad cursor.
