@@ -123,7 +123,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                     }
                 }
             })
-            .map_err(|e| ModelError::Runtime(format!("cannot start the thread of {model}: {e}")))?;
+            .map_err(|e| {
+                ModelError::runtime(Some(&format!("starting the thread of {model}")), e)
+            })?;
         Ok(Self {
             model: model.to_string(),
             requests: sender,

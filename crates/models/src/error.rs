@@ -1,6 +1,7 @@
 //! The errors of the models capability.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a model could not be loaded or could not run.
 ///
@@ -20,8 +21,15 @@ pub enum ModelError {
     },
     /// The ONNX Runtime shared library could not be loaded, or a different one
     /// is already loaded in this process (there can be only one).
-    #[error("ONNX Runtime: {0}")]
-    Runtime(String),
+    #[error("ONNX Runtime: {message}")]
+    Runtime {
+        /// What failed, ending with its cause's text when it has one.
+        message: String,
+        /// The cause (ONNX Runtime's error, an I/O error), shared so the
+        /// error stays `Clone`.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// The tokenizer file could not be read or parsed, or failed on a text.
     #[error("tokenizer {}: {message}", path.display())]
     Tokenizer {
@@ -45,4 +53,21 @@ pub enum ModelError {
     /// The model's batching thread is gone (it panicked); no more requests can run.
     #[error("model {0} has stopped")]
     Stopped(String),
+}
+
+impl ModelError {
+    /// A [`ModelError::Runtime`] caused by `cause` while doing `context`
+    /// (`None`: the cause says it all).
+    pub(crate) fn runtime(
+        context: Option<&str>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ModelError::Runtime {
+            message: match context {
+                Some(context) => format!("{context}: {cause}"),
+                None => cause.to_string(),
+            },
+            source: Some(Arc::new(cause)),
+        }
+    }
 }

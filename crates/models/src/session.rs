@@ -29,19 +29,22 @@ pub(crate) fn environment(library: &Path) -> Result<Environment, ModelError> {
         return if *loaded == wanted {
             Ok(environment.clone())
         } else {
-            Err(ModelError::Runtime(format!(
-                "{} is loaded in this process already; it cannot load {} too",
-                loaded.display(),
-                wanted.display()
-            )))
+            Err(ModelError::Runtime {
+                message: format!(
+                    "{} is loaded in this process already; it cannot load {} too",
+                    loaded.display(),
+                    wanted.display()
+                ),
+                source: None,
+            })
         };
     }
     let environment = ort::init_from(&wanted)
-        .map_err(|e| ModelError::Runtime(e.to_string()))?
+        .map_err(|e| ModelError::runtime(None, e))?
         .with_name("hippo")
         .with_telemetry(false)
         .build()
-        .map_err(|e| ModelError::Runtime(e.to_string()))?;
+        .map_err(|e| ModelError::runtime(None, e))?;
     *runtime = Some((wanted, environment.clone()));
     Ok(environment)
 }

@@ -408,7 +408,7 @@ fn missing_files_and_a_second_runtime_library_are_refused_with_clear_errors() {
     let mut config = ModelsConfig::default_in(&models_dir());
     config.runtime_library = copy;
     match Models::load(&config) {
-        Err(ModelError::Runtime(message)) => assert!(
+        Err(ModelError::Runtime { message, .. }) => assert!(
             message.contains("loaded in this process already"),
             "{message}"
         ),

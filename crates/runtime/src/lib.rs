@@ -38,7 +38,8 @@ pub use hippo_task::{ExecStats, LimitOverrides, Limits, Progress, Raise, TaskFai
 pub use host_api::{CancelToken, GuestState, ProgressSink};
 pub use manifest::{Capability, KvManifest, Manifest, TaskManifest};
 pub use plugin::{
-    LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec, sha256_hex,
+    EngineError, LoadError, LoadedPlugin, MAX_MANIFEST_BYTES, MAX_PLUGIN_BYTES, TaskSpec,
+    sha256_hex,
 };
 pub use registry::{
     DeployError, PluginRegistry, PluginSummary, Rejection, ScanReport, WatchHandle,
@@ -248,7 +249,7 @@ impl Runtime {
         let wasm_sha256 = sha256_hex(wasm);
         let linker = self
             .linker_for(&manifest.grants)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Link(e.into()))?;
         let (pre, from_cache) = plugin::prepare(
             &self.engine,
             linker,

@@ -38,7 +38,7 @@ pub enum LoadError {
     CoreModule,
     /// Wasmtime refused to validate or compile the component.
     #[error("invalid component: {0}")]
-    Compile(String),
+    Compile(#[source] EngineError),
     /// The component imports a host capability its manifest does not grant.
     #[error("imports `{import}`, which its manifest does not grant (granted: {granted})")]
     NotGranted {
@@ -55,13 +55,32 @@ pub enum LoadError {
     },
     /// The component's imports or exports do not match the `hippo:tasks` world.
     #[error("does not fit the hippo:tasks world: {0}")]
-    Link(String),
+    Link(#[source] EngineError),
     /// `describe` trapped, timed out or ran out of fuel.
     #[error("describe failed: {0}")]
     Describe(String),
     /// `describe` returned something unusable.
     #[error("invalid describe: {0}")]
     InvalidDescribe(String),
+}
+
+/// Wasmtime's error: the text of its whole chain, and the error itself as
+/// the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct EngineError {
+    text: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl From<wasmtime::Error> for EngineError {
+    fn from(error: wasmtime::Error) -> Self {
+        EngineError {
+            text: format!("{error:#}"),
+            source: error.into(),
+        }
+    }
 }
 
 /// One task a plugin offers, as its `describe` states it.
@@ -216,14 +235,14 @@ pub(crate) fn prepare(
         Some(cache) => cache.load(engine, wasm, wasm_sha256),
         None => Component::new(engine, wasm).map(|c| (c, false)),
     }
-    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    .map_err(|e| LoadError::Compile(e.into()))?;
     check_imports(engine, &component, &manifest.grants)?;
     trap_unprovided(engine, &mut linker, &component, provided)
-        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Link(e.into()))?;
     let pre = linker
         .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    let pre = TaskHostPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Link(e.into()))?;
+    let pre = TaskHostPre::new(pre).map_err(|e| LoadError::Link(e.into()))?;
     Ok((pre, from_cache))
 }
 

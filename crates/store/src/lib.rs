@@ -60,11 +60,48 @@ pub enum StoreError {
     #[error("invalid store request: {0}")]
     Invalid(String),
     /// The store failed (disk, server, connection); retrying may help.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What failed, ending with its cause's text when it has one.
+        message: String,
+        /// The cause, when it is an error of its own (I/O, the Qdrant
+        /// client, qdrant-edge).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A stored record could not be decoded into a memory.
     #[error("corrupt stored memory: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// A [`StoreError::Unavailable`] with nothing to it but `message`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`StoreError::Unavailable`] caused by `cause` while doing
+    /// `context` (`"creating /data/store"`).
+    pub fn unavailable_in(
+        context: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable {
+            message: format!("{context}: {cause}"),
+            source: Some(Box::new(cause)),
+        }
+    }
+
+    /// A [`StoreError::Unavailable`] that is `cause` and nothing more.
+    pub fn unavailable_from(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable {
+            message: cause.to_string(),
+            source: Some(Box::new(cause)),
+        }
+    }
 }
 
 /// The memory store's operations (the WIT's `memory-store`, minus the

@@ -13,7 +13,7 @@ const EXTENSION: &str = "tar";
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = format!("{what} {}", path.display());
-    move |e| StoreError::Unavailable(format!("{context}: {e}"))
+    move |e| StoreError::unavailable_in(context, e)
 }
 
 fn now_ms() -> i64 {

@@ -32,7 +32,7 @@ pub(super) fn key_path(field: &str) -> JsonPath {
 }
 
 pub(super) fn unavailable(e: OperationError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::unavailable_from(e)
 }
 
 pub(super) fn index_schema(kind: IndexKind) -> PayloadFieldSchema {

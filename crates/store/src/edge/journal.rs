@@ -26,7 +26,7 @@ pub(super) enum Entry {
 pub(super) struct Journal(JournalFile);
 
 fn unavailable(path: &Path, error: std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("journal {}: {error}", path.display()))
+    StoreError::unavailable_in(format_args!("journal {}", path.display()), error)
 }
 
 impl Journal {

@@ -125,13 +125,14 @@ impl Shard {
         snapshots_dir: PathBuf,
         dimension: usize,
     ) -> Result<Shard, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::unavailable_in(format_args!("creating {}", dir.display()), e)
+        })?;
         let in_use = |e: qdrant_edge::OperationError| {
-            StoreError::Unavailable(format!(
-                "opening collection {name} at {}: {e}",
-                dir.display()
-            ))
+            StoreError::unavailable_in(
+                format_args!("opening collection {name} at {}", dir.display()),
+                e,
+            )
         };
         let shard = if dir.join("edge_config.json").exists() {
             let shard = EdgeShard::load(dir, None).map_err(in_use)?;
@@ -209,7 +210,7 @@ impl Shard {
         // what panics cleanly. Either is an error here; the journal keeps the
         // writes for the next open.
         if !self.shard.path().exists() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "{}: the store's directory {} is gone",
                 self.name,
                 self.shard.path().display()
@@ -217,7 +218,7 @@ impl Shard {
         }
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(
             |_| {
-                StoreError::Unavailable(format!("{}: the segments could not be flushed", self.name))
+                StoreError::unavailable(format!("{}: the segments could not be flushed", self.name))
             },
         )?;
         journal.truncate(0)
@@ -331,7 +332,7 @@ fn start_flusher(
                 shards.iter().for_each(|s| s.flush_if_idle());
             }
         })
-        .map_err(|e| StoreError::Unavailable(format!("starting the store flusher: {e}")))?;
+        .map_err(|e| StoreError::unavailable_in("starting the store flusher", e))?;
     Ok((stop, handle))
 }
 

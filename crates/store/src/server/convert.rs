@@ -29,7 +29,7 @@ pub(super) fn error(e: QdrantError) -> StoreError {
         QdrantError::ResponseError { status } if status.code() == tonic::Code::InvalidArgument => {
             StoreError::Invalid(e.to_string())
         }
-        _ => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::unavailable_from(e),
     }
 }
 

@@ -66,7 +66,7 @@ fn client(
         .thread_name("hippo-qdrant")
         .enable_all()
         .build()
-        .map_err(|e| StoreError::Unavailable(format!("starting the Qdrant client runtime: {e}")))?;
+        .map_err(|e| StoreError::unavailable_in("starting the Qdrant client runtime", e))?;
     let client = {
         let _context = runtime.enter();
         Qdrant::from_url(url)
@@ -323,7 +323,7 @@ impl Backend for ServerBackend {
             .block_on(self.client.create_snapshot(name.as_str()))
             .map_err(error)?;
         let description = response.snapshot_description.ok_or_else(|| {
-            StoreError::Unavailable(format!("the server described no snapshot of {name}"))
+            StoreError::unavailable(format!("the server described no snapshot of {name}"))
         })?;
         Ok(snapshot_info(&name, description))
     }

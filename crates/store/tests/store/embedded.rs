@@ -27,9 +27,12 @@ fn data_survives_reopening_and_the_directory_is_exclusive() {
             .unwrap();
         let second = open(&config);
         assert!(
-            matches!(second, Err(StoreError::Unavailable(_))),
+            matches!(second, Err(StoreError::Unavailable { .. })),
             "{second:?}"
         );
+        // The cause was flattened into the message; it is the source now.
+        let error = second.unwrap_err();
+        assert!(std::error::Error::source(&error).is_some(), "{error:?}");
     }
     let store = open(&config).unwrap();
     assert_eq!(store.get(std::slice::from_ref(&m.id)).unwrap()[0].memory, m);
