@@ -7,6 +7,7 @@
 //! OpenAPI document's schema for its route and status (`api/schema.rs`);
 //! `api/tasks.rs` holds the task, plugin, health and metrics scenarios,
 //! `api/history.rs` the history and logs, `api/events.rs` the live events,
+//! `api/flower.rs` the dashboard's Flower-compatible routes,
 //! `api/memory.rs` the memory routes on real memory services and
 //! `api/regressions.rs` the tests named after the bugs they pin.
 
@@ -442,6 +443,8 @@ macro_rules! on_both_brokers {
 
 #[path = "api/events.rs"]
 mod events;
+#[path = "api/flower.rs"]
+mod flower;
 #[path = "api/history.rs"]
 mod history;
 #[path = "api/memory.rs"]

@@ -277,3 +277,61 @@ fn logs_and_history_survive_a_restart_of_serve() {
         "{stderr}"
     );
 }
+
+/// `hippo serve` refuses to expose its dashboard off loopback with no
+/// login, or with a login whose password is a known default.
+#[test]
+fn the_dashboard_is_not_exposed_without_a_login_or_with_a_default_password() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "no login"),
+        (
+            &[("FLOWER_USER", "admin"), ("FLOWER_PASSWORD", "admin")],
+            "known default password",
+        ),
+        (
+            &[("FLOWER_BASIC_AUTH", "ops:changeme")],
+            "known default password",
+        ),
+    ];
+    for (env, expected) in cases {
+        let plugins = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--dashboard-listen",
+                "0.0.0.0:0",
+            ])
+            .args(["--broker", "embedded", "--no-worker"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--plugins")
+            .arg(plugins.path())
+            .env("HIPPO_API_KEY", KEY)
+            .env_remove("FLOWER_BASIC_AUTH")
+            .env_remove("FLOWER_USER")
+            .env_remove("FLOWER_PASSWORD")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{env:?}: hippo serve started its dashboard on 0.0.0.0");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{env:?}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+}

@@ -55,6 +55,12 @@ fn spawn(command: &str, broker: &str, plugins: &Path, data: &Path, name_hint: &s
             "5",
         ])
         .args(["--concurrency", &CONCURRENCY.to_string()])
+        // Several services at once: none needs a dashboard.
+        .args(if command == "serve" {
+            &["--no-dashboard"][..]
+        } else {
+            &[]
+        })
         .arg("--plugins")
         .arg(plugins)
         .arg("--data-dir")

@@ -21,6 +21,8 @@ pub struct Serve {
     child: Child,
     /// Its API's base URL (`http://127.0.0.1:<port>`).
     pub url: String,
+    /// Its dashboard's base URL (another free loopback port).
+    pub dashboard_url: String,
     log: Option<PathBuf>,
 }
 
@@ -30,7 +32,18 @@ pub struct Serve {
 pub struct ServeCommand {
     command: Command,
     listen: String,
+    dashboard: String,
     log: Option<PathBuf>,
+}
+
+/// A loopback address with a port free a moment ago.
+fn free_loopback() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 impl Serve {
@@ -41,15 +54,11 @@ impl Serve {
     /// `HIPPO_QDRANT_URL`), and it logs warnings and errors to the test's
     /// stderr.
     pub fn command(plugins: &Path, data: &Path) -> ServeCommand {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        let (listen, dashboard) = (free_loopback(), free_loopback());
         let mut command = Command::new(hippo_bin());
         command
             .args(["serve", "--listen", &listen, "--broker", "embedded"])
+            .args(["--dashboard-listen", &dashboard])
             .arg("--data-dir")
             .arg(data)
             .arg("--plugins")
@@ -64,6 +73,7 @@ impl Serve {
         ServeCommand {
             command,
             listen,
+            dashboard,
             log: None,
         }
     }
@@ -151,6 +161,7 @@ impl ServeCommand {
         let mut serve = Serve {
             child: self.command.spawn().expect("hippo serve starts"),
             url: format!("http://{}", self.listen),
+            dashboard_url: format!("http://{}", self.dashboard),
             log: self.log,
         };
         // The API listens once the broker and the plugins are ready.

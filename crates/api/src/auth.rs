@@ -105,6 +105,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A dashboard login (basic auth): it may read, submit and administer
+    /// (as Flower's users may), for any user; not deploy nor raise limits.
+    pub fn dashboard_login(name: &str) -> Caller {
+        Caller {
+            name: name.to_owned(),
+            scopes: [Scope::Read, Scope::Submit, Scope::Admin].into(),
+            users: None,
+        }
+    }
+
     /// Whether the key has `scope`.
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)

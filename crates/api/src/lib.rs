@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+pub mod flower;
 mod history;
 mod memory;
 pub mod metrics;
@@ -467,7 +468,7 @@ async fn healthz() -> axum::Json<Health> {
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
     responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = error::ErrorBody)),
     security(("bearer" = [])))]
-async fn metrics(
+pub(crate) async fn metrics(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<auth::Caller>,
 ) -> Result<Response, ApiError> {

@@ -1,6 +1,7 @@
 //! `hippo serve` and `hippo worker`: the long-running processes.
 
 use clap::Args;
+use hippo::api::flower::Logins;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
@@ -191,6 +192,15 @@ pub struct ServeArgs {
     /// Address the REST API listens on.
     #[arg(long, env = "HIPPO_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: std::net::SocketAddr,
+    /// Address the dashboard (Flower's API, the metrics) listens on. Off
+    /// loopback it needs a dashboard login (`FLOWER_BASIC_AUTH=user:pass`
+    /// or `FLOWER_USER` and `FLOWER_PASSWORD`) whose password is not a
+    /// known default; API keys work there too.
+    #[arg(long, env = "HIPPO_DASHBOARD_LISTEN", default_value = "127.0.0.1:5555")]
+    pub dashboard_listen: std::net::SocketAddr,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
     /// Serve the API only (workers run elsewhere, on a shared Redis).
     #[arg(long)]
     pub no_worker: bool,
@@ -276,6 +286,42 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Starts the dashboard's listener, after refusing to expose it without a
+/// login or with a known default password.
+async fn start_dashboard(
+    args: &ServeArgs,
+    state: AppState,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let logins = Logins::from_env(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("dashboard logins: {e}"))?;
+    let loopback = args.dashboard_listen.ip().is_loopback();
+    if !loopback && logins.is_empty() {
+        anyhow::bail!(
+            "the dashboard would listen on {} with no login: set FLOWER_BASIC_AUTH=user:password \
+             (or FLOWER_USER and FLOWER_PASSWORD), listen on loopback, or pass --no-dashboard",
+            args.dashboard_listen
+        );
+    }
+    if let Some(user) = logins.weak_login().filter(|_| !loopback) {
+        anyhow::bail!(
+            "the dashboard login {user:?} has a known default password: choose another before \
+             listening on {}",
+            args.dashboard_listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.dashboard_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("dashboard on {}: {e}", args.dashboard_listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "dashboard listening");
+    let app = hippo::api::flower::router(state, std::sync::Arc::new(logins));
+    Ok(tokio::spawn(hippo::api::serve_router(
+        listener,
+        app,
+        until(stopped),
+    )))
+}
+
 /// The API keys: the file's, plus `HIPPO_API_KEY` (every scope). With
 /// neither, a random admin key is made for this run and printed once, so a
 /// fresh `hippo serve` is usable and never open to anyone.
@@ -311,6 +357,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         registry: registry.clone(),
         keys,
     };
+    let dashboard = match args.no_dashboard {
+        true => None,
+        false => Some(start_dashboard(&args, state.clone(), stopped.clone()).await?),
+    };
     let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
     let api = tokio::spawn(hippo::api::serve_router(
         listener,
@@ -338,6 +388,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             api.abort();
             tracing::warn!("requests still open at the end of the drain were cut");
         }
+    }
+    // Its event streams ended with the stop; what is left is cut.
+    if let Some(dashboard) = dashboard {
+        dashboard.abort();
     }
     if let Some(beat) = beat {
         beat.await?;

@@ -1,0 +1,646 @@
+//! The dashboard's listener (`hippo serve --dashboard-listen`, default
+//! 127.0.0.1:5555): Flower's HTTP API with Flower's routes and field
+//! names, so scripts written against Flower keep working, and the
+//! Prometheus metrics. Everything but `/healthcheck` needs credentials:
+//! a dashboard login by basic auth ([`Logins`], from `FLOWER_BASIC_AUTH`
+//! or `FLOWER_USER` / `FLOWER_PASSWORD`) or a hippo API key.
+//!
+//! What cannot mean the same here as in Flower:
+//! - a task has one JSON input, not `args` and `kwargs`: `kwargs` is the
+//!   input's JSON text and `args` is `"[]"`; an apply sends `kwargs` as
+//!   the input (or `args` when it holds one object, and nothing else);
+//! - `received_start` / `received_end` and the order of `/api/tasks` are
+//!   by a task's last change (the history's index), newest first; only
+//!   finished tasks (and tasks waiting to retry) are listed;
+//! - `result` and `exception` are JSON text and the error's text, not
+//!   Python reprs; `traceback`, `clock`, `client`, `exchange` are null;
+//! - `/api/workers` answers from the heartbeats (`refresh` changes
+//!   nothing): `stats.total` is by outcome, not by task name.
+
+use super::auth::{Caller, Scope};
+use super::error::ApiError;
+use super::tasks::{SubmitRequest, enqueue, validate};
+use super::{AppState, ValidPath, ValidQuery};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hippo_broker::{HistoryEntry, HistoryQuery, RevokeOutcome, TaskRecord, TaskState};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Passwords a dashboard must not be exposed with: Flower's and the
+/// reference stack's examples, and the usual first guesses.
+pub const KNOWN_DEFAULT_PASSWORDS: &[&str] = &[
+    "admin",
+    "password",
+    "changeme",
+    "changeme_in_production",
+    "flower",
+    "celery",
+];
+
+/// Wrong credentials per second (a burst of twice that) before the
+/// dashboard answers 429 to every bad attempt.
+const FAILURES_PER_S: f64 = 5.0;
+
+/// The dashboard's basic-auth logins, and the limit on wrong attempts.
+#[derive(Debug)]
+pub struct Logins {
+    /// (user, SHA-256 of the password).
+    users: Vec<(String, [u8; 32])>,
+    failures: Mutex<(f64, Instant)>,
+}
+
+impl Logins {
+    /// Logins from `FLOWER_BASIC_AUTH` (`user:pass`, comma-separated, as
+    /// Flower takes it) and `FLOWER_USER` / `FLOWER_PASSWORD` (the
+    /// reference stack's), as `env` gives them.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Logins, String> {
+        let mut pairs = Vec::new();
+        if let Some(spec) = env("FLOWER_BASIC_AUTH").filter(|s| !s.trim().is_empty()) {
+            for pair in spec.split(',') {
+                let (user, password) = pair
+                    .trim()
+                    .split_once(':')
+                    .ok_or("FLOWER_BASIC_AUTH must be user:password[,user:password...]")?;
+                pairs.push((user.to_owned(), password.to_owned()));
+            }
+        }
+        match (env("FLOWER_USER"), env("FLOWER_PASSWORD")) {
+            (Some(user), Some(password)) => pairs.push((user, password)),
+            (None, None) => {}
+            _ => return Err("FLOWER_USER and FLOWER_PASSWORD go together".into()),
+        }
+        Logins::new(pairs)
+    }
+
+    /// Logins of (user, password) pairs.
+    pub fn new(pairs: Vec<(String, String)>) -> Result<Logins, String> {
+        let mut users = Vec::new();
+        for (user, password) in pairs {
+            if user.is_empty() || password.is_empty() {
+                return Err("a dashboard login needs a user and a password".into());
+            }
+            users.push((user, Sha256::digest(password.as_bytes()).into()));
+        }
+        Ok(Logins {
+            users,
+            failures: Mutex::new((2.0 * FAILURES_PER_S, Instant::now())),
+        })
+    }
+
+    /// Whether any login is configured.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The first login whose password is a known default, if any.
+    pub fn weak_login(&self) -> Option<&str> {
+        self.users.iter().find_map(|(user, hash)| {
+            KNOWN_DEFAULT_PASSWORDS
+                .iter()
+                .any(|p| <[u8; 32]>::from(Sha256::digest(p.as_bytes())) == *hash)
+                .then_some(user.as_str())
+        })
+    }
+
+    /// The caller a basic-auth `user:password` names, if it is a login.
+    fn check(&self, credentials: &str) -> Option<Caller> {
+        let (user, password) = credentials.split_once(':')?;
+        let hash: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        // Every login is compared, in time independent of where they differ.
+        let mut found = None;
+        for (name, expected) in &self.users {
+            let same = expected
+                .iter()
+                .zip(hash)
+                .fold(name.as_bytes() == user.as_bytes(), |same, (a, b)| {
+                    same & (*a == b)
+                });
+            if same {
+                found = Some(Caller::dashboard_login(name));
+            }
+        }
+        found
+    }
+
+    /// Counts a wrong attempt; false when there were too many of late.
+    fn allow_failure(&self) -> bool {
+        let mut bucket = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, refilled) = *bucket;
+        let tokens = (tokens + now.duration_since(refilled).as_secs_f64() * FAILURES_PER_S)
+            .min(2.0 * FAILURES_PER_S);
+        let allowed = tokens >= 1.0;
+        *bucket = (if allowed { tokens - 1.0 } else { tokens }, now);
+        allowed
+    }
+}
+
+/// The dashboard's router: Flower's API and the metrics, behind logins
+/// and API keys; `/healthcheck` open.
+pub fn router(state: AppState, logins: Arc<Logins>) -> Router {
+    let protected = Router::new()
+        .route("/api/workers", get(workers))
+        .route("/api/tasks", get(tasks))
+        .route("/api/task/types", get(task_types))
+        .route("/api/queues/length", get(queue_lengths))
+        .route("/api/task/info/{task_id}", get(task_info))
+        .route("/api/task/result/{task_id}", get(task_result))
+        .route("/api/task/revoke/{task_id}", post(revoke))
+        .route("/api/task/async-apply/{name}", post(async_apply))
+        .route("/metrics", get(super::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), logins),
+            authenticate,
+        ));
+    Router::new()
+        .route("/healthcheck", get(|| async { "OK" }))
+        .merge(protected)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                ..ApiError::not_found("method not allowed on this route")
+            }
+        })
+        .with_state(state)
+}
+
+async fn authenticate(
+    State((state, logins)): State<(AppState, Arc<Logins>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let caller = match header.as_deref() {
+        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(value[6..].trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|credentials| logins.check(&credentials))
+                .ok_or_else(|| ApiError::unauthorized("wrong user or password"))
+        }
+        _ => state.keys.authenticate(header.as_deref()),
+    };
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            // Wrong credentials count; none at all is a browser's first ask.
+            let wrong = header.is_some() && error.status == StatusCode::UNAUTHORIZED;
+            if wrong && !logins.allow_failure() {
+                return ApiError::rate_limited(1).into_response();
+            }
+            let mut response = error.into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"hippo\""),
+            );
+            response
+        }
+    }
+}
+
+/// Unix seconds (Flower's times) of Unix ms.
+fn seconds(ms: u64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// A task as Flower describes one, from its history entry.
+fn flower_task(entry: &HistoryEntry) -> Value {
+    let first_run = entry.attempts.iter().find_map(|a| a.run.as_ref());
+    let last_run = entry.attempts.iter().rev().find_map(|a| a.run.as_ref());
+    let at_end = |state: TaskState| (entry.state == state).then(|| seconds(entry.updated_ms));
+    let retried = entry
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| a.state == TaskState::Retry)
+        .and_then(|a| a.run.as_ref())
+        .map(|run| seconds(run.finished_ms));
+    json!({
+        "uuid": entry.id,
+        "name": entry.task,
+        "state": entry.state.as_str(),
+        "received": seconds(entry.submitted_ms),
+        "sent": seconds(entry.submitted_ms),
+        "started": first_run.map(|run| seconds(run.started_ms)),
+        "succeeded": at_end(TaskState::Success),
+        "failed": at_end(TaskState::Failure),
+        "retried": retried,
+        "revoked": at_end(TaskState::Revoked),
+        "rejected": null,
+        "timestamp": seconds(entry.updated_ms),
+        "runtime": last_run.map(|run| run.stats.wall_time_us as f64 / 1e6),
+        "args": "[]",
+        "kwargs": entry.input.to_string(),
+        "result": entry.result.as_ref().map(|r| r.as_str().to_owned()),
+        "exception": entry.error.as_ref().map(ToString::to_string),
+        "traceback": null,
+        "retries": entry.attempts.len().saturating_sub(1),
+        "worker": entry.worker,
+        "eta": null,
+        "expires": null,
+        "exchange": null,
+        "routing_key": entry.queue,
+        "clock": null,
+        "client": null,
+        "root_id": entry.id,
+        "parent_id": null,
+        "children": [],
+    })
+}
+
+/// A task not finished yet, as Flower describes one, from its record.
+fn flower_live_task(record: &TaskRecord) -> Value {
+    let message = &record.message;
+    json!({
+        "uuid": message.id,
+        "name": message.task,
+        "state": record.state.as_str(),
+        "received": seconds(message.submitted_ms),
+        "sent": seconds(message.submitted_ms),
+        "started": null,
+        "succeeded": null, "failed": null, "retried": null, "revoked": null, "rejected": null,
+        "timestamp": seconds(record.updated_ms),
+        "runtime": null,
+        "args": "[]",
+        "kwargs": message.input.to_string(),
+        "result": null,
+        "exception": record.error.as_ref().map(ToString::to_string),
+        "traceback": null,
+        "retries": message.attempt.saturating_sub(1),
+        "worker": record.worker,
+        "eta": message.eta_ms.map(seconds),
+        "expires": message.expires_ms.map(seconds),
+        "exchange": null,
+        "routing_key": message.queue,
+        "clock": null, "client": null,
+        "root_id": message.id,
+        "parent_id": null,
+        "children": [],
+    })
+}
+
+/// The names of the tasks the loaded plugins offer, sorted.
+fn registered_tasks(state: &AppState) -> Vec<String> {
+    let mut names: Vec<String> = state
+        .registry
+        .plugins()
+        .iter()
+        .flat_map(|p| p.tasks.iter().map(|t| t.spec.name.clone()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Flower's `/api/workers` query (`refresh` is taken and changes nothing).
+#[derive(Debug, Deserialize)]
+struct WorkersQuery {
+    workername: Option<String>,
+    status: Option<String>,
+}
+
+/// Workers keyed by name, with Flower's fields (from their heartbeats);
+/// `?status=true` answers `{name: true}` for each online worker.
+async fn workers(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidQuery(query): ValidQuery<WorkersQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    let registered = registered_tasks(&state);
+    let mut answer = Map::new();
+    for w in state.broker.workers().await? {
+        if query
+            .workername
+            .as_ref()
+            .is_some_and(|name| name != &w.name)
+        {
+            continue;
+        }
+        if query
+            .status
+            .as_deref()
+            .is_some_and(|s| s == "true" || s == "1")
+        {
+            answer.insert(w.name, json!(true));
+            continue;
+        }
+        let uptime = w.heartbeat_ms.saturating_sub(w.started_ms) / 1000;
+        let worker = json!({
+            "active_queues": w.queues.iter().map(|q| json!({"name": q, "routing_key": q})).collect::<Vec<_>>(),
+            "conf": {"worker_concurrency": w.concurrency},
+            "registered": registered,
+            "stats": {
+                "hostname": w.hostname,
+                "pid": w.pid,
+                "uptime": uptime,
+                "pool": {"max-concurrency": w.concurrency, "processes": [w.pid]},
+                "rusage": {"utime": w.cpu_seconds, "maxrss": w.rss_bytes / 1024},
+                "total": {"succeeded": w.succeeded, "failed": w.failed, "retried": w.retried},
+                "processed": w.processed,
+            },
+            "scheduled": [],
+            "active": w.active.iter().map(|id| json!({"id": id, "hostname": w.hostname})).collect::<Vec<_>>(),
+            "reserved": [],
+            "revoked": [],
+            "timestamp": seconds(w.heartbeat_ms),
+        });
+        answer.insert(w.name, worker);
+    }
+    Ok(axum::Json(Value::Object(answer)))
+}
+
+/// Flower's `/api/tasks` query.
+#[derive(Debug, Deserialize)]
+struct TasksQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+    sort_by: Option<String>,
+    workername: Option<String>,
+    taskname: Option<String>,
+    state: Option<TaskState>,
+    received_start: Option<String>,
+    received_end: Option<String>,
+    search: Option<String>,
+}
+
+/// Flower's time of day, `%Y-%m-%d %H:%M`, as Unix ms (UTC).
+fn flower_time(field: &str, value: &str) -> Result<u64, ApiError> {
+    let with_seconds = format!("{}:00Z", value.trim().replace(' ', "T"));
+    humantime::parse_rfc3339(&with_seconds)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .ok_or_else(|| ApiError::invalid(field, format!("{field} must be YYYY-MM-DD HH:MM")))
+}
+
+/// Finished tasks keyed by id, newest first, with Flower's filters.
+async fn tasks(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidQuery(query): ValidQuery<TasksQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    if let Some(sort) = query.sort_by.as_deref()
+        && !matches!(sort, "-received" | "-timestamp")
+    {
+        return Err(ApiError::invalid(
+            "sort_by",
+            "tasks are listed newest first (`-received`) only",
+        ));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let mut skip = query.offset.unwrap_or(0).min(100_000);
+    let mut history = HistoryQuery {
+        state: query.state,
+        task: query.taskname.filter(|s| !s.is_empty()),
+        worker: query.workername.filter(|s| !s.is_empty()),
+        text: query.search.filter(|s| !s.is_empty()),
+        since_ms: query
+            .received_start
+            .as_deref()
+            .map(|v| flower_time("received_start", v))
+            .transpose()?,
+        until_ms: query
+            .received_end
+            .as_deref()
+            .map(|v| flower_time("received_end", v))
+            .transpose()?,
+        limit: 1_000,
+        ..HistoryQuery::default()
+    };
+    let mut answer = Map::new();
+    // Bounded: an offset of 100,000 reads at most 101 pages of 1,000.
+    for _ in 0..=101 {
+        let page = state.broker.history(&history).await?;
+        for entry in page.entries {
+            if !caller.sees(entry.acting_for.as_deref()) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            answer.insert(entry.id.clone(), flower_task(&entry));
+            if answer.len() >= limit {
+                return Ok(axum::Json(Value::Object(answer)));
+            }
+        }
+        match page.next {
+            Some(next) => history.after = Some(next),
+            None => break,
+        }
+    }
+    Ok(axum::Json(Value::Object(answer)))
+}
+
+/// `{"task-types": [...]}`: every task the loaded plugins offer.
+async fn task_types(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(axum::Json(
+        json!({ "task-types": registered_tasks(&state) }),
+    ))
+}
+
+/// `{"active_queues": [{"name", "messages"}]}`: tasks ready per queue.
+async fn queue_lengths(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    let queues: Vec<Value> = state
+        .broker
+        .queue_stats()
+        .await?
+        .into_iter()
+        .map(|q| json!({"name": q.name, "messages": q.ready}))
+        .collect();
+    Ok(axum::Json(json!({ "active_queues": queues })))
+}
+
+/// The task (history first, else its live record) the caller may see.
+async fn flower_view(state: &AppState, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    if let Some(entry) = state.broker.history_entry(id).await? {
+        return visible(caller, entry.acting_for.as_deref(), id).map(|()| flower_task(&entry));
+    }
+    match state.broker.task(id).await? {
+        Some(record) => visible(caller, record.message.acting_for.as_deref(), id)
+            .map(|()| flower_live_task(&record)),
+        None => Err(ApiError::not_found(format!("unknown task {id}"))),
+    }
+}
+
+fn visible(caller: &Caller, acting_for: Option<&str>, id: &str) -> Result<(), ApiError> {
+    if caller.sees(acting_for) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "key {:?} may not see task {id}",
+            caller.name
+        )))
+    }
+}
+
+/// One task's Flower fields.
+async fn task_info(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidPath(task_id): ValidPath<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(axum::Json(flower_view(&state, &caller, &task_id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultQuery {
+    timeout: Option<f64>,
+}
+
+/// `{"task-id", "state", "result"}`, waiting up to `timeout` seconds (at
+/// most 60) for the task to finish.
+async fn task_result(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidPath(task_id): ValidPath<String>,
+    ValidQuery(query): ValidQuery<ResultQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    let wait = super::tasks::wait_duration(query.timeout)
+        .map_err(|_| ApiError::invalid("timeout", "timeout must be between 0 and 60 seconds"))?;
+    let record = match wait {
+        Some(wait) => state.broker.wait(&task_id, wait).await?,
+        None => state.broker.task(&task_id).await?,
+    };
+    let Some(record) = record else {
+        // Its result expired; the history still knows how it ended.
+        let view = flower_view(&state, &caller, &task_id).await?;
+        return Ok(axum::Json(json!({
+            "task-id": task_id, "state": view["state"], "result": view["result"],
+        })));
+    };
+    visible(&caller, record.message.acting_for.as_deref(), &task_id)?;
+    let result = match record.state {
+        TaskState::Success => record.result.map(|r| r.to_value()).unwrap_or(Value::Null),
+        TaskState::Failure => json!(record.error.map(|e| e.to_string())),
+        _ => Value::Null,
+    };
+    Ok(axum::Json(json!({
+        "task-id": task_id, "state": record.state.as_str(), "result": result,
+    })))
+}
+
+/// Revokes a task: a queued one never runs, a running one is interrupted
+/// (hippo always interrupts, so `terminate` changes nothing).
+async fn revoke(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidPath(task_id): ValidPath<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Scope::Submit)?;
+    if let Some(record) = state.broker.task(&task_id).await? {
+        visible(&caller, record.message.acting_for.as_deref(), &task_id)?;
+    }
+    match state.broker.revoke(&task_id).await? {
+        RevokeOutcome::Unknown => Err(ApiError::not_found(format!("unknown task {task_id}"))),
+        _ => Ok(axum::Json(
+            json!({ "message": format!("Revoked '{task_id}'") }),
+        )),
+    }
+}
+
+/// Flower's apply body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    #[serde(default)]
+    args: Vec<Value>,
+    kwargs: Option<Map<String, Value>>,
+    countdown: Option<f64>,
+    /// An ISO 8601 time.
+    eta: Option<String>,
+    expires: Option<f64>,
+    queue: Option<String>,
+    priority: Option<u8>,
+}
+
+/// Submits `name` with the body's `kwargs` as its input; answers
+/// `{"task-id", "state"}`.
+async fn async_apply(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ValidPath(name): ValidPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Submit)?;
+    let body: ApplyBody = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_str("{}").expect("an empty body is no field")
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body(e.to_string()))?
+    };
+    let input = match (body.kwargs, body.args.as_slice()) {
+        (Some(kwargs), []) => Value::Object(kwargs),
+        (None, []) => Value::Null,
+        (None, [single @ Value::Object(_)]) => single.clone(),
+        _ => {
+            return Err(ApiError::invalid(
+                "args",
+                "a hippo task takes one JSON input: send it as kwargs (or as one object in args)",
+            ));
+        }
+    };
+    let eta_ms = body
+        .eta
+        .as_deref()
+        .map(|eta| {
+            humantime::parse_rfc3339_weak(eta)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+                .ok_or_else(|| ApiError::invalid("eta", "eta must be an ISO 8601 time"))
+        })
+        .transpose()?;
+    let request = SubmitRequest {
+        task: name,
+        input,
+        queue: body.queue,
+        priority: body.priority,
+        countdown: body.countdown,
+        eta_ms,
+        expires: body.expires,
+        max_retries: None,
+        idempotency_key: None,
+        limits: None,
+    };
+    let message = validate(&state, &caller, request)?;
+    let id = message.id.clone();
+    enqueue(&state, message, None).await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "task-id": id, "state": "PENDING" })),
+    )
+        .into_response())
+}
