@@ -5,6 +5,7 @@
 //! Each benchmark is a module with a `run(args) -> Result<Report>`.
 
 mod api;
+mod dashboard;
 mod memory;
 mod queues;
 mod report;
@@ -35,6 +36,11 @@ benchmarks:
             (bench/run api starts a private Redis)
             [--redis URL] [--submits N] [--rtt N] [--rounds N] [--clients N]
             [--concurrency N] [--memory] [--memory-plugin PATH]
+  dashboard the task history at scale on both brokers: fill it with N finished
+            tasks through the broker, then time the list, a deep name+state
+            search, a task's page and the SSE lag over HTTP; bytes per task
+            (bench/run dashboard starts a private Redis)
+            [--tasks N (1000000)] [--redis URL]
   embed     embedding throughput at batch 1, 8 and 32: hippo's embedder against
             Python onnxruntime on the same graph (scripts/fetch-models provides both)
             [--threads N] [--batches 1,8,32] [--seconds S] [--graph PATH] [--python PATH]
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Some("embed") => memory::embed::run(&rest),
         Some("memory") => memory::engine::run(&rest),
         Some("api") => api::run(&rest),
+        Some("dashboard") => dashboard::run(&rest),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
