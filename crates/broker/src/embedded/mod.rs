@@ -32,6 +32,12 @@ use journal::{Journal, Tx};
 use tables::*;
 use writer::*;
 
+/// redb's page cache. Its default, 1 GiB, is what the process grew by as
+/// the task history filled (`bench/run dashboard`); what the broker reads
+/// often (live tasks, the newest index pages) is a small part of the file,
+/// and the writer keeps live tasks decoded besides (`LiveTasks`).
+const CACHE_BYTES: usize = 64 << 20;
+
 /// The embedded, durable broker. See the module docs.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
@@ -51,10 +57,12 @@ impl EmbeddedBroker {
     pub async fn open(dir: &Path, config: BrokerConfig) -> Result<Self, BrokerError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let path = dir.join("broker.redb");
-        let db = tokio::task::spawn_blocking(move || Database::create(path))
-            .await
-            .map_err(storage)?
-            .map_err(storage)?;
+        let db = tokio::task::spawn_blocking(move || {
+            Database::builder().set_cache_size(CACHE_BYTES).create(path)
+        })
+        .await
+        .map_err(storage)?
+        .map_err(storage)?;
         let db = Arc::new(db);
         let journal = {
             let db = db.clone();
