@@ -163,18 +163,10 @@ pub fn router(state: AppState, logins: Arc<Logins>) -> Router {
             (state.clone(), logins),
             authenticate,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/healthcheck", get(|| async { "OK" }))
-        .merge(protected)
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                code: "method_not_allowed",
-                ..ApiError::not_found("method not allowed on this route")
-            }
-        })
-        .with_state(state)
+        .merge(protected);
+    super::json_fallbacks(app).with_state(state)
 }
 
 async fn authenticate(

@@ -164,19 +164,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             authenticate,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(|| async { axum::Json(openapi()) }))
-        .merge(protected)
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                code: "method_not_allowed",
-                ..ApiError::not_found("method not allowed on this route")
-            }
-        })
+        .merge(protected);
+    json_fallbacks(app)
         // Bodies are read by the handlers with their own limits (see `read_body`).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -185,6 +178,21 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(finish_unread_bodies))
         .with_state(state)
+}
+
+/// `router` answering an unknown route 404 and a known route's wrong
+/// method 405, both as JSON errors like every other answer. The API and
+/// the dashboard's listener share it.
+pub(crate) fn json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                ..ApiError::not_found("method not allowed on this route")
+            }
+        })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

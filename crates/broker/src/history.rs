@@ -164,10 +164,7 @@ pub(crate) fn bounded_input(input: &serde_json::Value) -> (serde_json::Value, bo
         return (input.clone(), false);
     }
     let text = input.to_string();
-    let mut end = INPUT_KEPT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(INPUT_KEPT_BYTES);
     (serde_json::Value::String(text[..end].to_owned()), true)
 }
 
@@ -177,10 +174,7 @@ fn bounded_output(output: &TaskOutput) -> (TaskOutput, bool) {
     if text.len() <= OUTPUT_KEPT_BYTES {
         return (output.clone(), false);
     }
-    let mut end = OUTPUT_KEPT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(OUTPUT_KEPT_BYTES);
     let kept = serde_json::Value::String(text[..end].to_owned());
     (TaskOutput::from_value(&kept), true)
 }
