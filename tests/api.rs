@@ -7,7 +7,7 @@
 //! OpenAPI document's schema for its route and status (`api/schema.rs`);
 //! `api/tasks.rs` holds the task, plugin, health and metrics scenarios,
 //! `api/history.rs` the history and logs, `api/events.rs` the live events,
-//! `api/flower.rs` the dashboard's Flower-compatible routes,
+//! `api/flower.rs` the dashboard's listener (Flower's routes, sessions, CSRF),
 //! `api/memory.rs` the memory routes on real memory services and
 //! `api/regressions.rs` the tests named after the bugs they pin.
 
@@ -47,6 +47,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}/history"),
     ("GET", "/api/v1/tasks/{task_id}/log"),
+    ("GET", "/api/v1/stats/tasks"),
     ("POST", "/api/v1/tasks/submit"),
     ("GET", "/api/v1/tasks/status/{task_id}"),
     ("POST", "/api/v1/tasks/cancel/{task_id}"),

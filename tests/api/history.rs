@@ -96,4 +96,52 @@ on_both_brokers! {
             api.get(&format!("/api/v1/tasks?{query}"), Some(READER)).await.error(400, "invalid_input", Some(field));
         }
     }
+
+    stats_count_each_task_name_over_its_window(api) {
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(api.submit(json!({"task": "test.echo", "input": {"n": n}})).await);
+        }
+        ids.push(api.submit(json!({"task": "test.fail", "input": {"kind": "fatal"}, "max_retries": 0})).await);
+        for id in &ids {
+            api.finished(id).await;
+        }
+        let alices = api.post("/api/v1/tasks/submit?wait=30", Some(ALICE), json!({"task": "test.log", "input": {"lines": 1, "user_id": "alice"}})).await;
+        alices.expect(200);
+
+        let hour = api.get("/api/v1/stats/tasks", Some(READER)).await;
+        let hour = hour.expect(200);
+        assert_eq!((&hour["window_s"], &hour["bucket_s"], &hour["complete"]), (&json!(3600), &json!(60), &json!(true)), "{hour}");
+        assert_eq!(hour["scanned"], 5);
+        let tasks = hour["tasks"].as_array().unwrap();
+        let names: Vec<&str> = tasks.iter().map(|t| t["task"].as_str().unwrap()).collect();
+        assert_eq!(names, ["test.echo", "test.fail", "test.log"], "busiest first");
+        assert_eq!(tasks[0]["states"], json!({"SUCCESS": 3}));
+        assert_eq!(tasks[1]["states"], json!({"FAILURE": 1}));
+        assert_eq!(tasks[1]["failure_rate"], 1.0);
+        let runtime = &tasks[0]["runtime_ms"];
+        let (p50, p95, max) = (runtime["p50"].as_f64().unwrap(), runtime["p95"].as_f64().unwrap(), runtime["max"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p95 && p95 <= max, "{runtime}");
+        let buckets = hour["buckets"].as_array().unwrap();
+        assert!((60..=61).contains(&buckets.len()), "{}", buckets.len());
+        let (ok, failed): (u64, u64) = buckets.iter().fold((0, 0), |(ok, failed), b| {
+            (ok + b["succeeded"].as_u64().unwrap(), failed + b["failed"].as_u64().unwrap())
+        });
+        assert_eq!((ok, failed), (4, 1));
+        assert!(buckets.windows(2).all(|w| w[1]["at_ms"].as_u64() > w[0]["at_ms"].as_u64()), "oldest first");
+
+        let minute = api.get("/api/v1/stats/tasks?window=1m&task=test.echo", Some(READER)).await;
+        let minute = minute.expect(200);
+        assert_eq!((&minute["bucket_s"], &minute["scanned"]), (&json!(1), &json!(3)), "{minute}");
+        // A key bound to users counts only its users' tasks.
+        let seen = api.get("/api/v1/stats/tasks?window=24h", Some(ALICE)).await;
+        let seen = seen.expect(200);
+        assert_eq!(seen["tasks"].as_array().unwrap().len(), 1, "{seen}");
+        assert_eq!(seen["tasks"][0]["task"], "test.log");
+        api.get("/api/v1/stats/tasks", None).await.error(401, "unauthorized", None);
+        api.get("/api/v1/stats/tasks", Some(DEPLOYER)).await.error(403, "forbidden", None);
+        for (query, field) in [("window=2h", "window"), ("task=", "task"), ("colour=red", "colour")] {
+            api.get(&format!("/api/v1/stats/tasks?{query}"), Some(READER)).await.error(400, "invalid_input", Some(field));
+        }
+    }
 }

@@ -68,7 +68,7 @@ pub struct TaskLogs {
     pub attempts: Vec<AttemptLog>,
 }
 
-fn text_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn text_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if v.is_empty() || v.len() > 256 => Err(ApiError::invalid(
             field,

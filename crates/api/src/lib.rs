@@ -19,6 +19,7 @@ mod memory;
 pub mod metrics;
 mod plugins;
 mod schedule;
+mod stats;
 mod tasks;
 
 pub use auth::{KeyConfig, KeyStore, Scope, hash_key};
@@ -64,7 +65,7 @@ pub struct AppState {
         tasks::submit, tasks::status, tasks::cancel, tasks::inspect_stats, tasks::inspect_queues,
         tasks::inspect_active, tasks::inspect_scheduled, tasks::purge_queue, tasks::dead_letters,
         tasks::replay_dead_letter, tasks::purge_dead_letters,
-        history::list, history::entry, history::log, events::events,
+        history::list, history::entry, history::log, events::events, stats::tasks,
         plugins::list, plugins::upload, plugins::upload_manifest, plugins::remove,
         schedule::list, schedule::run,
         memory::queue_create, memory::queue_batch_create, memory::queue_recall, memory::queue_update,
@@ -75,6 +76,7 @@ pub struct AppState {
     components(schemas(
         tasks::SubmitRequest, tasks::LimitsBody, tasks::SubmitResponse, tasks::TaskStatus, tasks::CancelResponse,
         schedule::ScheduleList, schedule::ScheduleInfo, history::TaskList, history::TaskLogs,
+        stats::TaskStats, stats::TaskNameStats, stats::Runtimes, stats::Bucket,
         error::ErrorBody, error::ErrorDetail, Health,
         memory::NewMemory, memory::BatchCreate, memory::Recall, memory::RecallMode, memory::MemoryFilters,
         memory::MemoryUpdates, memory::Update, memory::Delete, memory::Query, hippo_store::MemoryType,
@@ -109,6 +111,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/stats/tasks", get(stats::tasks))
         .route("/api/v1/tasks", get(history::list))
         .route("/api/v1/tasks/{task_id}/history", get(history::entry))
         .route("/api/v1/tasks/{task_id}/log", get(history::log))
