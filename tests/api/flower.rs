@@ -3,7 +3,7 @@
 //! auth or an API key; on both brokers.
 
 use super::*;
-use hippo::api::flower::Logins;
+use hippo::api::dashboard::Logins;
 
 /// The fields of a task in `/api/tasks` and `/api/task/info`, as Flower's.
 const FLOWER_TASK_FIELDS: &[&str] = &[
@@ -51,7 +51,7 @@ async fn dashboard(api: &Api) -> String {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = hippo::api::flower::router(state, Arc::new(logins));
+    let app = hippo::api::dashboard::router(state, Arc::new(logins));
     tokio::spawn(hippo::api::serve_router(
         listener,
         app,
@@ -179,5 +179,68 @@ on_both_brokers! {
         assert!(limited, "forty wrong logins in a row are rate limited");
         let (status, _, _) = call(api, Method::GET, &format!("{base}/healthcheck"), None, None).await;
         assert_eq!(status, 200);
+    }
+
+    dashboard_sessions_need_their_csrf_token(api) {
+        let base = dashboard(api).await;
+        let http = reqwest::Client::builder().no_proxy()
+            .redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        // A stranger is sent to the form; the page and its assets need credentials.
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!((page.status().as_u16(), &page.headers()["location"]), (303, &"/login".parse::<reqwest::header::HeaderValue>().unwrap()));
+        let form = http.get(format!("{base}/login")).send().await.unwrap();
+        assert_eq!(form.status(), 200);
+        assert_eq!(form.headers()["x-frame-options"], "DENY");
+        assert_eq!(http.get(format!("{base}/assets/app.js")).send().await.unwrap().status(), 401);
+
+        let wrong = http.post(format!("{base}/login")).form(&[("user", "flower"), ("password", "nope")]).send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let foreign = http.post(format!("{base}/login")).header("sec-fetch-site", "cross-site")
+            .form(&[("user", "flower"), ("password", "s3cret-pass")]).send().await.unwrap();
+        assert_eq!(foreign.status(), 403, "a login posted from another site");
+        let login = http.post(format!("{base}/login")).form(&[("user", "flower"), ("password", "s3cret-pass")]).send().await.unwrap();
+        assert_eq!(login.status(), 303);
+        let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        // An API key logs in too (no user).
+        let by_key = http.post(format!("{base}/login")).form(&[("user", ""), ("password", READER)]).send().await.unwrap();
+        assert_eq!(by_key.status(), 303);
+
+        let page = http.get(format!("{base}/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+        let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+        assert_eq!(csrf.len(), 64, "{page}");
+        assert!(page.contains("flower"), "the user's name");
+        let script = http.get(format!("{base}/assets/app.js")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+
+        // hippo's API on the dashboard's listener: reads with the cookie alone,
+        // changes only with the session's token.
+        let listed = http.get(format!("{base}/api/v1/tasks")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(listed.status(), 200);
+        let stats = http.get(format!("{base}/api/v1/stats/tasks?window=1m")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(stats.status(), 200);
+        let submit = json!({"task": "test.echo", "input": {"via": "session"}});
+        let forged = http.post(format!("{base}/api/v1/tasks/submit")).header("cookie", &cookie).json(&submit).send().await.unwrap();
+        assert_eq!(forged.status(), 403, "no token");
+        let forged = http.post(format!("{base}/api/v1/tasks/submit")).header("cookie", &cookie)
+            .header("x-csrf-token", "0".repeat(64)).json(&submit).send().await.unwrap();
+        assert_eq!(forged.status(), 403, "a wrong token");
+        let sent = http.post(format!("{base}/api/v1/tasks/submit")).header("cookie", &cookie)
+            .header("x-csrf-token", &csrf).json(&submit).send().await.unwrap();
+        assert_eq!(sent.status(), 202);
+        // Basic auth from another site may not change anything; scripts may.
+        let foreign = http.post(format!("{base}/api/task/async-apply/test.echo")).header("authorization", LOGIN)
+            .header("origin", "http://evil.test").json(&json!({"kwargs": {}})).send().await.unwrap();
+        assert_eq!(foreign.status(), 403);
+        let script = http.post(format!("{base}/api/task/async-apply/test.echo")).header("authorization", LOGIN)
+            .json(&json!({"kwargs": {}})).send().await.unwrap();
+        assert_eq!(script.status(), 200);
+
+        // Logging out ends the session.
+        let out = http.post(format!("{base}/logout")).header("cookie", &cookie).header("x-csrf-token", &csrf).send().await.unwrap();
+        assert_eq!(out.status(), 204);
+        let after = http.get(format!("{base}/api/v1/tasks")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(after.status(), 401);
     }
 }

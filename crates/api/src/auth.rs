@@ -105,12 +105,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A dashboard login (basic auth): it may read, submit and administer
-    /// (as Flower's users may), for any user; not deploy nor raise limits.
+    /// A dashboard login (basic auth): it may read, submit, administer,
+    /// and deploy or remove plugins (the dashboard's Plugins tab), for any
+    /// user; not raise limits.
     pub fn dashboard_login(name: &str) -> Caller {
         Caller {
             name: name.to_owned(),
-            scopes: [Scope::Read, Scope::Submit, Scope::Admin].into(),
+            scopes: [Scope::Read, Scope::Submit, Scope::Admin, Scope::Deploy].into(),
             users: None,
         }
     }

@@ -1,9 +1,6 @@
-//! The dashboard's listener (`hippo serve --dashboard-listen`, default
-//! 127.0.0.1:5555): Flower's HTTP API with Flower's routes and field
-//! names, so scripts written against Flower keep working, and the
-//! Prometheus metrics. Everything but `/healthcheck` needs credentials:
-//! a dashboard login by basic auth ([`Logins`], from `FLOWER_BASIC_AUTH`
-//! or `FLOWER_USER` / `FLOWER_PASSWORD`) or a hippo API key.
+//! Flower's HTTP API on the dashboard's listener ([`super::dashboard`]),
+//! with Flower's routes and field names, so scripts written against
+//! Flower keep working.
 //!
 //! What cannot mean the same here as in Flower:
 //! - a task has one JSON input, not `args` and `kwargs`: `kwargs` is the
@@ -22,134 +19,17 @@ use super::error::ApiError;
 use super::tasks::{SubmitRequest, enqueue, validate};
 use super::{AppState, ValidPath, ValidQuery};
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hippo_broker::{HistoryEntry, HistoryQuery, RevokeOutcome, TaskRecord, TaskState};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-/// Passwords a dashboard must not be exposed with: Flower's and the
-/// reference stack's examples, and the usual first guesses.
-pub const KNOWN_DEFAULT_PASSWORDS: &[&str] = &[
-    "admin",
-    "password",
-    "changeme",
-    "changeme_in_production",
-    "flower",
-    "celery",
-];
-
-/// Wrong credentials per second (a burst of twice that) before the
-/// dashboard answers 429 to every bad attempt.
-const FAILURES_PER_S: f64 = 5.0;
-
-/// The dashboard's basic-auth logins, and the limit on wrong attempts.
-#[derive(Debug)]
-pub struct Logins {
-    /// (user, SHA-256 of the password).
-    users: Vec<(String, [u8; 32])>,
-    failures: Mutex<(f64, Instant)>,
-}
-
-impl Logins {
-    /// Logins from `FLOWER_BASIC_AUTH` (`user:pass`, comma-separated, as
-    /// Flower takes it) and `FLOWER_USER` / `FLOWER_PASSWORD` (the
-    /// reference stack's), as `env` gives them.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Logins, String> {
-        let mut pairs = Vec::new();
-        if let Some(spec) = env("FLOWER_BASIC_AUTH").filter(|s| !s.trim().is_empty()) {
-            for pair in spec.split(',') {
-                let (user, password) = pair
-                    .trim()
-                    .split_once(':')
-                    .ok_or("FLOWER_BASIC_AUTH must be user:password[,user:password...]")?;
-                pairs.push((user.to_owned(), password.to_owned()));
-            }
-        }
-        match (env("FLOWER_USER"), env("FLOWER_PASSWORD")) {
-            (Some(user), Some(password)) => pairs.push((user, password)),
-            (None, None) => {}
-            _ => return Err("FLOWER_USER and FLOWER_PASSWORD go together".into()),
-        }
-        Logins::new(pairs)
-    }
-
-    /// Logins of (user, password) pairs.
-    pub fn new(pairs: Vec<(String, String)>) -> Result<Logins, String> {
-        let mut users = Vec::new();
-        for (user, password) in pairs {
-            if user.is_empty() || password.is_empty() {
-                return Err("a dashboard login needs a user and a password".into());
-            }
-            users.push((user, Sha256::digest(password.as_bytes()).into()));
-        }
-        Ok(Logins {
-            users,
-            failures: Mutex::new((2.0 * FAILURES_PER_S, Instant::now())),
-        })
-    }
-
-    /// Whether any login is configured.
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-
-    /// The first login whose password is a known default, if any.
-    pub fn weak_login(&self) -> Option<&str> {
-        self.users.iter().find_map(|(user, hash)| {
-            KNOWN_DEFAULT_PASSWORDS
-                .iter()
-                .any(|p| <[u8; 32]>::from(Sha256::digest(p.as_bytes())) == *hash)
-                .then_some(user.as_str())
-        })
-    }
-
-    /// The caller a basic-auth `user:password` names, if it is a login.
-    fn check(&self, credentials: &str) -> Option<Caller> {
-        let (user, password) = credentials.split_once(':')?;
-        let hash: [u8; 32] = Sha256::digest(password.as_bytes()).into();
-        // Every login is compared, in time independent of where they differ.
-        let mut found = None;
-        for (name, expected) in &self.users {
-            let same = expected
-                .iter()
-                .zip(hash)
-                .fold(name.as_bytes() == user.as_bytes(), |same, (a, b)| {
-                    same & (*a == b)
-                });
-            if same {
-                found = Some(Caller::dashboard_login(name));
-            }
-        }
-        found
-    }
-
-    /// Counts a wrong attempt; false when there were too many of late.
-    fn allow_failure(&self) -> bool {
-        let mut bucket = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let (tokens, refilled) = *bucket;
-        let tokens = (tokens + now.duration_since(refilled).as_secs_f64() * FAILURES_PER_S)
-            .min(2.0 * FAILURES_PER_S);
-        let allowed = tokens >= 1.0;
-        *bucket = (if allowed { tokens - 1.0 } else { tokens }, now);
-        allowed
-    }
-}
-
-/// The dashboard's router: Flower's API and the metrics, behind logins
-/// and API keys; `/healthcheck` open.
-pub fn router(state: AppState, logins: Arc<Logins>) -> Router {
-    let protected = Router::new()
+/// Flower's routes, for the dashboard to put behind its logins.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
         .route("/api/workers", get(workers))
         .route("/api/tasks", get(tasks))
         .route("/api/task/types", get(task_types))
@@ -158,58 +38,6 @@ pub fn router(state: AppState, logins: Arc<Logins>) -> Router {
         .route("/api/task/result/{task_id}", get(task_result))
         .route("/api/task/revoke/{task_id}", post(revoke))
         .route("/api/task/async-apply/{name}", post(async_apply))
-        .route("/metrics", get(super::metrics))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), logins),
-            authenticate,
-        ));
-    let app = Router::new()
-        .route("/healthcheck", get(|| async { "OK" }))
-        .merge(protected);
-    super::json_fallbacks(app).with_state(state)
-}
-
-async fn authenticate(
-    State((state, logins)): State<(AppState, Arc<Logins>)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let caller = match header.as_deref() {
-        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(value[6..].trim())
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|credentials| logins.check(&credentials))
-                .ok_or_else(|| ApiError::unauthorized("wrong user or password"))
-        }
-        _ => state.keys.authenticate(header.as_deref()),
-    };
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(error) => {
-            // Wrong credentials count; none at all is a browser's first ask.
-            let wrong = header.is_some() && error.status == StatusCode::UNAUTHORIZED;
-            if wrong && !logins.allow_failure() {
-                return ApiError::rate_limited(1).into_response();
-            }
-            let mut response = error.into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"hippo\""),
-            );
-            response
-        }
-    }
 }
 
 /// Unix seconds (Flower's times) of Unix ms.

@@ -11,9 +11,10 @@
 //! but the binary.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 mod events;
-pub mod flower;
+mod flower;
 mod history;
 mod memory;
 pub mod metrics;
@@ -109,7 +110,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
+    let protected = v1_routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authenticate,
+    ));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .merge(protected);
+    hardened(app).with_state(state)
+}
+
+/// The routes that need a caller (an extension `Caller` put there by the
+/// listener's authentication): the API's, which the dashboard serves too.
+pub(crate) fn v1_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/stats/tasks", get(stats::tasks))
         .route("/api/v1/tasks", get(history::list))
@@ -163,24 +179,19 @@ pub fn router(state: AppState) -> Router {
             put(plugins::upload_manifest),
         )
         .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ));
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/openapi.json", get(|| async { axum::Json(openapi()) }))
-        .merge(protected);
+}
+
+/// `app` with what every listener's routes need: JSON fallbacks, bodies
+/// read by the handlers with their own limits (see `read_body`), a
+/// request timeout, and unread bodies drained before answering.
+pub(crate) fn hardened(app: Router<AppState>) -> Router<AppState> {
     json_fallbacks(app)
-        // Bodies are read by the handlers with their own limits (see `read_body`).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn(finish_unread_bodies))
-        .with_state(state)
 }
 
 /// `router` answering an unknown route 404 and a known route's wrong

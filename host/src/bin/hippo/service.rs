@@ -1,7 +1,7 @@
 //! `hippo serve` and `hippo worker`: the long-running processes.
 
 use clap::Args;
-use hippo::api::flower::Logins;
+use hippo::api::dashboard::Logins;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
@@ -291,6 +291,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
 async fn start_dashboard(
     args: &ServeArgs,
     state: AppState,
+    scheduler: &Arc<Scheduler>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let logins = Logins::from_env(|name| std::env::var(name).ok())
@@ -314,7 +315,10 @@ async fn start_dashboard(
         .await
         .map_err(|e| anyhow::anyhow!("dashboard on {}: {e}", args.dashboard_listen))?;
     tracing::info!(listen = %listener.local_addr()?, "dashboard listening");
-    let app = hippo::api::flower::router(state, std::sync::Arc::new(logins));
+    let app = hippo::api::with_scheduler(
+        hippo::api::dashboard::router(state, Arc::new(logins)),
+        scheduler.clone(),
+    );
     Ok(tokio::spawn(hippo::api::serve_router(
         listener,
         app,
@@ -359,7 +363,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     let dashboard = match args.no_dashboard {
         true => None,
-        false => Some(start_dashboard(&args, state.clone(), stopped.clone()).await?),
+        false => Some(start_dashboard(&args, state.clone(), &scheduler, stopped.clone()).await?),
     };
     let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
     let api = tokio::spawn(hippo::api::serve_router(
