@@ -605,6 +605,8 @@ on_both_brokers! {
             api.finished(&id).await;
         }
         api.submit(json!({"task": "test.noop", "queue": "background"})).await;
+        let failed = api.submit(json!({"task": "test.fail", "input": {"kind": "fatal"}, "max_retries": 0})).await;
+        api.finished(&failed).await;
         // Heartbeats carry the counts: wait for one that has all three.
         let deadline = Instant::now() + Duration::from_secs(10);
         let worker = api.worker_name.as_str();
@@ -614,7 +616,9 @@ on_both_brokers! {
             assert_eq!(response.status(), 200);
             assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
             let text = response.text().await.unwrap();
-            if text.lines().any(|l| l.strip_prefix(&succeeded).is_some_and(|v| v.trim().parse::<f64>().unwrap() >= 3.0)) {
+            let failure = format!("hippo_task_outcomes_total{{worker=\"{worker}\",task=\"test.fail\",outcome=\"failed\"}} 1");
+            if text.lines().any(|l| l.strip_prefix(&succeeded).is_some_and(|v| v.trim().parse::<f64>().unwrap() >= 3.0))
+                && text.lines().any(|l| l == failure) {
                 break text;
             }
             assert!(Instant::now() < deadline, "no heartbeat with 3 successes:\n{text}");
@@ -627,13 +631,15 @@ on_both_brokers! {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').unwrap();
-                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
                 typed.insert(name.to_string());
             } else if !line.starts_with("# HELP ") {
                 let (series, value) = line.rsplit_once(' ').unwrap();
                 let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
                 let name = series.split('{').next().unwrap();
-                assert!(typed.contains(name), "{line}: no # TYPE before it");
+                let family = ["_bucket", "_sum", "_count"].iter()
+                    .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f))).unwrap_or(name);
+                assert!(typed.contains(family), "{line}: no # TYPE before it");
                 samples.insert(series.to_string(), value);
             }
         }
@@ -644,6 +650,26 @@ on_both_brokers! {
         assert!(samples[&format!("hippo_worker_processed_total{{worker=\"{worker}\"}}")] >= 3.0);
         assert!(samples[&format!("hippo_worker_resident_memory_bytes{{worker=\"{worker}\"}}")] > 1e6);
         assert_eq!(samples["hippo_plugins_loaded"], 1.0);
+        // Per task name: outcomes, and histograms whose counts match them.
+        let noop = |series: &str, extra: &str| samples[&format!("{series}{{worker=\"{worker}\",task=\"test.noop\"{extra}}}")];
+        assert_eq!(noop("hippo_task_outcomes_total", ",outcome=\"succeeded\""), 3.0, "{text}");
+        assert_eq!(noop("hippo_task_outcomes_total", ",outcome=\"failed\""), 0.0);
+        for histogram in ["hippo_task_runtime_seconds", "hippo_task_peak_memory_bytes"] {
+            assert_eq!(noop(&format!("{histogram}_count"), ""), 3.0, "{histogram}");
+            assert_eq!(noop(&format!("{histogram}_bucket"), ",le=\"+Inf\""), 3.0, "{histogram}");
+            assert!(noop(&format!("{histogram}_sum"), "") > 0.0, "{histogram}");
+        }
+        // Buckets are cumulative: never fewer at a higher bound.
+        let prefix = format!("hippo_task_runtime_seconds_bucket{{worker=\"{worker}\",task=\"test.noop\",le=\"");
+        let mut buckets: Vec<(f64, f64)> = samples.iter()
+            .filter_map(|(series, value)| {
+                let le = series.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+                Some((if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() }, *value))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(buckets.len() > 2 && buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+        assert_eq!(samples["hippo_dead_letters"], 1.0, "the fatal failure");
         // A key is needed, and `read` is enough.
         let response = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
         assert_eq!(response.status(), 401);

@@ -297,6 +297,9 @@ pub trait DeadLetters: Send + Sync + 'static {
 
     /// Forgets every dead letter; returns how many.
     async fn purge_dead_letters(&self) -> Result<u64, BrokerError>;
+
+    /// How many dead letters there are.
+    async fn dead_letter_count(&self) -> Result<u64, BrokerError>;
 }
 
 /// The worker registry: each worker's heartbeat, expiring unless renewed.

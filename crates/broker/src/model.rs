@@ -410,6 +410,65 @@ pub struct WorkerHeartbeat {
     pub started_ms: u64,
     /// When this report was made (Unix ms).
     pub heartbeat_ms: u64,
+    /// Per task name, what its attempts here came to since it started.
+    #[serde(default)]
+    pub tasks: std::collections::BTreeMap<String, TaskNameFigures>,
+}
+
+/// What a worker's attempts of one task name came to since it started:
+/// how they ended, and their wall time, fuel and peak memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskNameFigures {
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks that failed for good.
+    pub failed: u64,
+    /// Attempts that ended in a retry.
+    pub retried: u64,
+    /// Tasks revoked while this worker held them.
+    pub revoked: u64,
+    /// Wall time of the attempts that ran, seconds.
+    pub runtime_s: hippo_task::Histogram,
+    /// Fuel of the attempts that ran with a fuel limit.
+    pub fuel: hippo_task::Histogram,
+    /// Peak linear memory of the attempts that ran, bytes.
+    pub peak_memory_bytes: hippo_task::Histogram,
+}
+
+impl Default for TaskNameFigures {
+    fn default() -> Self {
+        TaskNameFigures {
+            succeeded: 0,
+            failed: 0,
+            retried: 0,
+            revoked: 0,
+            runtime_s: hippo_task::Histogram::new(hippo_task::RUNTIME_BOUNDS_S),
+            fuel: hippo_task::Histogram::new(hippo_task::FUEL_BOUNDS),
+            peak_memory_bytes: hippo_task::Histogram::new(hippo_task::MEMORY_BOUNDS_BYTES),
+        }
+    }
+}
+
+impl TaskNameFigures {
+    /// Counts an attempt that ended in `state` (`SUCCESS`, `FAILURE`,
+    /// `RETRY` or `REVOKED`), with its figures if it ran.
+    pub fn count(&mut self, state: TaskState, stats: Option<&hippo_task::ExecStats>) {
+        match state {
+            TaskState::Success => self.succeeded += 1,
+            TaskState::Failure => self.failed += 1,
+            TaskState::Retry => self.retried += 1,
+            TaskState::Revoked => self.revoked += 1,
+            _ => return,
+        }
+        if let Some(stats) = stats {
+            self.runtime_s.observe(stats.wall_time_us as f64 / 1e6);
+            if let Some(fuel) = stats.fuel_used {
+                self.fuel.observe(fuel as f64);
+            }
+            self.peak_memory_bytes
+                .observe(stats.peak_memory_bytes as f64);
+        }
+    }
 }
 
 /// One state change, as the event log keeps it.

@@ -11,8 +11,8 @@
 
 use hippo_broker::{
     Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
-    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskOutput,
-    TaskState, WorkerHeartbeat, now_ms,
+    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskNameFigures,
+    TaskOutput, TaskState, WorkerHeartbeat, now_ms,
 };
 use hippo_task::{ExecStats, Progress, TaskFailure};
 use serde_json::json;

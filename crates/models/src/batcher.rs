@@ -3,15 +3,16 @@
 //! results split back to each caller.
 
 use super::ModelError;
+use hippo_task::{BATCH_BOUNDS_S, Histogram};
 use serde::Serialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// What a model's batching thread has done since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BatchStats {
     /// Requests answered (each a call of embed or score with at least one item).
     pub requests: u64,
@@ -19,6 +20,8 @@ pub struct BatchStats {
     pub batches: u64,
     /// Items (texts or pairs) in those batches.
     pub items: u64,
+    /// How long the model took per batch, seconds.
+    pub latency_s: Histogram,
 }
 
 impl BatchStats {
@@ -32,11 +35,23 @@ impl BatchStats {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     requests: AtomicU64,
     batches: AtomicU64,
     items: AtomicU64,
+    latency_s: Mutex<Histogram>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            requests: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            items: AtomicU64::default(),
+            latency_s: Mutex::new(Histogram::new(BATCH_BOUNDS_S)),
+        }
+    }
 }
 
 type Reply<R> = oneshot::Sender<Result<Vec<R>, ModelError>>;
@@ -90,6 +105,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         batch.into_iter().map(|r| (r.items, r.reply)).unzip();
                     let items: Vec<T> = items.into_iter().flatten().collect();
                     let total = items.len();
+                    let started = Instant::now();
                     let outcome = process(items).and_then(|results| {
                         if results.len() == total {
                             Ok(results)
@@ -100,6 +116,11 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             })
                         }
                     });
+                    thread_counters
+                        .latency_s
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .observe(started.elapsed().as_secs_f64());
                     thread_counters.batches.fetch_add(1, Ordering::Relaxed);
                     thread_counters
                         .items
@@ -172,6 +193,12 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             requests: self.counters.requests.load(Ordering::Relaxed),
             batches: self.counters.batches.load(Ordering::Relaxed),
             items: self.counters.items.load(Ordering::Relaxed),
+            latency_s: self
+                .counters
+                .latency_s
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 }
@@ -251,6 +278,11 @@ mod tests {
         assert!(
             stats.batches < 8,
             "requests arriving together share batches: {stats:?}"
+        );
+        assert_eq!(
+            stats.latency_s.count(),
+            stats.batches,
+            "one latency per batch"
         );
     }
 

@@ -6,11 +6,12 @@ use crate::RetryPolicy;
 use crate::Worker;
 use crate::fetch::{Stop, stop_reason};
 use hippo_broker::{
-    Delivery, LeaseStatus, RunMeta, Settlement, SharedBroker, TaskMessage, TaskOutput, now_ms,
+    Delivery, LeaseStatus, RunMeta, Settlement, SharedBroker, TaskMessage, TaskOutput, TaskState,
+    now_ms,
 };
 use hippo_runtime::{CancelToken, Progress, TaskFailure, TaskRequest};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 /// How long a task runs before its worker marks it STARTED. Shorter tasks
@@ -156,17 +157,32 @@ impl Worker {
     }
 
     pub(crate) async fn settle(&self, delivery: &Delivery, settlement: Settlement) {
-        let counter = match &settlement {
-            Settlement::Success { .. } => Some(&self.counters.succeeded),
-            Settlement::Retry { .. } => Some(&self.counters.retried),
-            Settlement::Failure { .. } => Some(&self.counters.failed),
-            Settlement::Revoked { .. } => None,
+        let (state, counter) = match &settlement {
+            Settlement::Success { .. } => (TaskState::Success, Some(&self.counters.succeeded)),
+            Settlement::Retry { .. } => (TaskState::Retry, Some(&self.counters.retried)),
+            Settlement::Failure { .. } => (TaskState::Failure, Some(&self.counters.failed)),
+            Settlement::Revoked { .. } => (TaskState::Revoked, None),
         };
+        let stats = settlement.meta().map(|meta| meta.stats);
         match self.broker.settle(delivery, settlement).await {
             Ok(true) => {
                 self.counters.processed.fetch_add(1, Ordering::Relaxed);
                 if let Some(counter) = counter {
                     counter.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut per_task = self
+                    .counters
+                    .per_task
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let task = &delivery.message.task;
+                // The name is copied once, at its first task here.
+                match per_task.get_mut(task) {
+                    Some(figures) => figures.count(state, stats.as_ref()),
+                    None => per_task
+                        .entry(task.clone())
+                        .or_default()
+                        .count(state, stats.as_ref()),
                 }
             }
             Ok(false) => {

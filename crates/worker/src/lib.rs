@@ -24,9 +24,9 @@ mod upkeep;
 pub use retry::RetryPolicy;
 
 use fetch::{Held, Stop};
-use hippo_broker::{SharedBroker, now_ms};
+use hippo_broker::{SharedBroker, TaskNameFigures, now_ms};
 use hippo_runtime::PluginRegistry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -89,6 +89,8 @@ struct Counters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     retried: AtomicU64,
+    /// Per task name (a heartbeat carries a copy).
+    per_task: Mutex<BTreeMap<String, TaskNameFigures>>,
 }
 
 /// A worker over a broker and a plugin registry.

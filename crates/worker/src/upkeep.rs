@@ -75,6 +75,12 @@ impl Worker {
             rss_bytes,
             started_ms: self.started_ms,
             heartbeat_ms: now_ms(),
+            tasks: self
+                .counters
+                .per_task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

@@ -14,6 +14,12 @@ impl DeadLetters for EmbeddedBroker {
             .collect())
     }
 
+    async fn dead_letter_count(&self) -> Result<u64, BrokerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let dead = txn.open_table(DEAD).map_err(storage)?;
+        redb::ReadableTableMetadata::len(&dead).map_err(storage)
+    }
+
     async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
         let task_id = task_id.to_string();
         self.write(true, move |txn, config| {

@@ -21,6 +21,14 @@ impl DeadLetters for RedisBroker {
         self.records(&ids).await
     }
 
+    async fn dead_letter_count(&self) -> Result<u64, BrokerError> {
+        redis::cmd("ZCARD")
+            .arg(self.key("dead"))
+            .query_async(&mut self.con())
+            .await
+            .map_err(storage)
+    }
+
     async fn replay_dead_letter(&self, task_id: &str) -> Result<Option<String>, BrokerError> {
         let mut inv = self.invocation(&self.scripts.dead_take);
         inv.arg(task_id);

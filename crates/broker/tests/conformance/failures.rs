@@ -14,6 +14,7 @@ conformance!(
 async fn dead_letters_list_replay_and_purge(backend: Backend) {
     let b = open(backend).await;
     assert!(b.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(b.dead_letter_count().await.unwrap(), 0);
     let dead = fail(&b, "dead", true).await;
     let not_kept = fail(&b, "not-kept", false).await;
     assert_eq!(state(&b, &not_kept).await, TaskState::Failure);
@@ -24,6 +25,7 @@ async fn dead_letters_list_replay_and_purge(backend: Backend) {
         1,
         "only failures flagged dead_letter are kept"
     );
+    assert_eq!(b.dead_letter_count().await.unwrap(), 1);
     assert_eq!(letters[0].message.id, dead);
     assert_eq!(letters[0].state, TaskState::Failure);
     assert_eq!(
@@ -77,7 +79,9 @@ async fn dead_letters_list_replay_and_purge(backend: Backend) {
         .collect();
     assert_eq!(ids, [second.clone(), first.clone()], "newest first");
     assert_eq!(b.dead_letters(1).await.unwrap().len(), 1);
+    assert_eq!(b.dead_letter_count().await.unwrap(), 2);
     assert_eq!(b.purge_dead_letters().await.unwrap(), 2);
+    assert_eq!(b.dead_letter_count().await.unwrap(), 0);
     assert!(b.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(b.purge_dead_letters().await.unwrap(), 0);
     assert_eq!(b.replay_dead_letter(&first).await.unwrap(), None);

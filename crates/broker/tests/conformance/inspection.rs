@@ -74,6 +74,16 @@ async fn event_log_is_ordered_and_bounded(backend: Backend) {
 
 async fn worker_heartbeats_expire(backend: Backend) {
     let b = open(backend).await;
+    // Per-task figures travel with the heartbeat, histograms and all.
+    let mut figures = TaskNameFigures::default();
+    let stats = ExecStats {
+        fuel_used: Some(123_456),
+        peak_memory_bytes: 3 << 20,
+        wall_time_us: 4_200,
+        ..Default::default()
+    };
+    figures.count(TaskState::Success, Some(&stats));
+    figures.count(TaskState::Revoked, None);
     let heartbeat = |name: &str| WorkerHeartbeat {
         name: name.into(),
         hostname: "host".into(),
@@ -89,6 +99,7 @@ async fn worker_heartbeats_expire(backend: Backend) {
         rss_bytes: 50 << 20,
         started_ms: now_ms() - 60_000,
         heartbeat_ms: now_ms(),
+        tasks: [("test.echo".to_owned(), figures.clone())].into(),
     };
     let short = heartbeat("host:1");
     let long = heartbeat("host:2");
