@@ -5,15 +5,19 @@
 //! queue's length change, replay a dead letter, and the page on a phone's
 //! width. A screenshot of every tab is saved under
 //! `$CARGO_TARGET_TMPDIR/dashboard/`.
+//!
+//! And `hippo dashboard` alone, beside a `hippo worker` on a shared Redis.
 
 #[path = "dashboard/webdriver.rs"]
 mod webdriver;
 
-use hippo_integration_tests::guest;
 use hippo_integration_tests::serve::Serve;
+use hippo_integration_tests::{guest, hippo_bin, redis_url};
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 use webdriver::Browser;
 
 const KEY: &str = "dashboard-test-key";
@@ -251,4 +255,166 @@ async fn the_dashboard_works_in_a_real_browser() {
     browser.wait_text("form h1", "hippo dashboard").await;
     browser.goto(&format!("{dashboard}/#tasks")).await;
     browser.wait_text("form h1", "hippo dashboard").await;
+}
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hippo ARGS` with the dashboard's login, logging warnings only.
+fn hippo(args: &[&str], plugins: &std::path::Path, data: &std::path::Path) -> Command {
+    let mut command = Command::new(hippo_bin());
+    command
+        .args(args)
+        .arg("--plugins")
+        .arg(plugins)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("HIPPO_API_KEYS_FILE")
+        .env_remove("HIPPO_BROKER_URL")
+        .env("HIPPO_API_KEY", KEY)
+        .env("FLOWER_BASIC_AUTH", format!("{USER}:{PASSWORD}"))
+        .env("HIPPO_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+/// `hippo dashboard` serves a cluster it does not run: a `hippo worker` on
+/// the same Redis takes what the dashboard submits, and the dashboard sees
+/// the worker, the result and the history. On the embedded broker it
+/// refuses to start (that broker belongs to one `hippo serve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hippo_dashboard_runs_alone_beside_workers_on_redis() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("hostile.wasm"), guest("hostile_guest")).unwrap();
+    // A database of its own (the failover tests use 1-3, the scheduler's 11).
+    let redis = format!("{}/12", redis_url().trim_end_matches('/'));
+    let flushed = Command::new("redis-cli")
+        .args(["-u", &redis, "flushdb"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+
+    let refused = hippo(
+        &["dashboard", "--broker", "embedded", "--no-memory"],
+        plugins.path(),
+        data.path(),
+    )
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("needs a shared Redis broker"),
+        "{stderr}"
+    );
+
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let _worker = Process(
+        hippo(
+            &["worker", "--broker", &redis, "--no-memory"],
+            plugins.path(),
+            data.path(),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let _dashboard = Process(
+        hippo(
+            &[
+                "dashboard",
+                "--broker",
+                &redis,
+                "--no-memory",
+                "--listen",
+                &listen,
+            ],
+            plugins.path(),
+            data.path(),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let get = |path: String| {
+        let request = http
+            .get(format!("{base}{path}"))
+            .basic_auth(USER, Some(PASSWORD));
+        async move { request.send().await.ok() }
+    };
+    // Up once the worker's heartbeat shows on the dashboard.
+    loop {
+        if let Some(response) = get("/api/workers?status=true".into()).await
+            && let Ok(workers) = response.json::<Value>().await
+            && workers.as_object().is_some_and(|w| !w.is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let applied: Value = http
+        .post(format!("{base}/api/task/async-apply/test.echo"))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&json!({"kwargs": {"from": "dashboard"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = applied["task-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{applied}"))
+        .to_owned();
+    let result: Value = get(format!("/api/task/result/{id}?timeout=30"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["state"], "SUCCESS", "{result}");
+    assert_eq!(result["result"], json!({"from": "dashboard"}));
+    let history: Value = get("/api/v1/tasks".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["tasks"][0]["id"], id.as_str(), "{history}");
+    let schedules: Value = get("/api/v1/tasks/scheduled".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !schedules["schedules"].as_array().unwrap().is_empty(),
+        "{schedules}"
+    );
+    let page = http
+        .get(format!("{base}/"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("<nav id=\"tabs\">"));
 }

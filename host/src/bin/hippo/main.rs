@@ -1,6 +1,7 @@
 //! The `hippo` command: a thin layer over the `hippo` library.
 
 mod control;
+mod dashboard;
 mod schedule;
 mod service;
 
@@ -31,6 +32,10 @@ enum Command {
     /// (unless --broker names Redis), a worker on every queue, and the
     /// plugin folder watcher.
     Serve(service::ServeArgs),
+    /// Runs the dashboard alone (the web page, hippo's and Flower's APIs,
+    /// the metrics) against a shared Redis broker, beside workers that run
+    /// elsewhere, as Flower runs beside Celery's.
+    Dashboard(dashboard::DashboardArgs),
     /// Prints the SHA-256 of an API key, as the keys file stores it.
     HashKey {
         /// The key.
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Plugins(args) => plugins(args),
         Command::Serve(args) => block_on(service::serve(args)),
+        Command::Dashboard(args) => block_on(dashboard::run(args)),
         Command::Worker(args) => block_on(service::run_worker(args)),
         Command::HashKey { key } => {
             println!("{}", hippo::api::hash_key(&key));

@@ -1,11 +1,10 @@
 //! `hippo serve` and `hippo worker`: the long-running processes.
 
 use clap::Args;
-use hippo::api::dashboard::Logins;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
 use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
-use hippo::runtime::RuntimeConfig;
+use hippo::runtime::{PluginRegistry, RuntimeConfig};
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
 use hippo::worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
@@ -158,6 +157,33 @@ fn celery_env(name: &str) -> Option<usize> {
 }
 
 impl WorkerArgs {
+    /// The broker, the plugin registry and the scheduler of this process.
+    async fn open_parts(
+        &self,
+    ) -> anyhow::Result<(
+        hippo::broker::SharedBroker,
+        Arc<PluginRegistry>,
+        hippo::runtime::WatchHandle,
+        Arc<Scheduler>,
+    )> {
+        let runtime = RuntimeConfig {
+            max_concurrent_tasks: self.max_instances,
+            kv_ceiling: KvQuota {
+                max_keys: self.kv_max_keys,
+                max_bytes: self.kv_max_bytes,
+            },
+            ..RuntimeConfig::default()
+        };
+        open_parts(
+            &self.connection,
+            &self.plugins,
+            runtime,
+            &self.memory,
+            self.beat.schedules.as_deref(),
+        )
+        .await
+    }
+
     fn worker_config(&self) -> WorkerConfig {
         let defaults = WorkerConfig::default();
         let concurrency = self
@@ -211,26 +237,22 @@ pub struct ServeArgs {
 
 /// The broker, the plugin registry (loaded and watched) and the scheduler a
 /// process runs on.
-async fn open_parts(
-    args: &WorkerArgs,
+pub(crate) async fn open_parts(
+    connection: &Connection,
+    plugins: &std::path::Path,
+    runtime: RuntimeConfig,
+    memory: &MemoryArgs,
+    schedules: Option<&std::path::Path>,
 ) -> anyhow::Result<(
     hippo::broker::SharedBroker,
     std::sync::Arc<hippo::runtime::PluginRegistry>,
     hippo::runtime::WatchHandle,
     Arc<Scheduler>,
 )> {
-    let schedules = ScheduleTable::load(args.beat.schedules.as_deref(), &args.connection.data_dir)?;
-    let target = args.connection.target()?;
-    let broker = target.open(args.connection.broker_config()).await?;
-    let runtime = RuntimeConfig {
-        max_concurrent_tasks: args.max_instances,
-        kv_ceiling: KvQuota {
-            max_keys: args.kv_max_keys,
-            max_bytes: args.kv_max_bytes,
-        },
-        ..RuntimeConfig::default()
-    };
-    let models = match &args.memory.models_config {
+    let schedules = ScheduleTable::load(schedules, &connection.data_dir)?;
+    let target = connection.target()?;
+    let broker = target.open(connection.broker_config()).await?;
+    let models = match &memory.models_config {
         Some(path) => Some(
             toml::from_str(&std::fs::read_to_string(path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
@@ -238,15 +260,15 @@ async fn open_parts(
         None => None,
     };
     let memory = MemorySettings::choose(
-        args.memory.no_memory,
-        &args.memory.models_dir,
+        memory.no_memory,
+        &memory.models_dir,
         models,
-        args.memory.qdrant_url.as_deref(),
-        args.memory.qdrant_api_key.clone(),
+        memory.qdrant_url.as_deref(),
+        memory.qdrant_api_key.clone(),
         &target,
-        &args.connection.data_dir,
+        &connection.data_dir,
     );
-    let (plugins, data_dir) = (args.plugins.clone(), args.connection.data_dir.clone());
+    let (plugins, data_dir) = (plugins.to_path_buf(), connection.data_dir.clone());
     let services_broker = broker.clone();
     let registry = tokio::task::spawn_blocking(move || {
         let services = memory.open(&services_broker)?;
@@ -271,7 +293,7 @@ fn start_beat(
 
 /// Runs a worker (and the scheduler) until SIGTERM or Ctrl-C, then drains.
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
-    let (broker, registry, _watch, scheduler) = open_parts(&args).await?;
+    let (broker, registry, _watch, scheduler) = args.open_parts().await?;
     let config = args.worker_config();
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
     let (signal, stopped) = stop_on_signal();
@@ -286,50 +308,10 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Starts the dashboard's listener, after refusing to expose it without a
-/// login or with a known default password.
-async fn start_dashboard(
-    args: &ServeArgs,
-    state: AppState,
-    scheduler: &Arc<Scheduler>,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let logins = Logins::from_env(|name| std::env::var(name).ok())
-        .map_err(|e| anyhow::anyhow!("dashboard logins: {e}"))?;
-    let loopback = args.dashboard_listen.ip().is_loopback();
-    if !loopback && logins.is_empty() {
-        anyhow::bail!(
-            "the dashboard would listen on {} with no login: set FLOWER_BASIC_AUTH=user:password \
-             (or FLOWER_USER and FLOWER_PASSWORD), listen on loopback, or pass --no-dashboard",
-            args.dashboard_listen
-        );
-    }
-    if let Some(user) = logins.weak_login().filter(|_| !loopback) {
-        anyhow::bail!(
-            "the dashboard login {user:?} has a known default password: choose another before \
-             listening on {}",
-            args.dashboard_listen
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(args.dashboard_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("dashboard on {}: {e}", args.dashboard_listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "dashboard listening");
-    let app = hippo::api::with_scheduler(
-        hippo::api::dashboard::router(state, Arc::new(logins)),
-        scheduler.clone(),
-    );
-    Ok(tokio::spawn(hippo::api::serve_router(
-        listener,
-        app,
-        until(stopped),
-    )))
-}
-
 /// The API keys: the file's, plus `HIPPO_API_KEY` (every scope). With
 /// neither, a random admin key is made for this run and printed once, so a
 /// fresh `hippo serve` is usable and never open to anyone.
-fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStore> {
+pub(crate) fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStore> {
     let mut configs = match file {
         Some(path) => KeyStore::configs_from_file(path)?,
         None => Vec::new(),
@@ -352,7 +334,7 @@ fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStore> {
 /// `--no-worker`) until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
-    let (broker, registry, _watch, scheduler) = open_parts(&args.worker).await?;
+    let (broker, registry, _watch, scheduler) = args.worker.open_parts().await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
     let (signal, stopped) = stop_on_signal();
@@ -363,7 +345,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     let dashboard = match args.no_dashboard {
         true => None,
-        false => Some(start_dashboard(&args, state.clone(), &scheduler, stopped.clone()).await?),
+        false => Some(
+            crate::dashboard::start(
+                args.dashboard_listen,
+                state.clone(),
+                &scheduler,
+                stopped.clone(),
+            )
+            .await?,
+        ),
     };
     let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
     let api = tokio::spawn(hippo::api::serve_router(
@@ -415,7 +405,7 @@ async fn cut_after_drain(stopped: watch::Receiver<bool>, drain_timeout: Duration
 
 /// A stop flag that SIGTERM or Ctrl-C sets, so the API, the scheduler and
 /// the worker stop together; abort the task when done.
-fn stop_on_signal() -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+pub(crate) fn stop_on_signal() -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
     let (stop, stopped) = watch::channel(false);
     let signal = tokio::spawn(async move {
         shutdown_signal().await;
@@ -425,7 +415,7 @@ fn stop_on_signal() -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
 }
 
 /// Resolves once the stop flag is set.
-async fn until(mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
