@@ -2,8 +2,10 @@
 //! against the embedded backend (qdrant-edge, in a fresh directory) and
 //! against a Qdrant server when `HIPPO_QDRANT_URL` names one (gRPC, e.g.
 //! `http://127.0.0.1:6334`; under a random collection prefix, dropped at
-//! the end). Without that variable the server variants return at once and
-//! say so on stderr.
+//! the end). The server variants are ignored by default, with that reason,
+//! so a run without a server reports them as skipped, never as passed;
+//! `scripts/test` runs them when `HIPPO_QDRANT_URL` is set, and run alone
+//! without it (`--ignored`) they fail saying what is missing.
 //!
 //! Vectors are deterministic pseudo-random unit vectors: no embedder needed.
 //! `store/queries.rs` and `store/writes.rs` hold the conformance tests,
@@ -38,10 +40,9 @@ macro_rules! conformance {
         mod server {
             $(
                 #[test]
+                #[ignore = "needs a Qdrant server: set HIPPO_QDRANT_URL (scripts/test then runs it)"]
                 fn $test() {
-                    if let Some(fixture) = super::Fixture::server() {
-                        super::$test(&fixture);
-                    }
+                    super::$test(&super::Fixture::server());
                 }
             )*
         }

@@ -32,11 +32,14 @@ impl Fixture {
         }
     }
 
-    pub fn server() -> Option<Fixture> {
-        let Ok(url) = std::env::var("HIPPO_QDRANT_URL") else {
-            eprintln!("HIPPO_QDRANT_URL is not set: the Qdrant server variant did not run");
-            return None;
-        };
+    /// A fixture on the Qdrant server `HIPPO_QDRANT_URL` names.
+    ///
+    /// # Panics
+    /// When the variable is not set: a server test does not pass without
+    /// its server.
+    pub fn server() -> Fixture {
+        let url = std::env::var("HIPPO_QDRANT_URL")
+            .expect("HIPPO_QDRANT_URL is not set: this test needs a Qdrant server");
         let prefix = format!("t{}_", &uuid_v4()[..8]);
         let config = StoreConfig {
             dimension: DIM,
@@ -44,11 +47,11 @@ impl Fixture {
             ..StoreConfig::server(url.clone(), None)
         };
         let store = open(&config).unwrap();
-        Some(Fixture {
+        Fixture {
             store,
             dir: None,
             server: Some((url, prefix)),
-        })
+        }
     }
 
     pub fn is_embedded(&self) -> bool {
