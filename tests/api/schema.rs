@@ -140,3 +140,34 @@ fn check(document: &Value, schema: &Value, value: &Value, at: &str, found: &mut 
         _ => {}
     }
 }
+
+/// The document is valid OpenAPI as an independent validator reads it
+/// (`openapi-spec-validator`, which `scripts/setup` installs in
+/// `~/.cache/hippo/tools-venv`; `HIPPO_OPENAPI_VALIDATOR` names another).
+#[test]
+fn the_document_is_valid_openapi() {
+    let validator = std::env::var_os("HIPPO_OPENAPI_VALIDATOR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            std::path::Path::new(&home).join(".cache/hippo/tools-venv/bin/openapi-spec-validator")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&hippo::api::openapi()).unwrap()).unwrap();
+    let output = std::process::Command::new(&validator)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run scripts/setup, which installs it",
+                validator.display()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

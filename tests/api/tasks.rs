@@ -682,6 +682,7 @@ on_both_brokers! {
         assert_eq!(serde_json::to_value(hippo::api::openapi()).unwrap(), document, "the served document is the generated one");
         assert!(document["openapi"].as_str().unwrap().starts_with("3."));
         let mut documented = BTreeSet::new();
+        let mut operation_ids = BTreeSet::new();
         for (path, item) in document["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 documented.insert((method.to_uppercase(), path.clone()));
@@ -704,6 +705,14 @@ on_both_brokers! {
                 let public = matches!(path.as_str(), "/healthz" | "/readyz");
                 assert_eq!(operation.get("security").is_none(), public, "{method} {path}: security");
                 assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+                // What the key check answers before any handler is documented everywhere it runs.
+                for status in ["401", "403", "429"] {
+                    let documented = operation["responses"].get(status).is_some();
+                    assert_eq!(documented, !public, "{method} {path}: {status}");
+                }
+                // Operation ids are unique (OpenAPI requires it; generated clients name methods by them).
+                let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: operationId")).to_owned();
+                assert!(operation_ids.insert(id.clone()), "{method} {path}: operationId {id} twice");
             }
         }
         documented.insert(("GET".into(), "/api/openapi.json".into()));

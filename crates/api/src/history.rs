@@ -107,7 +107,7 @@ impl ListQuery {
 }
 
 /// Finished tasks, newest change first, with filters and cursor paging.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "history", params(ListQuery),
+#[utoipa::path(get, operation_id = "list_tasks", path = "/api/v1/tasks", tag = "history", params(ListQuery),
     responses((status = 200, body = TaskList), (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
     security(("bearer" = [])))]

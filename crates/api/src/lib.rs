@@ -93,13 +93,54 @@ struct ApiDoc;
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
+    /// The bearer scheme, and on every route that needs a key the answers
+    /// the authentication layer gives before any handler runs: 401 (no or
+    /// a wrong key), 403 (a scope or a user the key lacks) and 429 (the
+    /// key's rate), each an `ErrorBody`.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        let refusals = [
+            ("401", "No API key, or a wrong one"),
+            (
+                "403",
+                "The key lacks the scope, or may not act for the user",
+            ),
+            ("429", "The key's rate limit; see Retry-After"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                for (status, description) in refusals {
+                    let body = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", body)
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert(response.into());
+                }
+            }
+        }
     }
 }
 

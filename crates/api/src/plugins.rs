@@ -55,7 +55,7 @@ async fn on_registry<T: Send + 'static>(
 }
 
 /// Registered plugins with versions, tasks, queues, limits and grants, and refused files.
-#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = Object)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "list_plugins", path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = Object)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -108,7 +108,7 @@ impl From<SchedulerError> for ApiError {
 }
 
 /// The scheduler's entries: cron, next 5 fire times, latest fire.
-#[utoipa::path(get, path = "/api/v1/tasks/scheduled", tag = "scheduler",
+#[utoipa::path(get, operation_id = "list_schedules", path = "/api/v1/tasks/scheduled", tag = "scheduler",
     responses((status = 200, body = ScheduleList), (status = 401, body = super::error::ErrorBody),
               (status = 403, body = super::error::ErrorBody)),
     security(("bearer" = [])))]
