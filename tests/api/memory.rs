@@ -113,6 +113,9 @@ fn assert_scored(hit: &Value) {
     );
 }
 
+/// A well-formed memory id that no memory has.
+const NO_MEMORY: &str = "01234567-89ab-4def-8123-456789abcdef";
+
 on_both_brokers! {
     memory_services: true;
 
@@ -330,7 +333,8 @@ on_both_brokers! {
             body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             body
         };
-        let update = |updates: Value| json!({"memory_id": "m-1", "user_id": "alice", "updates": updates});
+        // A well-formed memory id that names no memory: the checks run first.
+        let update = |updates: Value| json!({"memory_id": NO_MEMORY, "user_id": "alice", "updates": updates});
         let others: Vec<(&str, Value, &str)> = vec![
             ("/api/v1/tasks/memory/batch-create", json!({"memories": []}), "memories"),
             ("/api/v1/tasks/memory/batch-create", batch_of(1_001), "memories"),
@@ -354,10 +358,12 @@ on_both_brokers! {
             ("/api/v1/tasks/memory/update", update(json!({"importance": 10.5})), "updates.importance"),
             ("/api/v1/tasks/memory/update", update(json!({"expires_at": "next week"})), "updates.expires_at"),
             ("/api/v1/tasks/memory/update", update(json!({"memory_type": 3})), "updates.memory_type"),
-            ("/api/v1/tasks/memory/update", json!({"memory_id": "m-1", "user_id": "alice"}), "updates"),
+            ("/api/v1/tasks/memory/update", json!({"memory_id": NO_MEMORY, "user_id": "alice"}), "updates"),
+            ("/api/v1/tasks/memory/update", json!({"memory_id": "m-1", "user_id": "alice", "updates": {}}), "memory_id"),
             ("/api/v1/tasks/memory/update", json!({"memory_id": long(129), "user_id": "alice", "updates": {}}), "memory_id"),
             ("/api/v1/tasks/memory/delete", json!({"user_id": "alice"}), "memory_id"),
-            ("/api/v1/tasks/memory/delete", json!({"memory_id": "m-1", "user_id": ""}), "user_id"),
+            ("/api/v1/tasks/memory/delete", json!({"memory_id": NO_MEMORY, "user_id": ""}), "user_id"),
+            ("/api/v1/tasks/memory/delete", json!({"memory_id": "not-a-uuid", "user_id": "alice"}), "memory_id"),
             ("/api/v1/memories/query", query(json!({"limit": 0})), "limit"),
             ("/api/v1/memories/query", query(json!({"limit": 1_001})), "limit"),
             ("/api/v1/memories/query", query(json!({"cursor": 5})), "cursor"),
@@ -371,7 +377,7 @@ on_both_brokers! {
             answer.error(400, "invalid_input", Some(field));
         }
         // The inline routes that name a memory: path, query and body.
-        let path = "/api/v1/memories/m-1";
+        let path = format!("/api/v1/memories/{NO_MEMORY}");
         // (Unknown query parameters are ignored, as is usual for queries.)
         for (query, field) in [("", "user_id"), ("?user_id=", "user_id"), ("?user_id=%07", "user_id")] {
             api.get(&format!("{path}{query}"), Some(ADMIN)).await.error(400, "invalid_input", Some(field));
@@ -379,6 +385,15 @@ on_both_brokers! {
         }
         let too_long = format!("/api/v1/memories/{}?user_id=alice", long(129));
         api.get(&too_long, Some(ADMIN)).await.error(400, "invalid_input", Some("memory_id"));
+        // A memory id that is no UUID is named as such, not as the body.
+        for method in [Method::GET, Method::DELETE] {
+            let answer = api.send(method, "/api/v1/memories/m-1?user_id=alice", Some(ADMIN), Body::None).await;
+            answer.error(400, "invalid_input", Some("memory_id"));
+        }
+        // Ids count characters, not bytes: 100 "é" are 200 bytes and fine.
+        let accented = "é".repeat(100);
+        let answer = api.post("/api/v1/tasks/memory/delete", Some(ADMIN), json!({"memory_id": NO_MEMORY, "user_id": accented})).await;
+        assert_ne!(answer.body["error"]["field"], "user_id", "{answer:?}");
         for (body, field) in [(json!({"importance": 12}), "importance"), (json!({"text": ""}), "text"), (json!({"tags": 1}), "tags"), (json!({"id": "x"}), "id")] {
             let answer = api.send(Method::PATCH, &format!("{path}?user_id=alice"), Some(ADMIN), Body::Json(body.clone())).await;
             // A PATCH names the field as sent, though the task sees it under `updates`.

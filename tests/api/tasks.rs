@@ -557,6 +557,8 @@ on_both_brokers! {
             "[limits]\nfuel = -1",
             "queue = ",
             "\u{0}\u{1}",
+            "",
+            " \n",
         ] {
             api.put("/api/v1/plugins/versioned/manifest", Some(DEPLOYER), manifest.as_bytes().to_vec(), "application/toml")
                 .await.error(400, "invalid_input", Some("body"));
@@ -578,6 +580,9 @@ on_both_brokers! {
         api.post("/api/v1/tasks/submit", Some(ADMIN), json!({"task": "test.version", "input": {}})).await.error(400, "invalid_input", Some("task"));
         api.delete("/api/v1/plugins/versioned", Some(DEPLOYER)).await.error(404, "not_found", None);
         api.delete("/api/v1/plugins/never-deployed", Some(DEPLOYER)).await.error(404, "not_found", None);
+        // A manifest needs its plugin: none is written for one that is not there.
+        api.put("/api/v1/plugins/never-deployed/manifest", Some(DEPLOYER), b"queue = \"default\"".to_vec(), "application/toml")
+            .await.error(404, "not_found", None);
         let listed = api.get("/api/v1/plugins", Some(READER)).await.expect(200).clone();
         assert_eq!(listed["plugins"], json!([hostile]));
         let mut files: Vec<_> = std::fs::read_dir(api.registry.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -709,6 +714,12 @@ on_both_brokers! {
                 for status in ["401", "403", "429"] {
                     let documented = operation["responses"].get(status).is_some();
                     assert_eq!(documented, !public, "{method} {path}: {status}");
+                }
+                // A route naming something by id refuses a bad id and an unknown one.
+                if !in_path.is_empty() {
+                    for status in ["400", "404"] {
+                        assert!(operation["responses"].get(status).is_some(), "{method} {path}: {status}");
+                    }
                 }
                 // Operation ids are unique (OpenAPI requires it; generated clients name methods by them).
                 let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: operationId")).to_owned();

@@ -70,7 +70,7 @@ pub struct TaskLogs {
 
 pub(crate) fn text_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.is_empty() || v.len() > 256 => Err(ApiError::invalid(
+        Some(v) if v.is_empty() || v.chars().count() > 256 => Err(ApiError::invalid(
             field,
             format!("{field} must be 1-256 bytes"),
         )),

@@ -96,7 +96,9 @@ impl utoipa::Modify for BearerAuth {
     /// The bearer scheme, and on every route that needs a key the answers
     /// the authentication layer gives before any handler runs: 401 (no or
     /// a wrong key), 403 (a scope or a user the key lacks) and 429 (the
-    /// key's rate), each an `ErrorBody`.
+    /// key's rate); and 400 where the route takes parameters or a body, 404
+    /// where its path names something. Each an `ErrorBody`, unless the
+    /// route documents its own.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -125,6 +127,20 @@ impl utoipa::Modify for BearerAuth {
                 if operation.security.is_none() {
                     continue;
                 }
+                // A request the handler can refuse: bad parameters or body
+                // (400), and an id that names nothing (404).
+                let parameters = operation.parameters.as_deref().unwrap_or_default();
+                let in_path = parameters
+                    .iter()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+                let checked = in_path || !parameters.is_empty() || operation.request_body.is_some();
+                let refusals = refusals
+                    .into_iter()
+                    .chain(checked.then_some((
+                        "400",
+                        "A parameter or the body is refused; `field` names it",
+                    )))
+                    .chain(in_path.then_some(("404", "Nothing has that id")));
                 for (status, description) in refusals {
                     let body = ContentBuilder::new()
                         .schema(Some(Ref::from_schema_name("ErrorBody")))

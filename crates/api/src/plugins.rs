@@ -158,6 +158,12 @@ pub async fn upload_manifest(
     let text = super::read_body(body, MAX_MANIFEST_BYTES).await?;
     let text = String::from_utf8(text.to_vec())
         .map_err(|_| ApiError::invalid("body", "the manifest is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "the manifest is empty: send its TOML (limits, queue, grants)",
+        ));
+    }
     let (plugin, name) = on_registry(&state, move |registry| {
         registry
             .set_manifest(&name, &text)

@@ -178,7 +178,7 @@ pub(super) fn validate(
     request: SubmitRequest,
 ) -> Result<TaskMessage, ApiError> {
     let task = request.task.trim();
-    if task.is_empty() || task.len() > 128 {
+    if task.is_empty() || task.chars().count() > 128 {
         return Err(ApiError::invalid("task", "task must be 1-128 characters"));
     }
     let queue = match (&request.queue, state.registry.resolve(task)) {
@@ -225,7 +225,7 @@ pub(super) fn validate(
         message.max_retries = retries;
     }
     if let Some(key) = request.idempotency_key {
-        if key.is_empty() || key.len() > 256 {
+        if key.is_empty() || key.chars().count() > 256 {
             return Err(ApiError::invalid(
                 "idempotency_key",
                 "idempotency_key must be 1-256 characters",

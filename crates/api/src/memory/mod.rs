@@ -74,7 +74,8 @@ async fn queue(
 
 /// Queues `memory.create`.
 #[utoipa::path(post, path = "/api/v1/tasks/memory/create", tag = "memory", request_body = NewMemory, params(WaitQuery),
-    responses((status = 202, body = super::SubmitResponse), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = super::SubmitResponse), (status = 200, description = "finished within `wait`", body = super::TaskStatus),
+        (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn queue_create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -94,7 +95,8 @@ pub async fn queue_create(
 
 /// Queues `memory.batch-create`.
 #[utoipa::path(post, path = "/api/v1/tasks/memory/batch-create", tag = "memory", request_body = BatchCreate, params(WaitQuery),
-    responses((status = 202, body = super::SubmitResponse), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = super::SubmitResponse), (status = 200, description = "finished within `wait`", body = super::TaskStatus),
+        (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn queue_batch_create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -109,7 +111,8 @@ pub async fn queue_batch_create(
 
 /// Queues `memory.recall`.
 #[utoipa::path(post, path = "/api/v1/tasks/memory/recall", tag = "memory", request_body = Recall, params(WaitQuery),
-    responses((status = 202, body = super::SubmitResponse), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = super::SubmitResponse), (status = 200, description = "finished within `wait`", body = super::TaskStatus),
+        (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn queue_recall(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -129,7 +132,8 @@ pub async fn queue_recall(
 
 /// Queues `memory.update`.
 #[utoipa::path(post, path = "/api/v1/tasks/memory/update", tag = "memory", request_body = Update, params(WaitQuery),
-    responses((status = 202, body = super::SubmitResponse), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = super::SubmitResponse), (status = 200, description = "finished within `wait`", body = super::TaskStatus),
+        (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn queue_update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -149,7 +153,8 @@ pub async fn queue_update(
 
 /// Queues `memory.delete`.
 #[utoipa::path(post, path = "/api/v1/tasks/memory/delete", tag = "memory", request_body = Delete, params(WaitQuery),
-    responses((status = 202, body = super::SubmitResponse), (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = super::SubmitResponse), (status = 200, description = "finished within `wait`", body = super::TaskStatus),
+        (status = 400, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn queue_delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -269,7 +274,7 @@ fn memory_ref(memory_id: &str, owner: &OwnerQuery) -> Result<Value, ApiError> {
 }
 
 /// One memory of a user (`memory.get`, inline).
-#[utoipa::path(get, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path), OwnerQuery),
+#[utoipa::path(get, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path, format = Uuid, description = "The memory's id"), OwnerQuery),
     responses((status = 200, body = Found), (status = 404, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -284,7 +289,7 @@ pub async fn get_one(
 }
 
 /// Changes a memory now (`memory.update`, inline).
-#[utoipa::path(patch, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path), OwnerQuery),
+#[utoipa::path(patch, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path, format = Uuid, description = "The memory's id"), OwnerQuery),
     request_body = MemoryUpdates,
     responses((status = 200, body = Updated), (status = 404, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
@@ -307,7 +312,7 @@ pub async fn update(
 }
 
 /// Deletes a memory now (`memory.delete`, inline).
-#[utoipa::path(delete, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path), OwnerQuery),
+#[utoipa::path(delete, path = "/api/v1/memories/{memory_id}", tag = "memories", params(("memory_id" = String, Path, format = Uuid, description = "The memory's id"), OwnerQuery),
     responses((status = 200, body = Deleted), (status = 404, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,

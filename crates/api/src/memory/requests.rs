@@ -152,6 +152,7 @@ pub struct MemoryUpdates {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
+    #[schema(format = Uuid)]
     pub memory_id: String,
     pub user_id: String,
     pub updates: MemoryUpdates,
@@ -161,6 +162,7 @@ pub struct Update {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Delete {
+    #[schema(format = Uuid)]
     pub memory_id: String,
     pub user_id: String,
 }
@@ -193,7 +195,8 @@ pub struct OwnerQuery {
 // ---------------------------------------------------------------------------
 
 pub(super) fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+    // Characters, as the schema's maxLength counts them, not bytes.
+    if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             field,
             format!("{field} must be 1-128 characters without control characters"),
@@ -302,13 +305,21 @@ pub(super) fn check_recall(recall: &Recall) -> Result<(), ApiError> {
     check_filters(recall.filters.as_ref())
 }
 
+/// A memory's id is a UUID (the store's point id): anything else is the
+/// request's fault, named as its field, before any task runs.
+pub(super) fn check_memory_id(field: &str, value: &str) -> Result<(), ApiError> {
+    uuid::Uuid::try_parse(value)
+        .map(drop)
+        .map_err(|_| ApiError::invalid(field, format!("{field} must be a memory's id (a UUID)")))
+}
+
 pub(super) fn check_delete(delete: &Delete) -> Result<(), ApiError> {
-    check_id("memory_id", &delete.memory_id)?;
+    check_memory_id("memory_id", &delete.memory_id)?;
     check_id("user_id", &delete.user_id)
 }
 
 pub(super) fn check_update(update: &Update) -> Result<(), ApiError> {
-    check_id("memory_id", &update.memory_id)?;
+    check_memory_id("memory_id", &update.memory_id)?;
     check_id("user_id", &update.user_id)?;
     let updates = &update.updates;
     if let Some(text) = &updates.text {
