@@ -733,6 +733,29 @@ on_both_brokers! {
         for schema in ["SubmitRequest", "SubmitResponse", "TaskStatus", "CancelResponse", "ErrorBody"] {
             assert!(document["components"]["schemas"][schema].is_object(), "{schema} missing");
         }
+        // The limits the server enforces are in the schemas, so generated
+        // clients refuse what the server would.
+        let schemas = &document["components"]["schemas"];
+        let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+        for (schema, field, key, value) in [
+            ("NewMemory", "importance", "maximum", json!(10)), ("NewMemory", "confidence", "maximum", json!(1)),
+            ("NewMemory", "text", "minLength", json!(1)), ("NewMemory", "user_id", "maxLength", json!(128)),
+            ("Recall", "k", "minimum", json!(1)), ("Recall", "k", "maximum", json!(100)),
+            ("Query", "limit", "maximum", json!(1000)), ("BatchCreate", "memories", "maxItems", json!(1000)),
+            ("SubmitRequest", "priority", "maximum", json!(9)), ("SubmitRequest", "max_retries", "maximum", json!(100)),
+            ("SubmitRequest", "task", "maxLength", json!(128)), ("Delete", "memory_id", "format", json!("uuid")),
+        ] {
+            assert_eq!(property(schema, field)[key], value, "{schema}.{field}.{key}: {}", property(schema, field));
+        }
+        let upload = &document["paths"]["/api/v1/plugins/{name}"]["put"];
+        let body = &upload["requestBody"]["content"]["application/wasm"]["schema"];
+        let body = body.get("$ref").and_then(|r| r.as_str()).map_or(body.clone(), |r| schemas[r.rsplit('/').next().unwrap()].clone());
+        assert_eq!((&body["type"], &body["format"]), (&json!("string"), &json!("binary")), "{body}");
+        let name = upload["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "name").unwrap();
+        assert!(name["schema"]["pattern"].is_string(), "{name}");
+        let wait = document["paths"]["/api/v1/tasks/submit"]["post"]["parameters"].as_array().unwrap().iter()
+            .find(|p| p["name"] == "wait").unwrap().clone();
+        assert_eq!(wait["schema"]["maximum"], json!(60), "{wait}");
         // Every documented route is served (it is not the fallback, nor a 405) ...
         let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
         for (method, path) in ROUTES {

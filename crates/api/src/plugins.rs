@@ -67,11 +67,17 @@ pub async fn list(
     })))
 }
 
+/// A WebAssembly component's bytes, as the OpenAPI document describes an
+/// upload's body (the handler reads the body itself).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct WasmComponent(#[allow(dead_code)] Vec<u8>);
+
 /// Deploys a component as `plugins/{name}.wasm`: the body is the component
 /// (`application/wasm`), or `multipart/form-data` with a `wasm` part and a
 /// `manifest` part (TOML), deployed together as `plugins/{name}.toml`.
-#[utoipa::path(put, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+#[utoipa::path(put, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, pattern = r"^[a-z0-9_-][a-z0-9._-]{0,63}$", description = "The deployment: `plugins/{name}.wasm`")),
+    request_body(content = WasmComponent, content_type = "application/wasm"),
     responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
         (status = 409, description = "a name it declares belongs to another plugin file", body = super::error::ErrorBody)),
     security(("bearer" = [])))]
@@ -142,7 +148,7 @@ async fn plugin_parts(
 }
 
 /// Sets `plugins/{name}.toml` (limits, queue, grants) of the deployed `plugins/{name}.wasm`, validated against it.
-#[utoipa::path(put, path = "/api/v1/plugins/{name}/manifest", tag = "plugins", params(("name" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/plugins/{name}/manifest", tag = "plugins", params(("name" = String, Path, pattern = r"^[a-z0-9_-][a-z0-9._-]{0,63}$", description = "The deployment: `plugins/{name}.wasm`")),
     request_body(content = String, content_type = "application/toml"),
     responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
         (status = 404, description = "no such plugin file", body = super::error::ErrorBody),
@@ -176,7 +182,7 @@ pub async fn upload_manifest(
 }
 
 /// Removes `plugins/{name}.wasm` (and its manifest); running tasks finish on it.
-#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, pattern = r"^[a-z0-9_-][a-z0-9._-]{0,63}$", description = "The deployment: `plugins/{name}.wasm`")),
     responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,

@@ -25,6 +25,7 @@ const MAX_DELAY_S: f64 = 365.0 * 24.0 * 3600.0;
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Registered task name, e.g. `memory.create` or your plugin's task.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub task: String,
     /// JSON input (default `null`).
     #[serde(default)]
@@ -33,16 +34,21 @@ pub struct SubmitRequest {
     /// Queue; default: the plugin's queue for the task.
     pub queue: Option<String>,
     /// 0-9, higher first (default 5).
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<u8>,
-    /// Run no sooner than this many seconds from now.
+    /// Run no sooner than this many seconds from now (at most a year).
+    #[schema(minimum = 0, maximum = 31536000)]
     pub countdown: Option<f64>,
     /// Run no sooner than this time (Unix ms).
     pub eta_ms: Option<u64>,
-    /// Revoke if not started within this many seconds.
+    /// Revoke if not started within this many seconds (at most a year).
+    #[schema(minimum = 0.001, maximum = 31536000)]
     pub expires: Option<f64>,
     /// Retries after the first attempt (default 3, at most 100).
+    #[schema(minimum = 0, maximum = 100)]
     pub max_retries: Option<u32>,
     /// Submissions with the same key within 24 h are one task.
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
     /// Per-task limits, within the host's ceilings. Above the task's own
     /// limits (its plugin's manifest, `describe` and the host's defaults)
@@ -144,6 +150,7 @@ fn to_json<T: Serialize>(value: Option<T>) -> Option<Value> {
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Wait up to this many seconds (at most 60) for the task to finish.
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<f64>,
 }
 
@@ -499,6 +506,7 @@ pub async fn inspect_scheduled(
 #[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
     /// Must be `true`.
+    #[param(required = true)]
     pub confirm: Option<bool>,
 }
 

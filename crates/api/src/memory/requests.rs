@@ -24,34 +24,59 @@ const MAX_QUERY_LIMIT: u32 = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct NewMemory {
     /// The memory's text.
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     pub text: String,
     /// Owner.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
     /// Kind (default `fact`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_type: Option<MemoryType>,
     /// 0 to 10; scored from the text when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10)]
     pub importance: Option<f32>,
     /// 0 to 1 (default 0.9).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub confidence: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
     pub tags: Option<Vec<String>>,
     /// A JSON object kept with the memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub agent_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
     /// Expire this many days from now.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 36500)]
     pub ttl_days: Option<f64>,
     /// Look for duplicates first (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,6 +88,7 @@ pub struct NewMemory {
 #[serde(deny_unknown_fields)]
 pub struct BatchCreate {
     /// 1 to 1,000 memories, all of one user.
+    #[schema(min_items = 1, max_items = 1000)]
     pub memories: Vec<NewMemory>,
     /// Skip duplicates within the batch and against stored memories (default true).
     #[serde(default = "yes")]
@@ -81,10 +107,13 @@ pub struct MemoryFilters {
     pub memory_types: Option<Vec<MemoryType>>,
     /// Memories with at least one of these tags.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
     pub tags: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10)]
     pub min_importance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10)]
     pub max_importance: Option<f32>,
     /// RFC 3339 time.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +122,11 @@ pub struct MemoryFilters {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub session_id: Option<String>,
 }
 
@@ -112,10 +146,17 @@ pub enum RecallMode {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recall {
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     pub query: String,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
     /// How many (default 5, at most 100).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filters: Option<MemoryFilters>,
@@ -132,10 +173,13 @@ pub struct Recall {
 pub struct MemoryUpdates {
     /// New text (the memory is embedded again).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10)]
     pub importance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
     pub tags: Option<Vec<String>>,
     /// Merged into the existing metadata.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +198,11 @@ pub struct MemoryUpdates {
 pub struct Update {
     #[schema(format = Uuid)]
     pub memory_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
     pub updates: MemoryUpdates,
 }
@@ -164,6 +213,11 @@ pub struct Update {
 pub struct Delete {
     #[schema(format = Uuid)]
     pub memory_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
 }
 
@@ -171,11 +225,17 @@ pub struct Delete {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filters: Option<MemoryFilters>,
     /// Page size (default 100, at most 1,000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
