@@ -27,8 +27,24 @@ use utoipa::IntoParams;
 
 /// How often a stream reads the log for new events.
 const POLL_EVERY: Duration = Duration::from_millis(20);
+/// The largest event seq (the OpenAPI document's integers are signed 64-bit).
+const MAX_SEQ: u64 = i64::MAX as u64;
 /// Events read from the log at a time.
 const READ_AT_ONCE: usize = 500;
+
+/// One event of the stream, as a client's SSE parser sees it (what the
+/// OpenAPI document describes; the handler writes them with axum's `Event`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StreamedEvent {
+    /// Always `task`.
+    event: String,
+    /// The change's `seq`: what `Last-Event-ID` resumes after.
+    id: String,
+    /// The change as JSON text: `seq`, `at_ms`, `task_id`, `task`,
+    /// `queue`, `state`, `worker`, `detail`.
+    data: String,
+}
 
 /// Set when the server begins to shut down: open streams end.
 #[derive(Debug, Clone)]
@@ -40,6 +56,7 @@ pub struct Stopping(pub watch::Receiver<bool>);
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Start after this event (its `seq`); `Last-Event-ID` wins over it.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub after: Option<u64>,
 }
 
@@ -49,8 +66,8 @@ pub struct EventsQuery {
 /// `Last-Event-ID` or `?after=`. Keys bound to users are refused (an event
 /// does not say whom its task acts for).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
-    responses((status = 200, description = "A stream of server-sent events", content_type = "text/event-stream", body = String),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, minimum = 0, maximum = 9223372036854775807_i64, description = "Resume after this event")),
+    responses((status = 200, description = "A stream of server-sent events", content_type = "text/event-stream", body = StreamedEvent),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
         (status = 403, body = super::error::ErrorBody)),
     security(("bearer" = [])))]
@@ -68,12 +85,19 @@ pub async fn events(
             caller.name
         )));
     }
+    if query.after.is_some_and(|seq| seq > MAX_SEQ) {
+        return Err(ApiError::invalid(
+            "after",
+            format!("after must be an event seq, at most {MAX_SEQ}"),
+        ));
+    }
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
             value
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|seq| *seq <= MAX_SEQ)
                 .ok_or_else(|| {
                     ApiError::invalid("Last-Event-ID", "Last-Event-ID must be an event seq")
                 })?,

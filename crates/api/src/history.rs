@@ -25,24 +25,31 @@ const MAX_LIMIT: usize = 1_000;
 pub struct ListQuery {
     /// Only tasks in this state (`SUCCESS`, `FAILURE`, `REVOKED`, or
     /// `RETRY` while waiting for their next attempt).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^(SUCCESS|FAILURE|REVOKED|RETRY)$")]
     pub state: Option<TaskState>,
     /// Only tasks of this name.
+    #[param(min_length = 1, max_length = 256)]
     pub task: Option<String>,
     /// Only tasks of this queue.
+    #[param(min_length = 1, max_length = 256)]
     pub queue: Option<String>,
     /// Only tasks whose last attempt ran on this worker.
+    #[param(min_length = 1, max_length = 256)]
     pub worker: Option<String>,
     /// Only tasks whose last change is at or after this time (Unix ms).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub since: Option<u64>,
     /// Only tasks whose last change is at or before this time (Unix ms).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub until: Option<u64>,
     /// Only tasks whose id or name contains this text (ignoring case).
+    #[param(min_length = 1, max_length = 256)]
     pub q: Option<String>,
     /// Entries per page, 1-1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Where to go on from: the `next` of the previous page.
+    #[param(pattern = r"^[0-9]+\.")]
     pub cursor: Option<String>,
 }
 
@@ -86,6 +93,14 @@ impl ListQuery {
                 "limit",
                 format!("limit must be 1-{MAX_LIMIT}"),
             ));
+        }
+        for (field, time) in [("since", self.since), ("until", self.until)] {
+            if time.is_some_and(|ms| ms > i64::MAX as u64) {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("{field} must be a time in Unix ms, at most {}", i64::MAX),
+                ));
+            }
         }
         let after = self
             .cursor

@@ -97,8 +97,8 @@ impl utoipa::Modify for BearerAuth {
     /// the authentication layer gives before any handler runs: 401 (no or
     /// a wrong key), 403 (a scope or a user the key lacks) and 429 (the
     /// key's rate); and 400 where the route takes parameters or a body, 404
-    /// where its path names something. Each an `ErrorBody`, unless the
-    /// route documents its own.
+    /// where its path names something, 503 where it needs the memory
+    /// plugin. Each an `ErrorBody`, unless the route documents its own.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -115,7 +115,10 @@ impl utoipa::Modify for BearerAuth {
             ),
             ("429", "The key's rate limit; see Retry-After"),
         ];
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The memory routes run the memory plugin, which may be missing.
+            let memory =
+                path.starts_with("/api/v1/memories") || path.starts_with("/api/v1/tasks/memory/");
             let operations = [
                 &mut item.get,
                 &mut item.put,
@@ -140,7 +143,11 @@ impl utoipa::Modify for BearerAuth {
                         "400",
                         "A parameter or the body is refused; `field` names it",
                     )))
-                    .chain(in_path.then_some(("404", "Nothing has that id")));
+                    .chain(in_path.then_some(("404", "Nothing has that id")))
+                    .chain(
+                        memory
+                            .then_some(("503", "The memory plugin or its store is not available")),
+                    );
                 for (status, description) in refusals {
                     let body = ContentBuilder::new()
                         .schema(Some(Ref::from_schema_name("ErrorBody")))

@@ -30,8 +30,10 @@ const PAGE: usize = 1_000;
 pub struct StatsQuery {
     /// `1m`, `1h` (the default) or `24h`: the last minute (buckets of a
     /// second), hour (of a minute) or day (of 15 minutes).
+    #[param(pattern = r"^(1m|1h|24h)$")]
     pub window: Option<String>,
     /// Only tasks of this name.
+    #[param(min_length = 1, max_length = 256)]
     pub task: Option<String>,
 }
 

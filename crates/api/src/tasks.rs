@@ -506,7 +506,7 @@ pub async fn inspect_scheduled(
 #[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
     /// Must be `true`.
-    #[param(required = true)]
+    #[param(required = true, value_type = String, pattern = "^true$")]
     pub confirm: Option<bool>,
 }
 

@@ -45,7 +45,7 @@ pub struct NewMemory {
     #[schema(minimum = 0, maximum = 1)]
     pub confidence: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 64)]
+    #[schema(max_items = 64, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// A JSON object kept with the memory.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +107,7 @@ pub struct MemoryFilters {
     pub memory_types: Option<Vec<MemoryType>>,
     /// Memories with at least one of these tags.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 64)]
+    #[schema(max_items = 64, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 10)]
@@ -117,9 +117,11 @@ pub struct MemoryFilters {
     pub max_importance: Option<f32>,
     /// RFC 3339 time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub created_after: Option<String>,
     /// RFC 3339 time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub created_before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(
@@ -167,9 +169,10 @@ pub struct Recall {
     pub mode: Option<RecallMode>,
 }
 
-/// Changes to a memory; absent fields stay as they are.
+/// Changes to a memory; absent fields stay as they are (at least one).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct MemoryUpdates {
     /// New text (the memory is embedded again).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,7 +182,7 @@ pub struct MemoryUpdates {
     #[schema(minimum = 0, maximum = 10)]
     pub importance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 64)]
+    #[schema(max_items = 64, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Merged into the existing metadata.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,10 +190,29 @@ pub struct MemoryUpdates {
     pub metadata: Option<Map<String, Value>>,
     /// RFC 3339 time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_type: Option<MemoryType>,
 }
+
+/// A tag as the checks take it: 1-100 characters, not blank. A schema
+/// only (tags are plain strings), written by hand because a derived one
+/// cannot constrain a newtype's string.
+pub struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_TAG_CHARS))
+            .pattern(Some(r"\S"))
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
 
 /// An update of one memory.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -247,6 +269,11 @@ pub struct Query {
 #[into_params(parameter_in = Query)]
 pub struct OwnerQuery {
     /// The memory's owner.
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub user_id: String,
 }
 
