@@ -24,7 +24,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hippo_broker::{HistoryEntry, HistoryQuery, RevokeOutcome, TaskRecord, TaskState};
-use serde::Deserialize;
+use hippo_task::TaskFailure;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Flower's routes, for the dashboard to put behind its logins.
@@ -41,84 +42,149 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Unix seconds (Flower's times) of Unix ms.
-fn seconds(ms: u64) -> Value {
-    json!(ms as f64 / 1000.0)
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
-/// A task as Flower describes one, from its history entry.
-fn flower_task(entry: &HistoryEntry) -> Value {
-    let first_run = entry.attempts.iter().find_map(|a| a.run.as_ref());
-    let last_run = entry.attempts.iter().rev().find_map(|a| a.run.as_ref());
-    let at_end = |state: TaskState| (entry.state == state).then(|| seconds(entry.updated_ms));
-    let retried = entry
-        .attempts
-        .iter()
-        .rev()
-        .find(|a| a.state == TaskState::Retry)
-        .and_then(|a| a.run.as_ref())
-        .map(|run| seconds(run.finished_ms));
-    json!({
-        "uuid": entry.id,
-        "name": entry.task,
-        "state": entry.state.as_str(),
-        "received": seconds(entry.submitted_ms),
-        "sent": seconds(entry.submitted_ms),
-        "started": first_run.map(|run| seconds(run.started_ms)),
-        "succeeded": at_end(TaskState::Success),
-        "failed": at_end(TaskState::Failure),
-        "retried": retried,
-        "revoked": at_end(TaskState::Revoked),
-        "rejected": null,
-        "timestamp": seconds(entry.updated_ms),
-        "runtime": last_run.map(|run| run.stats.wall_time_us as f64 / 1e6),
-        "args": "[]",
-        "kwargs": entry.input.to_string(),
-        "result": entry.result.as_ref().map(|r| r.as_str().to_owned()),
-        "exception": entry.error.as_ref().map(ToString::to_string),
-        "traceback": null,
-        "retries": entry.attempts.len().saturating_sub(1),
-        "worker": entry.worker,
-        "eta": null,
-        "expires": null,
-        "exchange": null,
-        "routing_key": entry.queue,
-        "clock": null,
-        "client": null,
-        "root_id": entry.id,
-        "parent_id": null,
-        "children": [],
-    })
+/// A task as Flower's API describes one: Flower's fields, in one place for
+/// finished tasks ([`FlowerTask::finished`]) and the others
+/// ([`FlowerTask::live`]). Times are Unix seconds; the fields hippo has no
+/// meaning for are null (or an empty list).
+#[derive(Serialize)]
+struct FlowerTask<'a> {
+    uuid: &'a str,
+    name: &'a str,
+    state: &'static str,
+    received: f64,
+    sent: f64,
+    started: Option<f64>,
+    succeeded: Option<f64>,
+    failed: Option<f64>,
+    retried: Option<f64>,
+    revoked: Option<f64>,
+    rejected: Option<()>,
+    timestamp: f64,
+    runtime: Option<f64>,
+    args: &'static str,
+    kwargs: String,
+    result: Option<&'a str>,
+    exception: Option<String>,
+    traceback: Option<()>,
+    retries: u64,
+    worker: Option<&'a str>,
+    eta: Option<f64>,
+    expires: Option<f64>,
+    exchange: Option<()>,
+    routing_key: &'a str,
+    clock: Option<()>,
+    client: Option<()>,
+    root_id: &'a str,
+    parent_id: Option<()>,
+    children: [(); 0],
 }
 
-/// A task not finished yet, as Flower describes one, from its record.
-fn flower_live_task(record: &TaskRecord) -> Value {
-    let message = &record.message;
-    json!({
-        "uuid": message.id,
-        "name": message.task,
-        "state": record.state.as_str(),
-        "received": seconds(message.submitted_ms),
-        "sent": seconds(message.submitted_ms),
-        "started": null,
-        "succeeded": null, "failed": null, "retried": null, "revoked": null, "rejected": null,
-        "timestamp": seconds(record.updated_ms),
-        "runtime": null,
-        "args": "[]",
-        "kwargs": message.input.to_string(),
-        "result": null,
-        "exception": record.error.as_ref().map(ToString::to_string),
-        "traceback": null,
-        "retries": message.attempt.saturating_sub(1),
-        "worker": record.worker,
-        "eta": message.eta_ms.map(seconds),
-        "expires": message.expires_ms.map(seconds),
-        "exchange": null,
-        "routing_key": message.queue,
-        "clock": null, "client": null,
-        "root_id": message.id,
-        "parent_id": null,
-        "children": [],
-    })
+impl<'a> FlowerTask<'a> {
+    /// A finished task (or one waiting to retry), from its history entry.
+    fn finished(entry: &'a HistoryEntry) -> Self {
+        let first_run = entry.attempts.iter().find_map(|a| a.run.as_ref());
+        let last_run = entry.attempts.iter().rev().find_map(|a| a.run.as_ref());
+        let at_end = |state: TaskState| (entry.state == state).then(|| seconds(entry.updated_ms));
+        let retried = entry
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.state == TaskState::Retry)
+            .and_then(|a| a.run.as_ref())
+            .map(|run| seconds(run.finished_ms));
+        FlowerTask {
+            started: first_run.map(|run| seconds(run.started_ms)),
+            succeeded: at_end(TaskState::Success),
+            failed: at_end(TaskState::Failure),
+            retried,
+            revoked: at_end(TaskState::Revoked),
+            runtime: last_run.map(|run| run.stats.wall_time_us as f64 / 1e6),
+            result: entry.result.as_ref().map(|r| r.as_str()),
+            retries: entry.attempts.len().saturating_sub(1) as u64,
+            eta: None,
+            expires: None,
+            ..FlowerTask::common(
+                &entry.id,
+                &entry.task,
+                &entry.queue,
+                (entry.state, entry.submitted_ms, entry.updated_ms),
+                &entry.input,
+                entry.error.as_ref(),
+                entry.worker.as_deref(),
+            )
+        }
+    }
+
+    /// A task not finished yet, from its record.
+    fn live(record: &'a TaskRecord) -> Self {
+        let message = &record.message;
+        FlowerTask {
+            retries: u64::from(message.attempt.saturating_sub(1)),
+            eta: message.eta_ms.map(seconds),
+            expires: message.expires_ms.map(seconds),
+            ..FlowerTask::common(
+                &message.id,
+                &message.task,
+                &message.queue,
+                (record.state, message.submitted_ms, record.updated_ms),
+                &message.input,
+                record.error.as_ref(),
+                record.worker.as_deref(),
+            )
+        }
+    }
+
+    /// What every task has: its names, state and times, input, error and
+    /// worker; nothing of its runs.
+    fn common(
+        id: &'a str,
+        name: &'a str,
+        queue: &'a str,
+        (state, submitted_ms, updated_ms): (TaskState, u64, u64),
+        input: &Value,
+        error: Option<&TaskFailure>,
+        worker: Option<&'a str>,
+    ) -> Self {
+        FlowerTask {
+            uuid: id,
+            name,
+            state: state.as_str(),
+            received: seconds(submitted_ms),
+            sent: seconds(submitted_ms),
+            started: None,
+            succeeded: None,
+            failed: None,
+            retried: None,
+            revoked: None,
+            rejected: None,
+            timestamp: seconds(updated_ms),
+            runtime: None,
+            args: "[]",
+            kwargs: input.to_string(),
+            result: None,
+            exception: error.map(ToString::to_string),
+            traceback: None,
+            retries: 0,
+            worker,
+            eta: None,
+            expires: None,
+            exchange: None,
+            routing_key: queue,
+            clock: None,
+            client: None,
+            root_id: id,
+            parent_id: None,
+            children: [],
+        }
+    }
+
+    fn value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// The names of the tasks the loaded plugins offer, sorted.
@@ -262,7 +328,7 @@ async fn tasks(
                 skip -= 1;
                 continue;
             }
-            answer.insert(entry.id.clone(), flower_task(&entry));
+            answer.insert(entry.id.clone(), FlowerTask::finished(&entry).value());
             if answer.len() >= limit {
                 return Ok(axum::Json(Value::Object(answer)));
             }
@@ -305,11 +371,12 @@ async fn queue_lengths(
 /// The task (history first, else its live record) the caller may see.
 async fn flower_view(state: &AppState, caller: &Caller, id: &str) -> Result<Value, ApiError> {
     if let Some(entry) = state.broker.history_entry(id).await? {
-        return visible(caller, entry.acting_for.as_deref(), id).map(|()| flower_task(&entry));
+        return visible(caller, entry.acting_for.as_deref(), id)
+            .map(|()| FlowerTask::finished(&entry).value());
     }
     match state.broker.task(id).await? {
         Some(record) => visible(caller, record.message.acting_for.as_deref(), id)
-            .map(|()| flower_live_task(&record)),
+            .map(|()| FlowerTask::live(&record).value()),
         None => Err(ApiError::not_found(format!("unknown task {id}"))),
     }
 }
