@@ -155,15 +155,48 @@ impl Caller {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+/// A token bucket: `rate_per_s` tokens a second, a burst of twice that.
+/// It limits each key's requests, and the dashboard's wrong logins.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    rate_per_s: f64,
+    /// (tokens, when last refilled).
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    /// A full bucket of `rate_per_s` (at least 0.001) a second.
+    pub(crate) fn new(rate_per_s: f64) -> RateLimit {
+        let rate_per_s = rate_per_s.max(0.001);
+        RateLimit {
+            rate_per_s,
+            bucket: Mutex::new((2.0 * rate_per_s, Instant::now())),
+        }
+    }
+
+    /// Takes a token; without one, the whole seconds until there is one
+    /// (at least 1), and nothing is taken.
+    pub(crate) fn take(&self) -> Result<(), u64> {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, refilled) = *bucket;
+        let tokens = (tokens + now.duration_since(refilled).as_secs_f64() * self.rate_per_s)
+            .min(2.0 * self.rate_per_s);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return Err(((1.0 - tokens) / self.rate_per_s).ceil().max(1.0) as u64);
+        }
+        *bucket = (tokens - 1.0, now);
+        Ok(())
+    }
 }
 
 struct Key {
     caller: Caller,
-    rate_per_s: f64,
-    bucket: Mutex<Bucket>,
+    limit: RateLimit,
 }
 
 /// The configured keys, by hash.
@@ -199,18 +232,13 @@ impl KeyStore {
                     format!("sha256 must be 64 hex digits: {e}"),
                 )
             })?;
-            let rate_per_s = config.rate_per_s.unwrap_or(DEFAULT_RATE_PER_S).max(0.001);
             let key = Key {
                 caller: Caller {
                     name: config.name,
                     scopes: config.scopes,
                     users: config.users,
                 },
-                rate_per_s,
-                bucket: Mutex::new(Bucket {
-                    tokens: 2.0 * rate_per_s,
-                    refilled: Instant::now(),
-                }),
+                limit: RateLimit::new(config.rate_per_s.unwrap_or(DEFAULT_RATE_PER_S)),
             };
             keys.insert(hash, key);
         }
@@ -258,21 +286,7 @@ impl KeyStore {
             .keys
             .get(&hash)
             .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
-        let mut bucket = key
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let burst = 2.0 * key.rate_per_s;
-        bucket.tokens = (bucket.tokens
-            + now.duration_since(bucket.refilled).as_secs_f64() * key.rate_per_s)
-            .min(burst);
-        bucket.refilled = now;
-        if bucket.tokens < 1.0 {
-            let wait = ((1.0 - bucket.tokens) / key.rate_per_s).ceil().max(1.0) as u64;
-            return Err(ApiError::rate_limited(wait));
-        }
-        bucket.tokens -= 1.0;
+        key.limit.take().map_err(ApiError::rate_limited)?;
         Ok(key.caller.clone())
     }
 }

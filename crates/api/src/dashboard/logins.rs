@@ -1,7 +1,7 @@
 //! Who may use the dashboard: basic-auth logins ([`Logins`], Flower's
 //! variables) and the browser sessions a login opens ([`Sessions`]).
 
-use super::super::auth::Caller;
+use super::super::auth::{Caller, RateLimit};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +27,7 @@ const FAILURES_PER_S: f64 = 5.0;
 pub struct Logins {
     /// (user, SHA-256 of the password).
     users: Vec<(String, [u8; 32])>,
-    failures: Mutex<(f64, Instant)>,
+    failures: RateLimit,
 }
 
 impl Logins {
@@ -64,7 +64,7 @@ impl Logins {
         }
         Ok(Logins {
             users,
-            failures: Mutex::new((2.0 * FAILURES_PER_S, Instant::now())),
+            failures: RateLimit::new(FAILURES_PER_S),
         })
     }
 
@@ -90,13 +90,7 @@ impl Logins {
         // Every login is compared, in time independent of where they differ.
         let mut found = None;
         for (name, expected) in &self.users {
-            let same = expected
-                .iter()
-                .zip(hash)
-                .fold(name.as_bytes() == user.as_bytes(), |same, (a, b)| {
-                    same & (*a == b)
-                });
-            if same {
+            if (name.as_bytes() == user.as_bytes()) & same_digest(expected, &hash) {
                 found = Some(Caller::dashboard_login(name));
             }
         }
@@ -105,17 +99,7 @@ impl Logins {
 
     /// Counts a wrong attempt; false when there were too many of late.
     pub(crate) fn allow_failure(&self) -> bool {
-        let mut bucket = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let (tokens, refilled) = *bucket;
-        let tokens = (tokens + now.duration_since(refilled).as_secs_f64() * FAILURES_PER_S)
-            .min(2.0 * FAILURES_PER_S);
-        let allowed = tokens >= 1.0;
-        *bucket = (if allowed { tokens - 1.0 } else { tokens }, now);
-        allowed
+        self.failures.take().is_ok()
     }
 }
 
@@ -208,10 +192,14 @@ impl Sessions {
 
 /// Whether two secrets are equal, in time independent of where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b): ([u8; 32], [u8; 32]) = (
-        Sha256::digest(a.as_bytes()).into(),
-        Sha256::digest(b.as_bytes()).into(),
-    );
+    same_digest(
+        &Sha256::digest(a.as_bytes()).into(),
+        &Sha256::digest(b.as_bytes()).into(),
+    )
+}
+
+/// Whether two digests are equal, looking at every byte whatever differs.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
