@@ -10,7 +10,7 @@ use hippo_broker::{
     now_ms,
 };
 use hippo_runtime::{CancelToken, Progress, TaskFailure, TaskRequest};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -157,19 +157,15 @@ impl Worker {
     }
 
     pub(crate) async fn settle(&self, delivery: &Delivery, settlement: Settlement) {
-        let (state, counter) = match &settlement {
-            Settlement::Success { .. } => (TaskState::Success, Some(&self.counters.succeeded)),
-            Settlement::Retry { .. } => (TaskState::Retry, Some(&self.counters.retried)),
-            Settlement::Failure { .. } => (TaskState::Failure, Some(&self.counters.failed)),
-            Settlement::Revoked { .. } => (TaskState::Revoked, None),
+        let state = match &settlement {
+            Settlement::Success { .. } => TaskState::Success,
+            Settlement::Retry { .. } => TaskState::Retry,
+            Settlement::Failure { .. } => TaskState::Failure,
+            Settlement::Revoked { .. } => TaskState::Revoked,
         };
         let stats = settlement.meta().map(|meta| meta.stats);
         match self.broker.settle(delivery, settlement).await {
             Ok(true) => {
-                self.counters.processed.fetch_add(1, Ordering::Relaxed);
-                if let Some(counter) = counter {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
                 let mut per_task = self
                     .counters
                     .per_task

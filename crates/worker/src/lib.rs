@@ -27,7 +27,7 @@ use fetch::{Held, Stop};
 use hippo_broker::{SharedBroker, TaskNameFigures, now_ms};
 use hippo_runtime::PluginRegistry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -82,14 +82,10 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Running totals, as the heartbeat reports them.
+/// Running totals per task name, as the heartbeat reports them (with the
+/// worker's totals, their sums).
 #[derive(Debug, Default)]
 struct Counters {
-    processed: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-    /// Per task name (a heartbeat carries a copy).
     per_task: Mutex<BTreeMap<String, TaskNameFigures>>,
 }
 

@@ -5,7 +5,7 @@
 use crate::Worker;
 use crate::fetch::Stop;
 use crate::process;
-use hippo_broker::{Delivery, LeaseStatus, WorkerHeartbeat, now_ms};
+use hippo_broker::{Delivery, LeaseStatus, TaskNameFigures, WorkerHeartbeat, now_ms};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use tokio::sync::Notify;
@@ -60,6 +60,13 @@ impl Worker {
             .keys()
             .cloned()
             .collect();
+        let tasks = self
+            .counters
+            .per_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let total = |outcome: fn(&TaskNameFigures) -> u64| tasks.values().map(outcome).sum();
         WorkerHeartbeat {
             name: self.config.name.clone(),
             hostname: process::hostname(),
@@ -67,20 +74,15 @@ impl Worker {
             queues: self.config.queues.clone(),
             concurrency: self.current.load(Ordering::Relaxed) as u32,
             active,
-            processed: self.counters.processed.load(Ordering::Relaxed),
-            failed: self.counters.failed.load(Ordering::Relaxed),
-            retried: self.counters.retried.load(Ordering::Relaxed),
-            succeeded: self.counters.succeeded.load(Ordering::Relaxed),
+            processed: total(|f| f.succeeded + f.failed + f.retried + f.revoked),
+            failed: total(|f| f.failed),
+            retried: total(|f| f.retried),
+            succeeded: total(|f| f.succeeded),
             cpu_seconds,
             rss_bytes,
             started_ms: self.started_ms,
             heartbeat_ms: now_ms(),
-            tasks: self
-                .counters
-                .per_task
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
+            tasks,
         }
     }
 
