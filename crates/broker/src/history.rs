@@ -118,14 +118,18 @@ impl HistoryEntry {
         run: Option<&RunMeta>,
     ) -> HistoryEntry {
         let message = &record.message;
-        let mut attempts = earlier.map(|e| e.attempts).unwrap_or_default();
+        // A retry's entry already keeps the input (a task's input never
+        // changes between attempts): only a first attempt measures and copies it.
+        let (mut attempts, (input, input_truncated)) = match earlier {
+            Some(earlier) => (earlier.attempts, (earlier.input, earlier.input_truncated)),
+            None => (Vec::new(), bounded_input(&message.input)),
+        };
         attempts.push(Attempt {
             attempt,
             state: record.state,
             error: record.error.clone(),
             run: run.map(RunMeta::without_log),
         });
-        let (input, input_truncated) = bounded_input(&message.input);
         let (result, result_truncated) = match &record.result {
             Some(output) => {
                 let (kept, cut) = bounded_output(output);

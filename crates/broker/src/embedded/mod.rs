@@ -456,12 +456,13 @@ impl TaskQueue for EmbeddedBroker {
                     append_event(txn, config, &task.record, None)?;
                 }
             }
+            // The record keeps the run's figures; its log goes to the history only.
+            task.record.last_run = settlement.meta().map(RunMeta::without_log);
             match settlement {
                 Settlement::Success { output, meta } => {
                     // A `null` output reads as none, as it does from Redis.
                     task.record.result = Some(output).filter(|o| !o.is_null());
                     task.record.error = None;
-                    task.record.last_run = Some(meta.without_log());
                     let run = Some(&meta);
                     finish(txn, config, &mut task, TaskState::Success, None, run)?;
                 }
@@ -476,7 +477,6 @@ impl TaskQueue for EmbeddedBroker {
                         task.record.message.attempt
                     );
                     task.record.error = Some(failure);
-                    task.record.last_run = Some(meta.without_log());
                     task.record.state = TaskState::Retry;
                     task.record.updated_ms = now_ms();
                     schedule(txn, &mut task, at_ms)?;
@@ -494,7 +494,6 @@ impl TaskQueue for EmbeddedBroker {
                 } => {
                     let detail = failure.to_string();
                     task.record.error = Some(failure);
-                    task.record.last_run = Some(meta.without_log());
                     if dead_letter {
                         let seq = next(txn, "dead")?;
                         txn.open(DEAD)?.insert((seq, task_id.as_str()), ())?;
@@ -504,7 +503,6 @@ impl TaskQueue for EmbeddedBroker {
                     finish(txn, config, &mut task, state, Some(&detail), run)?;
                 }
                 Settlement::Revoked { meta } => {
-                    task.record.last_run = meta.as_ref().map(RunMeta::without_log);
                     finish(
                         txn,
                         config,
