@@ -120,21 +120,29 @@ impl Browser {
         browser
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.session));
+    /// A WebDriver command's `value`, or its error (`error`, `message`).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = answer["value"].get("error") {
-            panic!(
-                "WebDriver {method} {path}: {error}: {}",
-                answer["value"]["message"]
-            );
+        match answer["value"].get("error") {
+            Some(_) => Err(answer["value"].clone()),
+            None => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
+    }
+
+    /// A WebDriver command's `value`; it panics on an error.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method.clone(), path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {method} {path}: {error}"))
     }
 
     /// Opens `url`.
@@ -202,20 +210,11 @@ impl Browser {
     pub async fn accept_dialog(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let answer: Value = self
-                .http
-                .post(format!("{}/alert/accept", self.session))
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if answer["value"].get("error").is_none() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no dialog opened: {answer}");
+            let accepted = self
+                .try_call(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+                .await;
+            let Err(error) = accepted else { return };
+            assert!(Instant::now() < deadline, "no dialog opened: {error}");
             tokio::time::sleep(POLL).await;
         }
     }
