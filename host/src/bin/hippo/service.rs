@@ -335,8 +335,6 @@ pub(crate) fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStor
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
     let (broker, registry, _watch, scheduler) = args.worker.open_parts().await?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "API listening");
     let (signal, stopped) = stop_on_signal();
     let state = AppState {
         broker: broker.clone(),
@@ -355,6 +353,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             .await?,
         ),
     };
+    // The API listens last: once it does, so does the dashboard (what
+    // waits for the API's port may use both).
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
     let app = hippo::api::with_scheduler(hippo::api::router(state), scheduler.clone());
     let api = tokio::spawn(hippo::api::serve_router(
         listener,
