@@ -143,6 +143,19 @@ impl Caller {
         }
     }
 
+    /// Refuses the request unless the key may see task `task_id`, which
+    /// acts for `acting_for` (see [`Caller::sees`]).
+    pub fn may_see(&self, acting_for: Option<&str>, task_id: &str) -> Result<(), ApiError> {
+        if self.sees(acting_for) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "key {:?} may not see task {task_id}: it acts for another user",
+                self.name
+            )))
+        }
+    }
+
     /// Refuses the request unless the key may act for `user_id`.
     pub fn may_act_for(&self, user_id: &str) -> Result<(), ApiError> {
         match &self.users {

@@ -371,24 +371,15 @@ async fn queue_lengths(
 /// The task (history first, else its live record) the caller may see.
 async fn flower_view(state: &AppState, caller: &Caller, id: &str) -> Result<Value, ApiError> {
     if let Some(entry) = state.broker.history_entry(id).await? {
-        return visible(caller, entry.acting_for.as_deref(), id)
+        return caller
+            .may_see(entry.acting_for.as_deref(), id)
             .map(|()| FlowerTask::finished(&entry).value());
     }
     match state.broker.task(id).await? {
-        Some(record) => visible(caller, record.message.acting_for.as_deref(), id)
+        Some(record) => caller
+            .may_see(record.message.acting_for.as_deref(), id)
             .map(|()| FlowerTask::live(&record).value()),
         None => Err(ApiError::not_found(format!("unknown task {id}"))),
-    }
-}
-
-fn visible(caller: &Caller, acting_for: Option<&str>, id: &str) -> Result<(), ApiError> {
-    if caller.sees(acting_for) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "key {:?} may not see task {id}",
-            caller.name
-        )))
     }
 }
 
@@ -429,7 +420,7 @@ async fn task_result(
             "task-id": task_id, "state": view["state"], "result": view["result"],
         })));
     };
-    visible(&caller, record.message.acting_for.as_deref(), &task_id)?;
+    caller.may_see(record.message.acting_for.as_deref(), &task_id)?;
     let result = match record.state {
         TaskState::Success => record.result.map(|r| r.to_value()).unwrap_or(Value::Null),
         TaskState::Failure => json!(record.error.map(|e| e.to_string())),
@@ -449,7 +440,7 @@ async fn revoke(
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(Scope::Submit)?;
     if let Some(record) = state.broker.task(&task_id).await? {
-        visible(&caller, record.message.acting_for.as_deref(), &task_id)?;
+        caller.may_see(record.message.acting_for.as_deref(), &task_id)?;
     }
     match state.broker.revoke(&task_id).await? {
         RevokeOutcome::Unknown => Err(ApiError::not_found(format!("unknown task {task_id}"))),

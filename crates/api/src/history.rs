@@ -151,11 +151,9 @@ async fn visible_entry(
 ) -> Result<HistoryEntry, ApiError> {
     let entry = state.broker.history_entry(task_id).await?;
     match entry {
-        Some(entry) if caller.sees(entry.acting_for.as_deref()) => Ok(entry),
-        Some(_) => Err(ApiError::forbidden(format!(
-            "key {:?} may not see task {task_id}: it acts for another user",
-            caller.name
-        ))),
+        Some(entry) => caller
+            .may_see(entry.acting_for.as_deref(), task_id)
+            .map(|()| entry),
         None => Err(ApiError::not_found(format!(
             "no history of task {task_id} (unknown, still queued or running, or pruned)"
         ))),
