@@ -6,7 +6,7 @@
 
 use hippo_sdk::TaskError;
 use hippo_sdk::memory::{Filter, MemoryType, Visibility};
-use hippo_sdk::time::parse_rfc3339;
+use hippo_sdk::time::{now_ms, parse_rfc3339};
 use serde::Deserialize;
 
 /// Longest memory text or query, in characters.
@@ -116,6 +116,19 @@ pub fn time(field: &str, text: &str) -> Result<i64, TaskError> {
             "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
         )
     })
+}
+
+/// How far ahead of this host's clock a "past" time may be: the caller's
+/// clock may run a little fast.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
+/// An RFC 3339 time that is not in the future (beyond [`CLOCK_SKEW_MS`]).
+pub fn past_time(field: &str, text: &str) -> Result<i64, TaskError> {
+    let ms = time(field, text)?;
+    if ms > now_ms().saturating_add(CLOCK_SKEW_MS) {
+        return Err(bad(field, "must not be in the future"));
+    }
+    Ok(ms)
 }
 
 /// Conditions on recalled or listed memories, all of which must hold. There

@@ -7,7 +7,7 @@
 //!
 //! | task | input | output |
 //! |---|---|---|
-//! | `memory.create` | `{text, user_id, memory_type="fact", importance?, confidence?, tags?, metadata?, session_id?, agent_id?, run_id?, visibility?, ttl_days?, check_duplicates=true}` | `{memory, action, duplicate_of?, similarity?}` |
+//! | `memory.create` | `{text, user_id, memory_type="fact", importance?, confidence?, tags?, metadata?, session_id?, agent_id?, run_id?, visibility?, ttl_days?, created_at?, check_duplicates=true}` | `{memory, action, duplicate_of?, similarity?}` |
 //! | `memory.batch-create` | `{user_id, memories: [<create input, user_id optional>], check_duplicates=true}` | `{results: [<create output>], created, updated, skipped}` |
 //! | `memory.recall` | `{query, user_id, k=5, filters?, rerank=true, mode="hybrid"}` | `{results: [{memory, score, breakdown}], mode, reranked, candidates}` |
 //! | `memory.get` | `{memory_id, user_id}` | `{found, memory?}` |
@@ -22,9 +22,13 @@
 //! importance and tags). The reference's thresholds are 0.95 and 0.88, for
 //! BGE; the default MiniLM's are 0.99 and 0.90 (see the README). `filters` holds
 //! `memory_types`, `tags` (any of), `min_importance`, `max_importance`,
-//! `created_after`, `created_before` (RFC 3339) and `session_id`. `mode` is
-//! `hybrid` (vector and BM25 fused by reciprocal rank), `vector` or
-//! `keyword`. The score and its breakdown are described in [`scoring`];
+//! `created_after`, `created_before` (RFC 3339) and `session_id`.
+//! `created_at` (RFC 3339, not in the future) dates a memory imported from
+//! an older conversation when it was said; recency counts from it. `type`
+//! is accepted for `memory_type`, as the reference's batch items spell it.
+//! `mode` is `hybrid` (vector and BM25 fused by reciprocal rank), `vector`
+//! or `keyword`. The score and its
+//! breakdown are described in [`scoring`];
 //! importance scored from the text in [`importance`]; deduplication in
 //! [`dedup`].
 //!

@@ -82,6 +82,9 @@ pub struct NewMemory {
     run_id: Option<String>,
     visibility: Option<String>,
     ttl_days: Option<f64>,
+    /// When it was said, for memories imported from an older conversation
+    /// (RFC 3339, not in the future); the time it is stored by default.
+    created_at: Option<String>,
     check_duplicates: Option<bool>,
 }
 
@@ -100,6 +103,8 @@ pub struct Draft {
     pub run_id: Option<String>,
     pub visibility: Option<Visibility>,
     pub ttl_days: Option<f64>,
+    /// When it was said, if not when it is stored (ms since the epoch).
+    pub created_at: Option<i64>,
     pub check_duplicates: bool,
 }
 
@@ -135,6 +140,11 @@ impl NewMemory {
                 format!("must be above 0 and at most {MAX_TTL_DAYS}"),
             ));
         }
+        let created_at = self
+            .created_at
+            .as_deref()
+            .map(|text| input::past_time(&field("created_at"), text))
+            .transpose()?;
         Ok(Draft {
             text: self.text,
             memory_type,
@@ -147,6 +157,7 @@ impl NewMemory {
             run_id: self.run_id,
             visibility,
             ttl_days: self.ttl_days,
+            created_at,
             check_duplicates: self.check_duplicates.unwrap_or(true),
         })
     }
@@ -166,7 +177,8 @@ impl Draft {
             .map(|days| now.saturating_add((days * DAY_MS as f64).round() as i64))
     }
 
-    /// The new memory `id` of `user_id`, created at `now`.
+    /// The new memory `id` of `user_id`, stored at `now` (and created then
+    /// unless the input said when). A time to live counts from `now`.
     pub fn into_memory(self, id: String, user_id: &str, now: i64) -> Memory {
         Memory {
             id,
@@ -179,7 +191,7 @@ impl Draft {
             memory_type: self.memory_type,
             confidence: self.confidence,
             tags: self.tags,
-            created_at: now,
+            created_at: self.created_at.unwrap_or(now),
             updated_at: now,
             decayed_at: None,
             access_count: 0,
@@ -224,6 +236,19 @@ mod tests {
         assert_eq!(d.memory_type, MemoryType::Prospective);
         assert_eq!(d.expires_at(0), Some(129_600_000));
         assert!(draft(r#"{"text": "x", "ttl_days": 0}"#).is_err());
+    }
+
+    #[test]
+    fn an_imported_memory_keeps_when_it_was_said() {
+        let memory = draft(r#"{"text": "we moved to Lyon", "created_at": "2026-01-31T12:00:00Z"}"#)
+            .unwrap()
+            .into_memory("id-1".into(), "bob", 1_800_000_000_000);
+        assert_eq!(memory.created_at, 1_769_860_800_000);
+        assert_eq!(memory.updated_at, 1_800_000_000_000);
+        for bad in [r#""yesterday""#, r#""2999-01-01T00:00:00Z""#] {
+            let err = draft(&format!(r#"{{"text": "x", "created_at": {bad}}}"#)).unwrap_err();
+            assert!(err.message().starts_with("field `created_at`"), "{err:?}");
+        }
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub struct NewMemory {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
     )]
     pub user_id: String,
-    /// Kind (default `fact`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Kind (default `fact`); `type` is accepted for it, as the reference's
+    /// batch items spell it.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "type")]
     pub memory_type: Option<MemoryType>,
     /// 0 to 10; scored from the text when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +79,12 @@ pub struct NewMemory {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0, maximum = 36500)]
     pub ttl_days: Option<f64>,
+    /// When it was said, for memories imported from an older conversation
+    /// (not in the future); the time it is stored by default. Recency counts
+    /// from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
     /// Look for duplicates first (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check_duplicates: Option<bool>,
@@ -356,6 +363,7 @@ pub(super) fn check_new(prefix: &str, memory: &NewMemory) -> Result<(), ApiError
             check_id(&field(name), value)?;
         }
     }
+    check_time(&field("created_at"), memory.created_at.as_deref())?;
     match memory.ttl_days {
         Some(days) if !(days > 0.0 && days <= 36_500.0) => Err(ApiError::invalid(
             field("ttl_days"),
@@ -457,6 +465,15 @@ mod tests {
     fn memory(user: &str) -> NewMemory {
         serde_json::from_value(serde_json::json!({ "text": "I like tea", "user_id": user }))
             .unwrap()
+    }
+
+    #[test]
+    fn batch_items_take_the_reference_spelling_of_the_type() {
+        let item: NewMemory = serde_json::from_value(serde_json::json!(
+            { "text": "I like tea", "user_id": "u", "type": "preference" }
+        ))
+        .unwrap();
+        assert_eq!(item.memory_type, Some(MemoryType::Preference));
     }
 
     #[test]

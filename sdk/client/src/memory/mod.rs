@@ -60,6 +60,10 @@ pub struct NewMemory {
     /// Expire this many days from now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_days: Option<f64>,
+    /// When it was said (RFC 3339, not in the future), for memories imported
+    /// from an older conversation; when it is stored by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// Look for duplicates first (the server's default: true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check_duplicates: Option<bool>,
@@ -96,6 +100,12 @@ impl NewMemory {
     /// Expires the memory `days` from now.
     pub fn ttl_days(mut self, days: f64) -> Self {
         self.ttl_days = Some(days);
+        self
+    }
+
+    /// Dates the memory when it was said (RFC 3339), not when it is stored.
+    pub fn created_at(mut self, time: impl Into<String>) -> Self {
+        self.created_at = Some(time.into());
         self
     }
 }
