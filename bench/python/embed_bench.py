@@ -1,9 +1,6 @@
 """Embedding throughput of Python onnxruntime, the way a Python service runs
-it: the `tokenizers` package on the same tokenizer.json (padded to the
-longest text of each batch, truncated to --max-length), one InferenceSession
-with the same thread count and session options as hippo's (intra-op spinning
-off, all graph optimisations), mean pooling over the attention mask and
-normalisation in numpy.
+it (minilm.Embedder: the same tokenizer.json, graph, thread count and session
+options as hippo's).
 
     python embed_bench.py --graph G --tokenizer T --texts FILE.json \
         [--threads 2] [--batches 1,8,32] [--seconds 3] [--max-length 256]
@@ -16,9 +13,7 @@ import argparse
 import json
 import time
 
-import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
+from minilm import Embedder
 
 
 def main():
@@ -33,28 +28,7 @@ def main():
     args = parser.parse_args()
 
     texts = json.load(open(args.texts))
-    tok = Tokenizer.from_file(args.tokenizer)
-    tok.no_padding()
-    tok.enable_truncation(max_length=args.max_length)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest of each batch
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(args.graph, options, providers=["CPUExecutionProvider"])
-    type_ids = any(i.name == "token_type_ids" for i in session.get_inputs())
-
-    def embed(batch):
-        encodings = tok.encode_batch(batch)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if type_ids:
-            feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        states = session.run(None, feed)[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    embed = Embedder(args.graph, args.tokenizer, args.threads, args.max_length).embed
 
     rates = {}
     for size in [int(b) for b in args.batches.split(",")]:
