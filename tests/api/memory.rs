@@ -79,9 +79,10 @@ fn assert_scored(hit: &Value) {
         fields(breakdown),
         [
             "importance",
+            "keyword",
             "recency",
+            "relevance",
             "rerank",
-            "rrf",
             "similarity",
             "weights"
         ]
@@ -91,16 +92,16 @@ fn assert_scored(hit: &Value) {
     let weights = &breakdown["weights"];
     assert_eq!(
         fields(weights),
-        ["importance", "recency", "rerank", "similarity"].into()
+        ["importance", "recency", "relevance", "rerank"].into()
     );
     let part =
         |name: &str| breakdown[name].as_f64().unwrap_or(0.0) * weights[name].as_f64().unwrap();
-    let sum: f64 = ["similarity", "rerank", "recency", "importance"]
+    let sum: f64 = ["relevance", "rerank", "recency", "importance"]
         .iter()
         .map(|n| weights[*n].as_f64().unwrap())
         .sum();
     assert!((sum - 1.0).abs() < 1e-9, "weights sum to 1: {weights}");
-    let score = part("similarity") + part("rerank") + part("recency") + part("importance");
+    let score = part("relevance") + part("rerank") + part("recency") + part("importance");
     assert!(
         (score - hit["score"].as_f64().unwrap()).abs() < 1e-9,
         "{hit}"
@@ -174,7 +175,11 @@ on_both_brokers! {
         assert_eq!(hits[0]["memory"]["id"], chocolate.as_str(), "{recalled}");
         assert!(hits[0]["score"].as_f64() >= hits[1]["score"].as_f64(), "best first: {recalled}");
         hits.iter().for_each(assert_scored);
-        assert!(hits[0]["breakdown"]["rrf"].is_number(), "hybrid recall has a fused score");
+        assert_eq!(
+            hits[0]["breakdown"]["keyword"],
+            Value::Null,
+            "hybrid recall found it by meaning alone: no word of the query is in it"
+        );
 
         // update: new tags only, so no new embedding.
         let answer = api.post("/api/v1/tasks/memory/update?wait=30", Some(ADMIN), json!({
@@ -252,7 +257,11 @@ on_both_brokers! {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0]["memory"]["id"], tea.as_str(), "{recalled}");
         assert_scored(&hits[0]);
-        assert_eq!(hits[0]["breakdown"]["rrf"], Value::Null, "no fusion in vector mode");
+        assert_eq!(
+            hits[0]["breakdown"]["keyword"],
+            Value::Null,
+            "no keyword search in vector mode"
+        );
 
         // query: pages of the memories with a tag, the cursor leading on.
         let first = api.post("/api/v1/memories/query", Some(ALICE), json!({"user_id": "alice", "filters": {"tags": ["sport"]}, "limit": 1})).await.expect(200).clone();

@@ -26,8 +26,8 @@
 //! `created_at` (RFC 3339, not in the future) dates a memory imported from
 //! an older conversation when it was said; recency counts from it. `type`
 //! is accepted for `memory_type`, as the reference's batch items spell it.
-//! `mode` is `hybrid` (vector and BM25 fused by reciprocal rank), `vector`
-//! or `keyword`. The score and its
+//! `mode` is `hybrid` (vector and BM25 candidates, ranked by cosine and
+//! specific lexical matches), `vector` or `keyword`. The score and its
 //! breakdown are described in [`scoring`];
 //! importance scored from the text in [`importance`]; deduplication in
 //! [`dedup`].

@@ -1,6 +1,8 @@
 //! `memory.recall`: the memories that best answer a query, with the
 //! breakdown of their scores (see [`crate::scoring`]).
 
+use std::collections::HashMap;
+
 use hippo_sdk::memory::{self, Hit, cosine};
 use hippo_sdk::models::{self, TextKind};
 use hippo_sdk::time::now_ms;
@@ -10,10 +12,16 @@ use serde_json::{Value, json};
 
 use crate::input::{Filters, bad, check_id, check_text};
 use crate::record::memory_json;
-use crate::scoring::{Parts, Weights, importance_part, recency_part, rerank_part};
+use crate::scoring::{
+    LEXICAL_SHARE, Parts, Weights, importance_part, min_max, recency_part, rerank_part, standout,
+};
 
-/// Candidates each of vector search and BM25 contribute to hybrid fusion.
-const FUSION_CANDIDATES: u32 = 200;
+/// Candidates each of vector search and BM25 contribute to hybrid recall,
+/// whatever `k`: the lexical standout is measured over as many matches
+/// each time.
+const HYBRID_CANDIDATES: u32 = 100;
+/// Most candidates scored (and reranked) for one recall.
+const MAX_POOL: u32 = 200;
 /// Most results one recall returns.
 const MAX_K: u32 = 100;
 
@@ -21,7 +29,8 @@ const MAX_K: u32 = 100;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// Vector and BM25 candidates fused by reciprocal rank.
+    /// Vector and BM25 candidates, ranked by cosine and specific lexical
+    /// matches (see [`crate::scoring`]).
     #[default]
     Hybrid,
     /// Vector similarity only.
@@ -55,20 +64,30 @@ fn default_k() -> u32 {
 /// that the final score can reorder the search's ranking, few enough that
 /// the cross-encoder stays cheap.
 fn pool_size(k: u32) -> u32 {
-    (k * 10).clamp(50, FUSION_CANDIDATES)
+    (k * 10).clamp(50, MAX_POOL)
+}
+
+/// A candidate: the memory, its cosine to the query, its BM25 score when
+/// keyword search found it, and its relevance in the recall's mode.
+struct Candidate {
+    hit: Hit,
+    similarity: f64,
+    bm25: Option<f64>,
+    relevance: f64,
 }
 
 /// One scored candidate.
 struct Scored {
-    hit: Hit,
+    candidate: Candidate,
     parts: Parts,
     score: f64,
 }
 
 /// `memory.recall`: out `{results: [{memory, score, breakdown}], mode,
-/// reranked, candidates}`. `breakdown` holds the parts (`similarity`,
+/// reranked, candidates}`. `breakdown` holds the parts (`relevance`,
 /// `rerank` or null, `recency`, `importance`), the normalised `weights`
-/// that combined them, and `rrf`, the fused rank score (hybrid mode only).
+/// that combined them, and what relevance was made from: `similarity` (the
+/// cosine) and `keyword` (the BM25 score, when keyword search found it).
 pub fn recall(ctx: &Context, input: RecallInput) -> Result<Value, TaskError> {
     check_text("query", &input.query)?;
     check_id("user_id", &input.user_id)?;
@@ -77,52 +96,58 @@ pub fn recall(ctx: &Context, input: RecallInput) -> Result<Value, TaskError> {
     }
     let filter = input.filters.unwrap_or_default().to_filter()?;
     let query = input.query.as_str();
-    // Even keyword candidates are scored by their similarity to the query.
+    // Vector and hybrid search use the query's vector; every mode reports
+    // each candidate's cosine to it.
     let vector = models::embed_one(query, TextKind::Query)?;
-    let pool = pool_size(input.k);
-    let hits = match input.mode {
-        Mode::Hybrid => memory::hybrid_search(&vector, query, &filter, FUSION_CANDIDATES, pool)?,
-        Mode::Vector => memory::search(&vector, &filter, pool)?,
-        Mode::Keyword => memory::keyword_search(query, &filter, pool)?,
-    };
-    let candidates = hits.len();
+    let mut candidates = candidates(input.mode, &vector, query, &filter, input.k)?;
+    let found = candidates.len();
+    // The pool that is reranked and scored: the most relevant.
+    candidates.sort_by(|a, b| b.relevance.total_cmp(&a.relevance));
+    candidates.truncate(pool_size(input.k) as usize);
+    let hits: Vec<&Hit> = candidates.iter().map(|c| &c.hit).collect();
     let logits = rerank_logits(ctx, query, &hits, input.rerank.unwrap_or(true))?;
     let weights = Weights::for_query(query, logits.is_some());
     let now = now_ms();
-    let mut scored: Vec<Scored> = hits
+    let mut scored: Vec<Scored> = candidates
         .into_iter()
         .enumerate()
-        .map(|(i, hit)| {
+        .map(|(i, candidate)| {
+            let memory = &candidate.hit.memory;
             let parts = Parts {
-                similarity: f64::from(cosine(&vector, &hit.vector)),
+                relevance: candidate.relevance,
                 rerank: logits.as_ref().map(|l| rerank_part(l[i])),
-                recency: recency_part(hit.memory.created_at, now, hit.memory.memory_type),
-                importance: importance_part(hit.memory.importance),
+                recency: recency_part(memory.created_at, now, memory.memory_type),
+                importance: importance_part(memory.importance),
             };
             let score = parts.score(&weights);
-            Scored { hit, parts, score }
+            Scored {
+                candidate,
+                parts,
+                score,
+            }
         })
         .collect();
     scored.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
-            .then(b.parts.similarity.total_cmp(&a.parts.similarity))
+            .then(b.parts.relevance.total_cmp(&a.parts.relevance))
+            .then(b.candidate.similarity.total_cmp(&a.candidate.similarity))
     });
     scored.truncate(input.k as usize);
     let results: Vec<Value> = scored
         .iter()
         .map(|s| {
-            let rrf = (input.mode == Mode::Hybrid).then_some(s.hit.score);
             json!({
-                "memory": memory_json(&s.hit.memory),
+                "memory": memory_json(&s.candidate.hit.memory),
                 "score": s.score,
                 "breakdown": {
-                    "similarity": s.parts.similarity,
+                    "relevance": s.parts.relevance,
+                    "similarity": s.candidate.similarity,
+                    "keyword": s.candidate.bm25,
                     "rerank": s.parts.rerank,
                     "recency": s.parts.recency,
                     "importance": s.parts.importance,
                     "weights": weights,
-                    "rrf": rrf,
                 },
             })
         })
@@ -131,8 +156,67 @@ pub fn recall(ctx: &Context, input: RecallInput) -> Result<Value, TaskError> {
         "results": results,
         "mode": input.mode,
         "reranked": logits.is_some(),
-        "candidates": candidates,
+        "candidates": found,
     }))
+}
+
+/// The candidates of a recall with their relevance (see [`crate::scoring`]).
+fn candidates(
+    mode: Mode,
+    vector: &[f32],
+    query: &str,
+    filter: &memory::Filter,
+    k: u32,
+) -> Result<Vec<Candidate>, TaskError> {
+    let (by_vector, by_keyword) = match mode {
+        Mode::Vector => (memory::search(vector, filter, pool_size(k))?, Vec::new()),
+        Mode::Keyword => (
+            Vec::new(),
+            memory::keyword_search(query, filter, pool_size(k))?,
+        ),
+        Mode::Hybrid => (
+            memory::search(vector, filter, HYBRID_CANDIDATES)?,
+            memory::keyword_search(query, filter, HYBRID_CANDIDATES)?,
+        ),
+    };
+    // Every memory once: keyword search's score added to vector search's hit.
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(by_vector.len() + by_keyword.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for (hit, bm25) in by_vector
+        .into_iter()
+        .map(|h| (h, None))
+        .chain(by_keyword.into_iter().map(|h| {
+            let score = f64::from(h.score);
+            (h, Some(score))
+        }))
+    {
+        if let Some(&i) = at.get(&hit.memory.id) {
+            candidates[i].bm25 = bm25;
+            continue;
+        }
+        at.insert(hit.memory.id.clone(), candidates.len());
+        candidates.push(Candidate {
+            similarity: f64::from(cosine(vector, &hit.vector)),
+            hit,
+            bm25,
+            relevance: 0.0,
+        });
+    }
+    let cosines = min_max(&candidates.iter().map(|c| c.similarity).collect::<Vec<_>>());
+    let bm25: Vec<Option<f64>> = candidates.iter().map(|c| c.bm25).collect();
+    let relevance: Vec<f64> = match mode {
+        Mode::Vector => cosines,
+        Mode::Keyword => min_max(&bm25.iter().map(|s| s.unwrap_or(0.0)).collect::<Vec<_>>()),
+        Mode::Hybrid => cosines
+            .iter()
+            .zip(standout(&bm25))
+            .map(|(cosine, lexical)| (1.0 - LEXICAL_SHARE) * cosine + LEXICAL_SHARE * lexical)
+            .collect(),
+    };
+    for (candidate, relevance) in candidates.iter_mut().zip(relevance) {
+        candidate.relevance = relevance;
+    }
+    Ok(candidates)
 }
 
 /// The cross-encoder's logits for the candidates, when asked for and
@@ -141,7 +225,7 @@ pub fn recall(ctx: &Context, input: RecallInput) -> Result<Value, TaskError> {
 fn rerank_logits(
     ctx: &Context,
     query: &str,
-    hits: &[Hit],
+    hits: &[&Hit],
     wanted: bool,
 ) -> Result<Option<Vec<f32>>, TaskError> {
     if !wanted || hits.is_empty() || !models::rerank_available() {

@@ -771,7 +771,7 @@ async fn memory_helpers_answer_typed_memories() {
     );
     let weights = recalled.results[0].breakdown.weights;
     assert!(
-        (weights.similarity + weights.rerank + weights.recency + weights.importance - 1.0).abs()
+        (weights.relevance + weights.rerank + weights.recency + weights.importance - 1.0).abs()
             < 1e-9
     );
     let tea = client

@@ -120,7 +120,7 @@ pub struct Deleted {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreWeights {
-    pub similarity: f64,
+    pub relevance: f64,
     /// 0 without a reranker.
     pub rerank: f64,
     pub recency: f64,
@@ -131,8 +131,14 @@ pub struct ScoreWeights {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreBreakdown {
+    /// How well the mode's search matched it, 0..1 over the candidates (the
+    /// best 1): by cosine (`vector`), by BM25 (`keyword`), by cosine and how
+    /// far its BM25 score stands out (`hybrid`).
+    pub relevance: f64,
     /// Cosine similarity of the query and the memory.
     pub similarity: f64,
+    /// The BM25 score, when keyword search found it (keyword and hybrid modes).
+    pub keyword: Option<f64>,
     /// The cross-encoder's score in 0..1, when reranked.
     pub rerank: Option<f64>,
     /// 0..1, higher for newer memories.
@@ -140,8 +146,6 @@ pub struct ScoreBreakdown {
     /// The importance in 0..1.
     pub importance: f64,
     pub weights: ScoreWeights,
-    /// The fused rank score (hybrid mode only).
-    pub rrf: Option<f64>,
 }
 
 /// One recalled memory.

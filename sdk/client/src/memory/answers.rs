@@ -81,7 +81,7 @@ pub struct BatchCreated {
 /// The weights of a recall score's parts (they sum to 1).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct ScoreWeights {
-    pub similarity: f64,
+    pub relevance: f64,
     pub rerank: f64,
     pub recency: f64,
     pub importance: f64,
@@ -90,14 +90,17 @@ pub struct ScoreWeights {
 /// How a recalled memory's score was made.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct ScoreBreakdown {
+    /// How well the mode's search matched it, 0..1 (see the server's docs).
+    pub relevance: f64,
+    /// Cosine similarity of the query and the memory.
     pub similarity: f64,
+    /// The BM25 score, when keyword search found it (keyword, hybrid).
+    pub keyword: Option<f64>,
     /// When a cross-encoder reranked the candidates.
     pub rerank: Option<f64>,
     pub recency: f64,
     pub importance: f64,
     pub weights: ScoreWeights,
-    /// The fused rank score (hybrid mode).
-    pub rrf: Option<f64>,
 }
 
 /// One recalled memory.
