@@ -10,10 +10,13 @@
 //! Vectors are deterministic pseudo-random unit vectors: no embedder needed.
 //! `store/queries.rs` and `store/writes.rs` hold the conformance tests,
 //! `store/embedded.rs` what only the embedded store has (a directory to
-//! reopen, lock, crash on and restore; background optimization) and
+//! reopen, lock, crash on and restore; background optimization),
+//! `store/compaction.rs` how its directory stays bounded, and
 //! `embedded::performance` (ignored; run with `--ignored --nocapture`),
 //! which measures upsert throughput and filtered search latency.
 
+#[path = "store/compaction.rs"]
+mod compaction;
 #[path = "store/embedded.rs"]
 mod embedded;
 #[path = "store/fixtures.rs"]

@@ -13,35 +13,37 @@
 //! that opening replays; a flusher thread flushes each shard every
 //! [`FLUSH_EVERY`] (when it is not optimizing) and empties its journal.
 //! Nor is that WAL ever truncated (0.7 never acknowledges it): it grows by
-//! about 2 KB per point written at 384 dimensions, in 32 MiB files, for
-//! the life of the directory. Removing it here is no way out: a write's
-//! WAL index is the version its points get, and a fresh WAL would number
-//! from zero again, below the stored versions, so later writes of those
-//! points would be ignored. Newer `qdrant-edge` lines need unstable Rust.
+//! about 2 KB per point written at 384 dimensions, in 32 MiB files. Removing
+//! it is no way out: a write's WAL index is the version its points get, and
+//! a fresh WAL would number from zero again, below the stored versions, so
+//! later writes of those points would be ignored. So the background job
+//! that optimizes a shard first rebuilds it into a fresh directory when its
+//! WAL has outgrown its data ([`compact`]). Newer `qdrant-edge` lines need
+//! unstable Rust.
 //! `EdgeShard::flush` panics when the WAL or the segments are busy, so
 //! flushes (periodic, snapshots, drop) hold writers and optimizations back
 //! through a gate.
 
+mod compact;
 mod convert;
 mod journal;
 
 use super::StoreError;
 use super::collections::{Backend, Point, Query};
 use super::filter::Cond;
-use super::model::{Collection, Hit, PAYLOAD_INDEXES, SnapshotInfo, Stored};
+use super::model::{Collection, Hit, SnapshotInfo, Stored};
 use super::snapshot;
 use convert::{DENSE, SPARSE, unavailable};
 use journal::{Entry, Journal};
 use qdrant_edge::{
-    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
-    EdgeVectorParams, FieldIndexOperations, HnswIndexConfig, Modifier, PointId,
-    PointInsertOperations, PointOperations, ScrollRequest, UpdateOperation, WithPayloadInterface,
-    WithVector,
+    CountRequest, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
+    HnswIndexConfig, Modifier, PointId, PointInsertOperations, PointOperations, ScrollRequest,
+    UpdateOperation, WithPayloadInterface, WithVector,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use uuid::Uuid;
@@ -76,9 +78,13 @@ pub(crate) struct EdgeBackend {
 #[derive(Debug)]
 struct Shard {
     name: String,
+    dir: PathBuf,
+    dimension: usize,
     snapshots_dir: PathBuf,
-    shard: PanicFreeDrop,
-    /// Updates and optimizations hold it shared, flushes exclusively.
+    /// Replaced only when a compaction swaps the directory.
+    edge: RwLock<PanicFreeDrop>,
+    /// Updates and optimizations hold it shared, flushes and compactions
+    /// exclusively.
     gate: RwLock<()>,
     /// Held from journaling a write to applying it, so the journal's order
     /// is the shard's.
@@ -125,6 +131,7 @@ impl Shard {
         snapshots_dir: PathBuf,
         dimension: usize,
     ) -> Result<Shard, StoreError> {
+        compact::recover(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::unavailable_in(format_args!("creating {}", dir.display()), e)
         })?;
@@ -149,8 +156,10 @@ impl Shard {
         let (journal, unflushed) = Journal::open(&dir.join(JOURNAL_FILE))?;
         let shard = Shard {
             name,
+            dir: dir.to_owned(),
+            dimension,
             snapshots_dir,
-            shard: PanicFreeDrop(Some(shard)),
+            edge: RwLock::new(PanicFreeDrop(Some(shard))),
             gate: RwLock::new(()),
             journal: Mutex::new(journal),
             optimizing: Mutex::new(()),
@@ -161,30 +170,17 @@ impl Shard {
             tracing::info!(collection = %shard.name, writes = unflushed.len(), "replaying the journal");
         }
         for entry in unflushed {
-            shard.shard.update(operation(entry)).map_err(unavailable)?;
+            shard.edge().update(operation(entry)).map_err(unavailable)?;
         }
-        shard.create_missing_indexes()?;
+        // Not journaled: opening creates whatever a crash lost.
+        compact::create_missing_indexes(&shard.edge())?;
         shard.flush()?;
         Ok(shard)
     }
 
-    fn create_missing_indexes(&self) -> Result<(), StoreError> {
-        let present = self.shard.info().payload_schema;
-        for (field, kind) in PAYLOAD_INDEXES {
-            let key = convert::key_path(field);
-            if present.contains_key(&key) {
-                continue;
-            }
-            let create = CreateIndex {
-                field_name: key,
-                field_schema: Some(convert::index_schema(kind)),
-            };
-            // Not journaled: opening creates whatever a crash lost.
-            let op =
-                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create));
-            self.shard.update(op).map_err(unavailable)?;
-        }
-        Ok(())
+    /// The open qdrant-edge shard.
+    fn edge(&self) -> RwLockReadGuard<'_, PanicFreeDrop> {
+        self.edge.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Journals `entry`, then applies it.
@@ -192,7 +188,7 @@ impl Shard {
         let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         let before = journal.append(&entry)?;
-        if let Err(e) = self.shard.update(operation(entry)) {
+        if let Err(e) = self.edge().update(operation(entry)) {
             // Never replay a write that failed.
             journal.truncate(before)?;
             return Err(unavailable(e));
@@ -209,18 +205,17 @@ impl Shard {
         // which aborts the process: check for the directory first, and catch
         // what panics cleanly. Either is an error here; the journal keeps the
         // writes for the next open.
-        if !self.shard.path().exists() {
+        let edge = self.edge();
+        if !edge.path().exists() {
             return Err(StoreError::unavailable(format!(
                 "{}: the store's directory {} is gone",
                 self.name,
-                self.shard.path().display()
+                edge.path().display()
             )));
         }
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(
-            |_| {
-                StoreError::unavailable(format!("{}: the segments could not be flushed", self.name))
-            },
-        )?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| edge.flush())).map_err(|_| {
+            StoreError::unavailable(format!("{}: the segments could not be flushed", self.name))
+        })?;
         journal.truncate(0)
     }
 
@@ -239,11 +234,50 @@ impl Shard {
         }
     }
 
+    /// Compacts the shard when its WAL has outgrown its data, then builds
+    /// its index.
     fn optimize_now(&self) -> Result<(), StoreError> {
         let _one = self.optimizing.lock().unwrap_or_else(|e| e.into_inner());
+        if compact::outgrown(&self.dir) {
+            self.compact()?;
+        }
         let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
         self.changed.store(0, Ordering::Relaxed);
-        self.shard.optimize().map(drop).map_err(unavailable)
+        self.edge().optimize().map(drop).map_err(unavailable)
+    }
+
+    /// Rebuilds the shard from its points into a fresh directory and swaps
+    /// it in (see [`compact`]). Writers wait from the flush to the swap;
+    /// readers only while the directories are swapped.
+    fn compact(&self) -> Result<(), StoreError> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.flush()?;
+        let before = compact::bytes_under(&self.dir);
+        let into = compact::compacting(&self.dir);
+        compact::recover(&self.dir)?;
+        if let Err(e) = compact::rebuild(&self.edge(), &into, config(self.dimension)) {
+            let _ = std::fs::remove_dir_all(&into);
+            return Err(e);
+        }
+        let mut edge = self.edge.write().unwrap_or_else(|e| e.into_inner());
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        // The old shard is flushed and closed before its directory moves.
+        drop(PanicFreeDrop(edge.0.take()));
+        let swapped = compact::swap(&self.dir);
+        if swapped.is_err() {
+            // Undoes a half swap: `dir` holds the old collection again.
+            compact::recover(&self.dir)?;
+        }
+        edge.0 = Some(EdgeShard::load(&self.dir, None).map_err(unavailable)?);
+        *journal = Journal::open(&self.dir.join(JOURNAL_FILE))?.0;
+        swapped?;
+        tracing::info!(
+            collection = %self.name,
+            bytes_before = before,
+            bytes_after = compact::bytes_under(&self.dir),
+            "compacted"
+        );
+        Ok(())
     }
 
     fn scroll(
@@ -261,7 +295,7 @@ impl Shard {
             with_vector,
             order_by: None,
         };
-        let (records, next) = self.shard.scroll(request).map_err(unavailable)?;
+        let (records, next) = self.edge().scroll(request).map_err(unavailable)?;
         Ok((records, next.map(convert::uuid).transpose()?))
     }
 }
@@ -368,7 +402,7 @@ impl EdgeBackend {
         let shard = self.shard(c);
         let total = shard.changed.fetch_add(n, Ordering::Relaxed) + n;
         if total < AUTO_OPTIMIZE_AFTER
-            || total < shard.shard.info().points_count / 2
+            || total < shard.edge().info().points_count / 2
             || shard.scheduled.swap(true, Ordering::AcqRel)
         {
             return;
@@ -412,7 +446,7 @@ impl Backend for EdgeBackend {
         let (with_payload, with_vector) = convert::returning(true);
         let records = self
             .shard(c)
-            .shard
+            .edge()
             .retrieve(&ids, Some(with_payload), Some(with_vector))
             .map_err(unavailable)?;
         records.into_iter().map(convert::record).collect()
@@ -426,7 +460,7 @@ impl Backend for EdgeBackend {
         limit: usize,
     ) -> Result<Vec<Hit>, StoreError> {
         let request = convert::query_request(query, filter, limit, true);
-        let points = self.shard(c).shard.query(request).map_err(unavailable)?;
+        let points = self.shard(c).edge().query(request).map_err(unavailable)?;
         points.into_iter().map(convert::hit).collect()
     }
 
@@ -438,7 +472,7 @@ impl Backend for EdgeBackend {
         limit: usize,
     ) -> Result<Vec<(Uuid, f32)>, StoreError> {
         let request = convert::query_request(query, filter, limit, false);
-        let points = self.shard(c).shard.query(request).map_err(unavailable)?;
+        let points = self.shard(c).edge().query(request).map_err(unavailable)?;
         points
             .into_iter()
             .map(|p| Ok((convert::uuid(p.id)?, p.score)))
@@ -488,7 +522,7 @@ impl Backend for EdgeBackend {
             filter: convert::filter(filter),
             exact: true,
         };
-        Ok(self.shard(c).shard.count(request).map_err(unavailable)? as u64)
+        Ok(self.shard(c).edge().count(request).map_err(unavailable)? as u64)
     }
 
     fn delete(&self, c: Collection, ids: Vec<Uuid>) -> Result<(), StoreError> {
@@ -504,7 +538,7 @@ impl Backend for EdgeBackend {
         // flushed and archived.
         let _exclusive = shard.gate.write().unwrap_or_else(|e| e.into_inner());
         shard.flush()?;
-        snapshot::archive(shard.shard.path(), &shard.snapshots_dir, &shard.name)
+        snapshot::archive(&shard.dir, &shard.snapshots_dir, &shard.name)
     }
 
     fn list_snapshots(&self, c: Collection) -> Result<Vec<SnapshotInfo>, StoreError> {
@@ -519,7 +553,7 @@ impl Backend for EdgeBackend {
     fn probe(&self) -> Result<(), StoreError> {
         for shard in &self.shards {
             shard
-                .shard
+                .edge()
                 .count(CountRequest {
                     filter: None,
                     exact: false,
