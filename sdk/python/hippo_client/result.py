@@ -1,13 +1,31 @@
-"""`AsyncResult`: a submitted task, as Celery's `AsyncResult` is."""
+"""A submitted task: `AsyncResult`, as Celery's is (synchronous), and
+`AwaitableResult`, its asyncio counterpart from `AsyncClient.send_task`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
-from .client import Client, default_client
+from .client import FINAL, AsyncClient, Client, default_client
 from .errors import TaskFailed, TaskRevoked
 
-FINAL = ("SUCCESS", "FAILURE", "REVOKED")
+
+def _outcome(task_id: str, state: Dict[str, Any], propagate: bool,
+             shape: Callable[[Any], Any]) -> Any:
+    """What `get` returns for a finished task's `state`, or raises."""
+    if state["status"] == "SUCCESS":
+        return shape(state.get("result"))
+    if not propagate:
+        return state.get("error")
+    if state["status"] == "REVOKED":
+        raise TaskRevoked(f"task {task_id} was revoked")
+    raise TaskFailed(task_id, state.get("error"))
+
+
+def _info(state: Dict[str, Any], shape: Callable[[Any], Any]) -> Any:
+    """Progress while running, the error once failed, the result once done."""
+    if state["status"] == "SUCCESS":
+        return shape(state.get("result"))
+    return state.get("error") or state.get("progress")
 
 
 class AsyncResult:
@@ -40,10 +58,7 @@ class AsyncResult:
     @property
     def info(self) -> Any:
         """Progress while running, the error once failed, the result once done."""
-        state = self._state()
-        if state["status"] == "SUCCESS":
-            return self._shape(state.get("result"))
-        return state.get("error") or state.get("progress")
+        return _info(self._state(), self._shape)
 
     def ready(self) -> bool:
         return self.status in FINAL
@@ -59,15 +74,38 @@ class AsyncResult:
         returns its result; a failure raises `TaskFailed` (or is returned as
         the error with `propagate=False`), a revocation `TaskRevoked`."""
         state = self.client.wait(self.id, timeout if timeout is not None else 3600.0)
-        if state["status"] == "SUCCESS":
-            return self._shape(state.get("result"))
-        if not propagate:
-            return state.get("error")
-        if state["status"] == "REVOKED":
-            raise TaskRevoked(f"task {self.id} was revoked")
-        raise TaskFailed(self.id, state.get("error"))
+        return _outcome(self.id, state, propagate, self._shape)
 
     def revoke(self, terminate: bool = True) -> None:
         """Revokes the task: a queued one never runs, a running one is stopped
         (hippo always stops it: `terminate` is Celery's and changes nothing)."""
         self.client.revoke(self.id)
+
+
+class AwaitableResult:
+    """A task submitted through `AsyncClient`: `.id`, and to await,
+    `.status()`, `.ready()`, `.info()`, `.get(timeout, propagate)` (as
+    `AsyncResult.get`), `.revoke()`."""
+
+    def __init__(self, task_id: str, client: AsyncClient) -> None:
+        self.id = task_id
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<AwaitableResult: {self.id}>"
+
+    async def status(self) -> str:
+        return (await self.client.status(self.id))["status"]
+
+    async def ready(self) -> bool:
+        return await self.status() in FINAL
+
+    async def info(self) -> Any:
+        return _info(await self.client.status(self.id), lambda result: result)
+
+    async def get(self, timeout: Optional[float] = None, propagate: bool = True) -> Any:
+        state = await self.client.wait(self.id, timeout if timeout is not None else 3600.0)
+        return _outcome(self.id, state, propagate, lambda result: result)
+
+    async def revoke(self) -> None:
+        await self.client.revoke(self.id)

@@ -139,6 +139,16 @@ def test_the_synchronous_memory_routes():
     found = client.recall(query="what does carol drink?", user_id="carol", k=3)
     assert found["results"][0]["memory"]["id"] == memory_id
     assert client.get_memory(memory_id, "carol")["memory"]["id"] == memory_id
+    updated = client.update_memory(memory_id, "carol", tags=["drinks"], importance=7)
+    assert updated["memory"]["tags"] == ["drinks"]
+    page = client.query_memories(user_id="carol", filters={"tags": ["drinks"]})
+    assert [m["id"] for m in page["memories"]] == [memory_id]
+    queued = client.queue_memory_task("batch-create", {"memories": [
+        {"text": "Carol's sister lives in Porto", "user_id": "carol", "type": "fact",
+         "created_at": "2026-03-01T10:00:00Z"}]}, wait=30)
+    assert queued["status"] == "SUCCESS", queued
+    assert queued["result"]["results"][0]["memory"]["created_at"].startswith("2026-03-01T10:00")
+    assert client.task_stats("1h", "memory.batch-create")["tasks"]
     client.delete_memory(memory_id, "carol")
     with pytest.raises(HippoError) as gone:
         client.get_memory(memory_id, "carol")
