@@ -81,8 +81,15 @@ fn uuid() -> String {
 }
 
 /// `example.fib` of 10 every second, on the `scheduled` queue.
+/// A cron expression that fires every second.
+const EVERY_SECOND: &str = "* * * * * *";
+
 fn every_second(name: &str) -> ScheduleEntry {
-    let mut entry = ScheduleEntry::new(name, "example.fib", "* * * * * *").unwrap();
+    firing(name, EVERY_SECOND)
+}
+
+fn firing(name: &str, schedule: &str) -> ScheduleEntry {
+    let mut entry = ScheduleEntry::new(name, "example.fib", schedule).unwrap();
     entry.input = json!({"n": 10});
     entry
 }
@@ -138,17 +145,17 @@ async fn run_for(scheduler: &Scheduler, duration: Duration) -> BeatReport {
 // Two schedulers on one broker.
 // ---------------------------------------------------------------------------
 
-async fn two_schedulers_fire_each_slot_once(backend: Backend) {
+async fn two_schedulers_fire_each_slot_once(backend: Backend, schedule: &str) {
     let (_plugins, registry) = registry();
     let data = tempfile::tempdir().unwrap();
     let (a, b, _) = two_handles(backend, data.path()).await;
     let first = Scheduler::new(
         a.clone(),
         registry.clone(),
-        table(vec![every_second("beat")]),
+        table(vec![firing("beat", schedule)]),
     )
     .unwrap();
-    let second = Scheduler::new(b, registry, table(vec![every_second("beat")])).unwrap();
+    let second = Scheduler::new(b, registry, table(vec![firing("beat", schedule)])).unwrap();
     let run = Duration::from_millis(3200);
     let (x, y) = tokio::join!(run_for(&first, run), run_for(&second, run));
 
@@ -173,12 +180,24 @@ async fn two_schedulers_fire_each_slot_once(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_schedulers_fire_each_slot_once_embedded() {
-    two_schedulers_fire_each_slot_once(Backend::Embedded).await;
+    two_schedulers_fire_each_slot_once(Backend::Embedded, EVERY_SECOND).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_schedulers_fire_each_slot_once_redis() {
-    two_schedulers_fire_each_slot_once(Backend::Redis).await;
+    two_schedulers_fire_each_slot_once(Backend::Redis, EVERY_SECOND).await;
+}
+
+/// An interval's slots are multiples of it from the epoch: two processes
+/// that started at different moments still agree on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_fire_each_interval_slot_once_embedded() {
+    two_schedulers_fire_each_slot_once(Backend::Embedded, "@every 1s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_fire_each_interval_slot_once_redis() {
+    two_schedulers_fire_each_slot_once(Backend::Redis, "@every 1s").await;
 }
 
 // ---------------------------------------------------------------------------

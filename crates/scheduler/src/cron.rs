@@ -1,8 +1,12 @@
-//! Cron expressions, always evaluated in UTC.
+//! Cron expressions, always evaluated in UTC, and intervals.
 //!
 //! An expression has five fields (`minute hour day-of-month month
 //! day-of-week`, firing at second 0) or six (a `second` field first), or is
-//! a nickname (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`). Every
+//! a nickname (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`), or
+//! an interval, `@every <n><s|m|h|d>` (`@every 36h`): it fires at every
+//! multiple of the interval since the Unix epoch, so that every process
+//! running the scheduler computes the same fire times and each is claimed
+//! once, as a cron expression's are. Every
 //! field is explicit: `0 0 * * *` is once a day at midnight, while `* 0 * * *`
 //! is every minute of hour 0 (60 fires a day) — the reference system's
 //! mistake, which [`CronSchedule::lint`] points out.
@@ -11,12 +15,42 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-/// A parsed cron expression. Fire times are whole seconds, in Unix
-/// milliseconds (UTC).
+/// A parsed cron expression or interval. Fire times are whole seconds, in
+/// Unix milliseconds (UTC).
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     expression: String,
-    cron: Cron,
+    rule: Rule,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Cron(Box<Cron>),
+    /// Every this many milliseconds (whole seconds), from the epoch.
+    Every(u64),
+}
+
+/// The interval of `@every <n><unit>` in whole seconds, or why not.
+fn every_seconds(spec: &str) -> Result<u64, String> {
+    let spec = spec.trim();
+    let split = spec
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(spec.len());
+    let (number, unit) = spec.split_at(split);
+    let unit_s = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err("an interval is `@every <n>s`, `m`, `h` or `d`, e.g. `@every 36h`".into()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(unit_s))
+        .filter(|s| *s <= 10 * 366 * 86_400)
+        .ok_or_else(|| "an interval is a whole number above 0, at most ten years".into())
 }
 
 /// An expression that does not parse, or that never fires.
@@ -38,15 +72,20 @@ impl CronSchedule {
             expression: expression.clone(),
             reason,
         };
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&expression)
-            .map_err(|e| error(e.to_string()))?;
+        let rule = match expression.strip_prefix("@every") {
+            Some(spec) => Rule::Every(every_seconds(spec).map_err(error)? * 1_000),
+            None => Rule::Cron(Box::new(
+                CronParser::builder()
+                    .seconds(Seconds::Optional)
+                    .year(Year::Disallowed)
+                    .build()
+                    .parse(&expression)
+                    .map_err(|e| error(e.to_string()))?,
+            )),
+        };
         let schedule = CronSchedule {
             expression: expression.clone(),
-            cron,
+            rule,
         };
         if schedule.next_after(hippo_broker::now_ms()).is_none() {
             return Err(error("it names no time that ever comes".into()));
@@ -61,21 +100,32 @@ impl CronSchedule {
 
     /// The expression in English, e.g. `At 00:00`.
     pub fn describe(&self) -> String {
-        self.cron.describe()
+        match &self.rule {
+            Rule::Cron(cron) => cron.describe(),
+            Rule::Every(ms) => format!("Every {} seconds, counted from the Unix epoch", ms / 1_000),
+        }
     }
 
     /// The first fire time strictly after `after_ms`.
     pub fn next_after(&self, after_ms: u64) -> Option<u64> {
-        let after = utc_second(after_ms)?;
-        let next = self.cron.find_next_occurrence(&after, false).ok()?;
-        millis(next)
+        match &self.rule {
+            Rule::Cron(cron) => {
+                let after = utc_second(after_ms)?;
+                millis(cron.find_next_occurrence(&after, false).ok()?)
+            }
+            Rule::Every(ms) => (after_ms / ms).checked_add(1)?.checked_mul(*ms),
+        }
     }
 
     /// The latest fire time at or before `at_ms`.
     pub fn latest_at_or_before(&self, at_ms: u64) -> Option<u64> {
-        let at = utc_second(at_ms)?;
-        let previous = self.cron.find_previous_occurrence(&at, true).ok()?;
-        millis(previous)
+        match &self.rule {
+            Rule::Cron(cron) => {
+                let at = utc_second(at_ms)?;
+                millis(cron.find_previous_occurrence(&at, true).ok()?)
+            }
+            Rule::Every(ms) => Some(at_ms / ms * ms),
+        }
     }
 
     /// The next `count` fire times after `after_ms`, soonest first.
@@ -227,6 +277,40 @@ mod tests {
             hourly.latest_at_or_before(NEW_YEAR - 1),
             Some(NEW_YEAR - HOUR)
         );
+    }
+
+    #[test]
+    fn an_interval_fires_at_its_multiples_from_the_epoch() {
+        let every_36h = cron("@every 36h");
+        // 2025-01-01 is day 20,089 since the epoch: 482,136 h, 13,392.67
+        // intervals; the next multiple is 13,393 x 36 h.
+        let next = 13_393 * 36 * HOUR;
+        assert_eq!(every_36h.next_after(NEW_YEAR), Some(next));
+        assert_eq!(every_36h.upcoming(NEW_YEAR, 2), [next, next + 36 * HOUR]);
+        assert_eq!(every_36h.latest_at_or_before(next), Some(next));
+        assert_eq!(
+            every_36h.latest_at_or_before(next - 1),
+            Some(next - 36 * HOUR)
+        );
+        // Two processes asking at different moments agree on the slots.
+        assert_eq!(
+            every_36h.next_after(next - 5 * HOUR),
+            every_36h.next_after(next - 30 * HOUR)
+        );
+        assert_eq!(every_36h.lint(), None);
+        assert!(every_36h.describe().contains("129600 seconds"));
+        assert_eq!(cron("@every 90m").next_after(0), Some(90 * MINUTE));
+        assert_eq!(cron("@every 2d").next_after(DAY), Some(2 * DAY));
+        for bad in [
+            "@every",
+            "@every 0h",
+            "@every 5w",
+            "@every h",
+            "@every -3h",
+            "@every 99999d",
+        ] {
+            assert!(CronSchedule::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

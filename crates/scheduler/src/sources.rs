@@ -4,18 +4,19 @@
 //! Environment (the reference's `.env`): `AUTO_DEDUP_ENABLED` and
 //! `AUTO_CONSOLIDATION_ENABLED` (true/false, 1/0, yes/no, on/off) switch
 //! those entries; `DEDUP_INTERVAL_HOURS`, `CONSOLIDATION_INTERVAL_HOURS` and
-//! `EXPIRATION_INTERVAL_HOURS` set their cron from an interval in hours (see
-//! [`interval_cron`]): `h` dividing 24 is `0 */h * * *` (minute 0 of every
-//! h-th hour from midnight; 1 is `0 * * * *`), 24 is `0 0 * * *` and 168 is
-//! `0 0 * * 0`. Other intervals have no exact cron form and are refused:
-//! write the expression in the file instead.
+//! `EXPIRATION_INTERVAL_HOURS` set their schedule from any whole number of
+//! hours (see [`interval_cron`]): `h` dividing 24 is `0 */h * * *` (minute
+//! 0 of every h-th hour from midnight; 1 is `0 * * * *`), 24 is `0 0 * * *`
+//! and 168 is `0 0 * * 0`; any other is the interval `@every <h>h`, whose
+//! fire times are the multiples of h hours since the Unix epoch.
 //!
 //! The file (`HIPPO_SCHEDULES_FILE`, else `schedules.toml` in the data
 //! directory when it exists) changes entries by name and adds new ones:
 //!
 //! ```toml
 //! [schedules.auto-deduplicate-memories]
-//! cron = "0 30 1 * * *"          # 01:30:00 UTC; 5 fields, or 6 with seconds first
+//! cron = "0 30 1 * * *"          # 01:30:00 UTC; 5 fields, or 6 with seconds first,
+//!                                # or an interval: "@every 36h"
 //!
 //! [schedules.nightly-report]     # a new entry needs task and cron
 //! task = "reports.nightly"
@@ -69,15 +70,17 @@ const ENV_CONTROLS: [(&str, &str, Control); 5] = [
     ),
 ];
 
-/// The cron expression of "every `hours` hours", when cron can say it
-/// exactly: divisors of 24 (from midnight), a day, a week (Sundays).
+/// The schedule of "every `hours` hours": a cron expression when cron says
+/// it exactly (divisors of 24 from midnight, a day, a week on Sundays),
+/// else the interval `@every <hours>h`. `None` for 0.
 pub fn interval_cron(hours: u32) -> Option<String> {
     match hours {
+        0 => None,
         1 => Some("0 * * * *".into()),
         2..=12 if 24 % hours == 0 => Some(format!("0 */{hours} * * *")),
         24 => Some("0 0 * * *".into()),
         168 => Some("0 0 * * 0".into()),
-        _ => None,
+        _ => Some(format!("@every {hours}h")),
     }
 }
 
@@ -156,7 +159,7 @@ impl ScheduleTable {
                         .and_then(interval_cron)
                         .ok_or_else(|| {
                             error(&format!(
-                                "use 1, 2, 3, 4, 6, 8, 12, 24 or 168 hours, or set a cron \
+                                "use a whole number of hours above 0, or set a cron \
                                  expression for {entry:?} in {SCHEDULES_FILE_NAME}",
                                 entry = entry.name
                             ))
@@ -282,22 +285,29 @@ mod tests {
             [1, 2, 3, 4, 6, 8, 12, 24, 168].map(|h| interval_cron(h).is_some()),
             [true; 9]
         );
-        assert_eq!(
-            [0, 5, 7, 36, 48, 100].map(interval_cron),
-            [None, None, None, None, None, None]
-        );
+        assert_eq!(interval_cron(0), None);
+        assert_eq!(interval_cron(36).as_deref(), Some("@every 36h"));
+        assert_eq!(interval_cron(5).as_deref(), Some("@every 5h"));
     }
 
     #[test]
     fn bad_environment_values_name_the_variable() {
         let mut table = ScheduleTable::defaults();
         let error = table
-            .apply_env(env(&[("DEDUP_INTERVAL_HOURS", "36")]))
+            .apply_env(env(&[("DEDUP_INTERVAL_HOURS", "1.5")]))
             .unwrap_err();
         assert!(
-            error.to_string().starts_with("DEDUP_INTERVAL_HOURS=\"36\""),
+            error
+                .to_string()
+                .starts_with("DEDUP_INTERVAL_HOURS=\"1.5\""),
             "{error}"
         );
+        // Any whole number of hours is an interval.
+        table
+            .apply_env(env(&[("DEDUP_INTERVAL_HOURS", "36")]))
+            .unwrap();
+        let dedup = table.get("auto-deduplicate-memories").unwrap();
+        assert_eq!(dedup.cron.expression(), "@every 36h");
         let error = table
             .apply_env(env(&[("AUTO_DEDUP_ENABLED", "maybe")]))
             .unwrap_err();
