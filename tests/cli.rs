@@ -280,6 +280,46 @@ fn logs_and_history_survive_a_restart_of_serve() {
 
 /// `hippo serve` refuses to expose its dashboard off loopback with no
 /// login, or with a login whose password is a known default.
+/// Starts `hippo serve ARGS` (embedded broker, no worker, fresh folders)
+/// with `env` over a clean dashboard login; it must exit within a minute
+/// and fail: its standard error.
+fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .args(["--broker", "embedded", "--no-worker"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--plugins")
+        .arg(plugins.path())
+        .env("HIPPO_API_KEY", KEY)
+        .env_remove("FLOWER_BASIC_AUTH")
+        .env_remove("FLOWER_USER")
+        .env_remove("FLOWER_PASSWORD")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?} {env:?}: hippo serve started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{args:?} {env:?}");
+    stderr
+}
+
 #[test]
 fn the_dashboard_is_not_exposed_without_a_login_or_with_a_default_password() {
     let cases: [(&[(&str, &str)], &str); 3] = [
@@ -294,44 +334,82 @@ fn the_dashboard_is_not_exposed_without_a_login_or_with_a_default_password() {
         ),
     ];
     for (env, expected) in cases {
-        let plugins = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--dashboard-listen",
-                "0.0.0.0:0",
-            ])
-            .args(["--broker", "embedded", "--no-worker"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--plugins")
-            .arg(plugins.path())
-            .env("HIPPO_API_KEY", KEY)
-            .env_remove("FLOWER_BASIC_AUTH")
-            .env_remove("FLOWER_USER")
-            .env_remove("FLOWER_PASSWORD")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("{env:?}: hippo serve started its dashboard on 0.0.0.0");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(!status.success(), "{env:?}");
+        let stderr = refused_at_start(&["--dashboard-listen", "0.0.0.0:0"], env);
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
     }
+}
+
+/// The guide's settings hippo cannot honour stop it at start, naming the
+/// variable and what to do.
+#[test]
+fn reference_settings_hippo_cannot_honour_are_refused_by_name() {
+    for (name, value, expected) in [
+        ("CELERY_TASK_ACKS_LATE", "false", "always acknowledges"),
+        (
+            "CELERY_RESULT_BACKEND",
+            "redis://elsewhere:6379/2",
+            "keeps results in its broker",
+        ),
+        ("CELERY_WORKER_MAX_TASKS_PER_CHILD", "none", "whole number"),
+        ("FLOWER_PORT", "http", "port number"),
+    ] {
+        let stderr = refused_at_start(&["--no-dashboard"], &[(name, value)]);
+        assert!(stderr.contains(&format!("{name}=")), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+/// `FLOWER_PORT` places the dashboard when `--dashboard-listen` does not.
+#[test]
+fn flower_port_places_the_dashboard() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "embedded",
+            "--no-worker",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--plugins")
+        .arg(plugins.path())
+        .env("HIPPO_API_KEY", KEY)
+        .env_remove("HIPPO_DASHBOARD_LISTEN")
+        .env("FLOWER_PORT", port.to_string())
+        .env("CELERY_TASK_ACKS_LATE", "true")
+        .env("CELERY_WORKER_MAX_TASKS_PER_CHILD", "1000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answered = loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            break answer;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "hippo serve exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing on FLOWER_PORT {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answered.starts_with("HTTP/1.1 "), "{answered}");
 }

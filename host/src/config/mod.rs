@@ -2,11 +2,14 @@
 //! how to build the pieces (runtime, plugin registry, broker) from them.
 //!
 //! Every setting has an environment variable; the reference stack's
-//! `CELERY_BROKER_URL` is accepted as an alias of `HIPPO_BROKER_URL`, so an
-//! existing `.env` keeps working.
+//! `CELERY_BROKER_URL` is accepted as an alias of `HIPPO_BROKER_URL`, and
+//! its other settings are honoured or refused by name ([`ReferenceSettings`]), so
+//! an existing `.env` keeps working or says why not.
 
+mod reference;
 mod services;
 
+pub use reference::{ReferenceSettingError, ReferenceSettings};
 pub use services::MemorySettings;
 
 use crate::broker::{BrokerConfig, BrokerError, EmbeddedBroker, RedisBroker, SharedBroker};

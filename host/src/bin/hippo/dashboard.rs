@@ -18,11 +18,12 @@ use tokio::sync::watch;
 pub struct DashboardArgs {
     #[command(flatten)]
     pub connection: Connection,
-    /// Address the dashboard listens on. Off loopback it needs a login
+    /// Address the dashboard listens on; default 127.0.0.1:5555, or
+    /// FLOWER_PORT on loopback. Off loopback it needs a login
     /// (`FLOWER_BASIC_AUTH=user:pass`, or `FLOWER_USER` and
     /// `FLOWER_PASSWORD`) whose password is not a known default.
-    #[arg(long, env = "HIPPO_DASHBOARD_LISTEN", default_value = "127.0.0.1:5555")]
-    pub listen: SocketAddr,
+    #[arg(long, env = "HIPPO_DASHBOARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// The workers' plugins folder: its task names and queues are what the
     /// dashboard submits to, and deploys from its Plugins tab go there.
     #[arg(long, env = "HIPPO_PLUGINS_DIR", default_value = "plugins")]
@@ -48,6 +49,7 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<u8> {
             dir.display()
         );
     }
+    let reference = args.connection.reference_settings()?;
     let keys = Arc::new(api_keys(args.api_keys_file.as_deref())?);
     let (broker, registry, _watch, scheduler) = open_parts(
         &args.connection,
@@ -63,7 +65,8 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<u8> {
         registry,
         keys,
     };
-    let listening = start(args.listen, state, &scheduler, stopped).await?;
+    let listen = reference.dashboard_listen(args.listen);
+    let listening = start(listen, state, &scheduler, stopped).await?;
     let served = listening.await;
     signal.abort();
     served??;

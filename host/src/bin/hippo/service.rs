@@ -3,7 +3,9 @@
 use clap::Args;
 use hippo::api::{AppState, KeyStore};
 use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
-use hippo::config::{BrokerTarget, MemorySettings, broker_url_from_env, open_registry};
+use hippo::config::{
+    BrokerTarget, MemorySettings, ReferenceSettings, broker_url_from_env, open_registry,
+};
 use hippo::runtime::{PluginRegistry, RuntimeConfig};
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
 use hippo::worker::{Worker, WorkerConfig};
@@ -43,6 +45,17 @@ impl Connection {
     pub fn target(&self) -> anyhow::Result<BrokerTarget> {
         let url = self.broker.clone().or_else(broker_url_from_env);
         Ok(BrokerTarget::parse(url.as_deref(), &self.data_dir)?)
+    }
+
+    /// The reference stack's settings in the environment, checked against
+    /// this broker (refused by name when hippo cannot honour them) and
+    /// logged.
+    pub fn reference_settings(&self) -> anyhow::Result<ReferenceSettings> {
+        let url = self.broker.clone().or_else(broker_url_from_env);
+        let redis = url.filter(|u| u.starts_with("redis://"));
+        let settings = ReferenceSettings::from_env(redis.as_deref())?;
+        settings.log();
+        Ok(settings)
     }
 
     pub fn broker_config(&self) -> BrokerConfig {
@@ -152,10 +165,6 @@ fn parse_autoscale(value: &str) -> Result<(usize, usize), String> {
     Ok((max, min))
 }
 
-fn celery_env(name: &str) -> Option<usize> {
-    std::env::var(name).ok()?.trim().parse().ok()
-}
-
 impl WorkerArgs {
     /// The broker, the plugin registry and the scheduler of this process.
     async fn open_parts(
@@ -184,11 +193,11 @@ impl WorkerArgs {
         .await
     }
 
-    fn worker_config(&self) -> WorkerConfig {
+    fn worker_config(&self, reference: &ReferenceSettings) -> WorkerConfig {
         let defaults = WorkerConfig::default();
         let concurrency = self
             .concurrency
-            .or_else(|| celery_env("CELERY_WORKER_CONCURRENCY"))
+            .or(reference.concurrency)
             .unwrap_or(defaults.concurrency);
         let (max, min) = self.autoscale.unwrap_or((concurrency, concurrency));
         WorkerConfig {
@@ -201,7 +210,7 @@ impl WorkerArgs {
             min_concurrency: min,
             prefetch_multiplier: self
                 .prefetch
-                .or_else(|| celery_env("CELERY_WORKER_PREFETCH_MULTIPLIER"))
+                .or(reference.prefetch)
                 .unwrap_or(defaults.prefetch_multiplier),
             drain_timeout: Duration::from_secs(self.drain_timeout),
             lease: Duration::from_secs(self.lease.max(1)),
@@ -218,12 +227,13 @@ pub struct ServeArgs {
     /// Address the REST API listens on.
     #[arg(long, env = "HIPPO_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: std::net::SocketAddr,
-    /// Address the dashboard (Flower's API, the metrics) listens on. Off
-    /// loopback it needs a dashboard login (`FLOWER_BASIC_AUTH=user:pass`
-    /// or `FLOWER_USER` and `FLOWER_PASSWORD`) whose password is not a
-    /// known default; API keys work there too.
-    #[arg(long, env = "HIPPO_DASHBOARD_LISTEN", default_value = "127.0.0.1:5555")]
-    pub dashboard_listen: std::net::SocketAddr,
+    /// Address the dashboard (Flower's API, the metrics) listens on;
+    /// default 127.0.0.1:5555, or FLOWER_PORT on loopback. Off loopback it
+    /// needs a dashboard login (`FLOWER_BASIC_AUTH=user:pass` or
+    /// `FLOWER_USER` and `FLOWER_PASSWORD`) whose password is not a known
+    /// default; API keys work there too.
+    #[arg(long, env = "HIPPO_DASHBOARD_LISTEN")]
+    pub dashboard_listen: Option<std::net::SocketAddr>,
     /// Do not serve the dashboard.
     #[arg(long)]
     pub no_dashboard: bool,
@@ -293,8 +303,9 @@ fn start_beat(
 
 /// Runs a worker (and the scheduler) until SIGTERM or Ctrl-C, then drains.
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
+    let reference = args.connection.reference_settings()?;
     let (broker, registry, _watch, scheduler) = args.open_parts().await?;
-    let config = args.worker_config();
+    let config = args.worker_config(&reference);
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
     let (signal, stopped) = stop_on_signal();
     let beat = start_beat(&args.beat, &scheduler, stopped.clone());
@@ -333,6 +344,7 @@ pub(crate) fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStor
 /// Runs the API, the scheduler (unless `--no-beat`) and a worker (unless
 /// `--no-worker`) until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let reference = args.worker.connection.reference_settings()?;
     let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
     let (broker, registry, _watch, scheduler) = args.worker.open_parts().await?;
     let (signal, stopped) = stop_on_signal();
@@ -345,7 +357,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         true => None,
         false => Some(
             crate::dashboard::start(
-                args.dashboard_listen,
+                reference.dashboard_listen(args.dashboard_listen),
                 state.clone(),
                 &scheduler,
                 stopped.clone(),
@@ -364,7 +376,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         until(stopped.clone()),
     ));
     let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
-    let config = args.worker.worker_config();
+    let config = args.worker.worker_config(&reference);
     let api_cut = cut_after_drain(stopped.clone(), config.drain_timeout);
     if args.no_worker {
         until(stopped).await;
