@@ -413,3 +413,70 @@ fn flower_port_places_the_dashboard() {
     child.wait().unwrap();
     assert!(answered.starts_with("HTTP/1.1 "), "{answered}");
 }
+
+/// The global task defaults are the flags': retries when the submission
+/// names none (here none: a retryable failure fails at once), the backoff,
+/// and the time limits a task without its own gets.
+#[test]
+fn task_defaults_come_from_the_flags() {
+    let server = serve_with(
+        &[("hostile.wasm", &guest("hostile_guest"))],
+        &[
+            "--max-retries",
+            "1",
+            "--retry-backoff",
+            "0.05",
+            "--retry-backoff-max",
+            "0.1",
+            "--soft-time-limit",
+            "1",
+            "--time-limit",
+            "2",
+        ],
+    );
+    let (code, status, stderr) = parts(&server.hippo(&[
+        "submit",
+        "test.fail",
+        "--input",
+        r#"{"kind":"retry"}"#,
+        "--wait",
+        "30",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(status["status"], "FAILURE", "{status}");
+    assert_eq!(
+        status["attempt"], 2,
+        "one retry, after a short backoff: {status}"
+    );
+
+    let started = std::time::Instant::now();
+    let (code, status, stderr) = parts(&server.hippo(&[
+        "submit",
+        "test.sleep",
+        "--input",
+        r#"{"ms":60000}"#,
+        "--max-retries",
+        "0",
+        "--wait",
+        "30",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        status["error"].to_string().contains("hard_time_limit"),
+        "stopped at the default hard limit: {status}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    // Limits that cannot hold refuse to start.
+    let stderr = refused_at_start(
+        &[
+            "--no-dashboard",
+            "--soft-time-limit",
+            "9",
+            "--time-limit",
+            "3",
+        ],
+        &[],
+    );
+    assert!(stderr.contains("--soft-time-limit"), "{stderr}");
+}

@@ -222,15 +222,16 @@ pub(super) fn validate(
         }
         message.priority = priority;
     }
-    if let Some(retries) = request.max_retries {
-        if retries > 100 {
+    message.max_retries = match request.max_retries {
+        Some(retries) if retries > 100 => {
             return Err(ApiError::invalid(
                 "max_retries",
                 "max_retries must be at most 100",
             ));
         }
-        message.max_retries = retries;
-    }
+        Some(retries) => retries,
+        None => state.registry.runtime().config().default_max_retries,
+    };
     if let Some(key) = request.idempotency_key {
         if key.is_empty() || key.chars().count() > 256 {
             return Err(ApiError::invalid(

@@ -103,6 +103,9 @@ pub struct RuntimeConfig {
     pub max_wasm_stack_bytes: usize,
     /// The most a plugin's manifest may give it in the key-value store.
     pub kv_ceiling: hippo_kv::KvQuota,
+    /// Retries of a task whose submitter names none (the API's and the
+    /// beat's submissions in this process); the reference's 3.
+    pub default_max_retries: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -120,6 +123,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             max_wasm_stack_bytes: 1 << 20,
             kv_ceiling: hippo_kv::KvQuota::CEILING,
+            default_max_retries: 3,
         }
     }
 }

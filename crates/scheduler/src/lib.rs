@@ -160,6 +160,7 @@ impl Scheduler {
         }
         let now = now_ms();
         let mut message = TaskMessage::new(&entry.task, &entry.queue, entry.input.clone());
+        message.max_retries = self.registry.runtime().config().default_max_retries;
         message.idempotency_key = slot.map(|slot| format!("schedule:{}:{slot}", entry.name));
         message.expires_ms = entry
             .expires

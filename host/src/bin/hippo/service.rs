@@ -6,9 +6,9 @@ use hippo::broker::{BrokerConfig, HistoryRetention, JournalSync, KvQuota};
 use hippo::config::{
     BrokerTarget, MemorySettings, ReferenceSettings, broker_url_from_env, open_registry,
 };
-use hippo::runtime::{PluginRegistry, RuntimeConfig};
+use hippo::runtime::{Limits, PluginRegistry, RuntimeConfig};
 use hippo::scheduler::{BeatReport, ScheduleTable, Scheduler};
-use hippo::worker::{Worker, WorkerConfig};
+use hippo::worker::{RetryPolicy, Worker, WorkerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +103,26 @@ pub struct WorkerArgs {
     /// Tasks the runtime may run at once across the process (pool slots).
     #[arg(long, default_value_t = RuntimeConfig::default().max_concurrent_tasks)]
     pub max_instances: u32,
+    /// Seconds a task runs before it is told to wrap up (the guest sees its
+    /// deadline pass), unless its manifest or submission says otherwise.
+    #[arg(long, env = "HIPPO_SOFT_TIME_LIMIT", default_value_t = Limits::DEFAULT.soft_time_limit.as_secs_f64())]
+    pub soft_time_limit: f64,
+    /// Seconds a task runs before it is stopped, unless its manifest or
+    /// submission says otherwise.
+    #[arg(long = "time-limit", alias = "hard-time-limit", env = "HIPPO_TIME_LIMIT", default_value_t = Limits::DEFAULT.hard_time_limit.as_secs_f64())]
+    pub hard_time_limit: f64,
+    /// Retries of a task whose submitter names none (submissions through
+    /// this process's API and beat).
+    #[arg(long, env = "HIPPO_MAX_RETRIES", default_value_t = RuntimeConfig::default().default_max_retries)]
+    pub max_retries: u32,
+    /// Seconds before the first retry of a failed task that asks for no
+    /// delay of its own; each next retry waits up to twice as long (half
+    /// of it random), up to --retry-backoff-max.
+    #[arg(long, env = "HIPPO_RETRY_BACKOFF", default_value_t = RetryPolicy::default().base.as_secs_f64())]
+    pub retry_backoff: f64,
+    /// The longest wait before a retry, seconds.
+    #[arg(long, env = "HIPPO_RETRY_BACKOFF_MAX", default_value_t = RetryPolicy::default().cap.as_secs_f64())]
+    pub retry_backoff_max: f64,
     /// The most keys a plugin's manifest may give it in the key-value store.
     #[arg(long, env = "HIPPO_KV_MAX_KEYS", default_value_t = KvQuota::CEILING.max_keys)]
     pub kv_max_keys: u64,
@@ -181,6 +201,8 @@ impl WorkerArgs {
                 max_keys: self.kv_max_keys,
                 max_bytes: self.kv_max_bytes,
             },
+            defaults: self.limits()?,
+            default_max_retries: self.max_retries,
             ..RuntimeConfig::default()
         };
         open_parts(
@@ -193,14 +215,43 @@ impl WorkerArgs {
         .await
     }
 
-    fn worker_config(&self, reference: &ReferenceSettings) -> WorkerConfig {
+    /// The default limits, with the time limits of the flags.
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let seconds = |name: &str, value: f64| -> anyhow::Result<Duration> {
+            let ceiling = Limits::CEILING.hard_time_limit;
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= ceiling)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--{name} {value}: must be above 0 and at most {} s",
+                        ceiling.as_secs()
+                    )
+                })
+        };
+        let soft = seconds("soft-time-limit", self.soft_time_limit)?;
+        let hard = seconds("time-limit", self.hard_time_limit)?;
+        anyhow::ensure!(
+            soft <= hard,
+            "--soft-time-limit {} is past --time-limit {}: the task would be stopped before it is warned",
+            self.soft_time_limit,
+            self.hard_time_limit
+        );
+        Ok(Limits {
+            soft_time_limit: soft,
+            hard_time_limit: hard,
+            ..Limits::DEFAULT
+        })
+    }
+
+    fn worker_config(&self, reference: &ReferenceSettings) -> anyhow::Result<WorkerConfig> {
         let defaults = WorkerConfig::default();
         let concurrency = self
             .concurrency
             .or(reference.concurrency)
             .unwrap_or(defaults.concurrency);
         let (max, min) = self.autoscale.unwrap_or((concurrency, concurrency));
-        WorkerConfig {
+        Ok(WorkerConfig {
             queues: if self.queues.is_empty() {
                 defaults.queues.clone()
             } else {
@@ -215,7 +266,23 @@ impl WorkerArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout),
             lease: Duration::from_secs(self.lease.max(1)),
             heartbeat_interval: Duration::from_secs(self.lease.max(1)).div_f64(5.0),
+            retry: self.retry_policy()?,
             ..defaults
+        })
+    }
+
+    fn retry_policy(&self) -> anyhow::Result<RetryPolicy> {
+        let base = Duration::try_from_secs_f64(self.retry_backoff).ok();
+        let cap = Duration::try_from_secs_f64(self.retry_backoff_max).ok();
+        match (base, cap) {
+            (Some(base), Some(cap)) if !base.is_zero() && base <= cap => {
+                Ok(RetryPolicy { base, cap })
+            }
+            _ => anyhow::bail!(
+                "--retry-backoff {} and --retry-backoff-max {}: need 0 < backoff <= max",
+                self.retry_backoff,
+                self.retry_backoff_max
+            ),
         }
     }
 }
@@ -305,7 +372,7 @@ fn start_beat(
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let reference = args.connection.reference_settings()?;
     let (broker, registry, _watch, scheduler) = args.open_parts().await?;
-    let config = args.worker_config(&reference);
+    let config = args.worker_config(&reference)?;
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
     let (signal, stopped) = stop_on_signal();
     let beat = start_beat(&args.beat, &scheduler, stopped.clone());
@@ -376,7 +443,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         until(stopped.clone()),
     ));
     let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
-    let config = args.worker.worker_config(&reference);
+    let config = args.worker.worker_config(&reference)?;
     let api_cut = cut_after_drain(stopped.clone(), config.drain_timeout);
     if args.no_worker {
         until(stopped).await;
