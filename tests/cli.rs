@@ -211,6 +211,8 @@ fn control_commands_go_through_the_api() {
 
 #[path = "cli/hostile.rs"]
 mod hostile;
+#[path = "cli/python.rs"]
+mod python;
 
 #[path = "cli/kv_quota.rs"]
 mod kv_quota;

@@ -9,8 +9,10 @@ use std::thread::JoinHandle;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Core instances a component may need: a Rust `wasm32-wasip2` guest has its
-/// own module plus a few small shim modules from `wasm-component-ld`.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// own module plus a few small shim modules from `wasm-component-ld`; a
+/// Python one from componentize-py 0.25 has 14 (CPython, its libc, the
+/// WASI adapter, shims).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
 /// Linear memory kept resident (reset with `memset`, not `madvise`) when a
 /// pool slot is reused: most tasks touch less than this, and skipping the
 /// syscall is the cheapest part of a fresh store.
