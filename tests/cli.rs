@@ -21,6 +21,13 @@ impl Server {
     fn hippo(&self, args: &[&str]) -> Output {
         self.serve.hippo(KEY, args)
     }
+
+    /// `hippo submit TASK --input INPUT --wait 60 EXTRA...`: the exit code,
+    /// the status once finished, and standard error.
+    fn submit_waiting(&self, task: &str, input: &str, extra: &[&str]) -> (i32, Value, String) {
+        let submit = ["submit", task, "--input", input, "--wait", "60"];
+        parts(&self.hippo(&[&submit[..], extra].concat()))
+    }
 }
 
 fn serve() -> Server {
@@ -52,14 +59,7 @@ fn control_commands_go_through_the_api() {
     let server = serve();
 
     // submit --wait: the status once finished.
-    let (code, status, stderr) = parts(&server.hippo(&[
-        "submit",
-        "test.echo",
-        "--input",
-        r#"{"a":1}"#,
-        "--wait",
-        "10",
-    ]));
+    let (code, status, stderr) = server.submit_waiting("test.echo", r#"{"a":1}"#, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         (&status["status"], &status["result"]),
@@ -436,14 +436,7 @@ fn task_defaults_come_from_the_flags() {
             "2",
         ],
     );
-    let (code, status, stderr) = parts(&server.hippo(&[
-        "submit",
-        "test.fail",
-        "--input",
-        r#"{"kind":"retry"}"#,
-        "--wait",
-        "30",
-    ]));
+    let (code, status, stderr) = server.submit_waiting("test.fail", r#"{"kind":"retry"}"#, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(status["status"], "FAILURE", "{status}");
     assert_eq!(
@@ -452,16 +445,8 @@ fn task_defaults_come_from_the_flags() {
     );
 
     let started = std::time::Instant::now();
-    let (code, status, stderr) = parts(&server.hippo(&[
-        "submit",
-        "test.sleep",
-        "--input",
-        r#"{"ms":60000}"#,
-        "--max-retries",
-        "0",
-        "--wait",
-        "30",
-    ]));
+    let (code, status, stderr) =
+        server.submit_waiting("test.sleep", r#"{"ms":60000}"#, &["--max-retries", "0"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         status["error"].to_string().contains("hard_time_limit"),

@@ -89,14 +89,8 @@ impl Server {
     /// A well-behaved task still runs, end to end.
     #[track_caller]
     fn assert_serves(&self) {
-        let (code, status, stderr) = parts(&self.hippo(&[
-            "submit",
-            "test.echo",
-            "--input",
-            r#"{"still":"serving"}"#,
-            "--wait",
-            "20",
-        ]));
+        let (code, status, stderr) =
+            self.submit_waiting("test.echo", r#"{"still":"serving"}"#, &[]);
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(status["result"], json!({"still": "serving"}), "{status}");
     }

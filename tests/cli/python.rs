@@ -82,25 +82,13 @@ fn a_python_plugin_runs_under_hippo_run() {
 #[test]
 fn a_python_plugin_is_retried_by_hippo_serve() {
     let server = serve_with(&[("python-example.wasm", &guest(EXAMPLE))], &[]);
-    let (code, status, stderr) = parts(&server.hippo(&[
-        "submit",
-        "pyexample.flaky",
-        "--input",
-        r#"{"succeed_on": 2}"#,
-        "--wait",
-        "60",
-    ]));
+    let (code, status, stderr) =
+        server.submit_waiting("pyexample.flaky", r#"{"succeed_on": 2}"#, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(status["status"], "SUCCESS", "{status}");
     assert_eq!(status["result"]["attempt"], 2, "{status}");
-    let (code, status, stderr) = parts(&server.hippo(&[
-        "submit",
-        "pyexample.greet",
-        "--input",
-        r#"{"name": "Grace"}"#,
-        "--wait",
-        "60",
-    ]));
+    let (code, status, stderr) =
+        server.submit_waiting("pyexample.greet", r#"{"name": "Grace"}"#, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(status["result"]["greeting"], "Hello, Grace!", "{status}");
 }
