@@ -1,6 +1,7 @@
-//! A plugin written in Python (examples/python, built by componentize-py):
-//! it loads and runs under the same limits and grants as a Rust plugin,
-//! through `hippo run` and `hippo serve`.
+//! A plugin written in Python with the guest SDK (examples/python over
+//! sdk/python-guest, built by componentize-py): it loads and runs under the
+//! same limits and grants as a Rust plugin, through `hippo run` and
+//! `hippo serve`.
 
 use super::serve_with;
 use hippo_integration_tests::serve::{hippo_local, parts};
