@@ -201,6 +201,13 @@ async fn the_dashboard_works_in_a_real_browser() {
     browser
         .wait("a ready task in the queue", queued, json!([ready]))
         .await;
+    // Submitted at the default priority, 5: the normal band.
+    let bands = "#queues tr[data-queue=default] td.bands";
+    let normal = "const [high, normal, low] = document.querySelector(arguments[0])?.innerText
+        .split(' / ').map(Number) ?? []; return high === 0 && normal > 0 && low === 0;";
+    browser
+        .wait("the ready tasks in the normal band", normal, json!([bands]))
+        .await;
     browser.screenshot(&shots.join("broker.png")).await;
     for id in &waiting {
         api.wait_for(id, "SUCCESS").await;

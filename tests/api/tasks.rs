@@ -398,9 +398,10 @@ on_both_brokers! {
         let names: Vec<&str> = queues.iter().map(|q| q["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["memory_ops", "default", "scheduled", "background"]);
         for queue in queues {
-            assert_eq!(fields(queue), ["name", "ready", "reserved", "scheduled"].into(), "{queue}");
+            assert_eq!(fields(queue), ["name", "ready", "ready_by_band", "reserved", "scheduled"].into(), "{queue}");
         }
         assert_eq!(queues[3]["ready"], 1, "{queues:?}");
+        assert_eq!(queues[3]["ready_by_band"], json!({"high": 0, "normal": 1, "low": 0}), "{queues:?}");
         assert_eq!(queues[1]["scheduled"], 1, "{queues:?}");
         // scheduled: the countdown task.
         let listed = api.get("/api/v1/tasks/inspect/scheduled", Some(READER)).await.expect(200).clone();

@@ -436,7 +436,7 @@ pub async fn inspect_stats(
     ))
 }
 
-/// Ready, reserved and scheduled counts per queue.
+/// Ready (in all and by priority band), reserved and scheduled counts per queue.
 #[utoipa::path(get, path = "/api/v1/tasks/inspect/queues", tag = "inspect",
     responses((status = 200, body = Object)), security(("bearer" = [])))]
 pub async fn inspect_queues(

@@ -373,10 +373,35 @@ pub struct QueueStats {
     pub name: String,
     /// Ready to be taken.
     pub ready: u64,
+    /// `ready` by priority band: what runs first, then next, then last.
+    pub ready_by_band: BandCounts,
     /// Leased by workers (running or about to).
     pub reserved: u64,
     /// Waiting for an ETA, countdown or retry delay.
     pub scheduled: u64,
+}
+
+/// A count per priority band.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BandCounts {
+    /// Priority 7 to 9.
+    pub high: u64,
+    /// Priority 4 to 6.
+    pub normal: u64,
+    /// Priority 0 to 3.
+    pub low: u64,
+}
+
+impl BandCounts {
+    /// Counts in [`Band::ALL`]'s order.
+    pub fn from_ordered([high, normal, low]: [u64; 3]) -> BandCounts {
+        BandCounts { high, normal, low }
+    }
+
+    /// The sum over the bands.
+    pub fn total(&self) -> u64 {
+        self.high + self.normal + self.low
+    }
 }
 
 /// A worker's periodic report of itself.

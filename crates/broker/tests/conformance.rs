@@ -10,9 +10,9 @@
 //! history and the key-value store; the fixtures are here.
 
 use hippo_broker::{
-    Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus, QueueStats,
-    RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage, TaskNameFigures,
-    TaskOutput, TaskState, WorkerHeartbeat, now_ms,
+    BandCounts, Broker, BrokerConfig, BrokerError, Delivery, EmbeddedBroker, LeaseStatus,
+    QueueStats, RedisBroker, RevokeOutcome, RunMeta, Settlement, SharedBroker, TaskMessage,
+    TaskNameFigures, TaskOutput, TaskState, WorkerHeartbeat, now_ms,
 };
 use hippo_task::{ExecStats, Progress, TaskFailure};
 use serde_json::json;

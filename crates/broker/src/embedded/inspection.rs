@@ -2,7 +2,7 @@
 //! queue figures, scheduled and leased tasks, and the event log.
 
 use super::*;
-use crate::Inspection;
+use crate::{BandCounts, Inspection};
 
 #[async_trait::async_trait]
 impl Inspection for EmbeddedBroker {
@@ -55,15 +55,22 @@ impl Inspection for EmbeddedBroker {
             .map(|name| QueueStats {
                 name: name.clone(),
                 ready: 0,
+                ready_by_band: BandCounts::default(),
                 reserved: 0,
                 scheduled: 0,
             })
             .collect();
         for stat in &mut stats {
-            stat.ready = ready
-                .range((stat.name.as_str(), 0u8, 0u64)..=(stat.name.as_str(), u8::MAX, u64::MAX))
-                .map_err(storage)?
-                .count() as u64;
+            let mut bands = [0; 3];
+            for (count, band) in bands.iter_mut().zip(Band::ALL) {
+                let (name, band) = (stat.name.as_str(), band as u8);
+                *count = ready
+                    .range((name, band, 0u64)..=(name, band, u64::MAX))
+                    .map_err(storage)?
+                    .count() as u64;
+            }
+            stat.ready_by_band = BandCounts::from_ordered(bands);
+            stat.ready = stat.ready_by_band.total();
         }
         drop(ready);
         for (table, reserved) in [(LEASES, true), (DELAYED, false)] {

@@ -2,7 +2,7 @@
 //! queue figures, scheduled and leased tasks, and the event log.
 
 use super::*;
-use crate::Inspection;
+use crate::{BandCounts, Inspection};
 
 #[async_trait::async_trait]
 impl Inspection for RedisBroker {
@@ -70,7 +70,8 @@ impl Inspection for RedisBroker {
         }
         inv.arg(&self.config.queues);
         let counts: Vec<i64> = self.run(&inv).await?;
-        if counts.len() != 3 * self.config.queues.len() {
+        // Per queue: ready in each band (Band::ALL's order), reserved, scheduled.
+        if counts.len() != 5 * self.config.queues.len() {
             return Err(corrupt("queue stats: malformed reply"));
         }
         let count = |n: i64| u64::try_from(n).unwrap_or_default();
@@ -78,12 +79,16 @@ impl Inspection for RedisBroker {
             .config
             .queues
             .iter()
-            .zip(counts.chunks(3))
-            .map(|(name, c)| QueueStats {
-                name: name.clone(),
-                ready: count(c[0]),
-                reserved: count(c[1]),
-                scheduled: count(c[2]),
+            .zip(counts.chunks(5))
+            .map(|(name, c)| {
+                let bands = BandCounts::from_ordered([count(c[0]), count(c[1]), count(c[2])]);
+                QueueStats {
+                    name: name.clone(),
+                    ready: bands.total(),
+                    ready_by_band: bands,
+                    reserved: count(c[3]),
+                    scheduled: count(c[4]),
+                }
             })
             .collect())
     }

@@ -674,14 +674,12 @@ for _, id in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
 end
 local out = {}
 for i = 1, #KEYS, 4 do
-  local ready = 0
   for j = i, i + 2 do
     local pending = redis.pcall('XPENDING', KEYS[j], GROUP)
     local n = 0
     if type(pending) == 'table' and not pending.err then n = pending[1] end
-    ready = ready + redis.call('XLEN', KEYS[j]) - n
+    out[#out + 1] = redis.call('XLEN', KEYS[j]) - n
   end
-  out[#out + 1] = ready
   out[#out + 1] = reserved[(i + 3) / 4] or 0
   out[#out + 1] = redis.call('ZCARD', KEYS[i + 3])
 end

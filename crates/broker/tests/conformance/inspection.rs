@@ -7,7 +7,7 @@ conformance!(
     event_log_is_ordered_and_bounded,
     worker_heartbeats_expire,
     purge_revokes_ready_tasks_only,
-    queue_stats_count_ready_reserved_scheduled,
+    queue_stats_count_ready_by_band_reserved_scheduled,
     unknown_queue_is_rejected,
 );
 
@@ -197,7 +197,7 @@ async fn queue_counts(b: &Fixture) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-async fn queue_stats_count_ready_reserved_scheduled(backend: Backend) {
+async fn queue_stats_count_ready_by_band_reserved_scheduled(backend: Backend) {
     let b = open(backend).await;
     let stats = b.queue_stats().await.unwrap();
     let names: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
@@ -225,6 +225,20 @@ async fn queue_stats_count_ready_reserved_scheduled(backend: Backend) {
 
     let counts = queue_counts(&b).await;
     assert_eq!(counts, [(2, 0, 0), (2, 1, 0), (0, 0, 1), (0, 0, 0)]);
+    // Ready by band: memory_ops holds a 9 and a 0; default's 8 was taken
+    // first, a 5 and a 2 wait.
+    let bands: Vec<BandCounts> = b
+        .queue_stats()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.ready_by_band)
+        .collect();
+    let band = |high, normal, low| BandCounts { high, normal, low };
+    assert_eq!(
+        bands,
+        [band(1, 0, 1), band(0, 1, 1), band(0, 0, 0), band(0, 0, 0)]
+    );
 
     assert!(b.settle(&taken[0], success(json!(1), "w")).await.unwrap());
     let counts = queue_counts(&b).await;

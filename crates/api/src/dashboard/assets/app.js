@@ -437,8 +437,10 @@ tabs.broker = async () => {
   ]);
   return el('section', {},
     el('h2', {}, 'Queues'),
-    table(['queue', 'ready', 'reserved', 'delayed', ''], queues.map((q) => el('tr', { 'data-queue': q.name },
-      el('td', {}, q.name), el('td', { class: 'num ready' }, q.ready), el('td', { class: 'num' }, q.reserved),
+    table(['queue', 'ready', 'by band (high / normal / low)', 'reserved', 'delayed', ''], queues.map((q) => el('tr', { 'data-queue': q.name },
+      el('td', {}, q.name), el('td', { class: 'num ready' }, q.ready),
+      el('td', { class: 'num bands' }, `${q.ready_by_band.high} / ${q.ready_by_band.normal} / ${q.ready_by_band.low}`),
+      el('td', { class: 'num' }, q.reserved),
       el('td', { class: 'num' }, q.scheduled),
       el('td', {}, action('Purge', { class: 'danger', 'data-confirm': `Drop every waiting task of ${q.name}?` },
         async () => {
