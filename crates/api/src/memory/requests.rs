@@ -80,8 +80,8 @@ pub struct NewMemory {
     #[schema(exclusive_minimum = 0, maximum = 36500)]
     pub ttl_days: Option<f64>,
     /// When it was said, for memories imported from an older conversation
-    /// (not in the future); the time it is stored by default. Recency counts
-    /// from it.
+    /// (RFC 3339, any offset; not in the future, more than a minute past this
+    /// host's clock); the time it is stored by default. Recency counts from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub created_at: Option<String>,
@@ -337,11 +337,40 @@ pub(super) fn check_tags(field: &str, tags: Option<&[String]>) -> Result<(), Api
     Ok(())
 }
 
+/// `text` as the memory plugin reads a time (RFC 3339 with any offset;
+/// also a space for the `T` and no offset, meaning UTC), in Unix ms.
+fn unix_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(time) => Some(time.timestamp_millis()),
+        Err(_) => humantime::parse_rfc3339_weak(text)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok()),
+    }
+}
+
 pub(super) fn check_time(field: &str, value: Option<&str>) -> Result<(), ApiError> {
     match value {
-        Some(text) if humantime::parse_rfc3339_weak(text).is_err() => Err(ApiError::invalid(
+        Some(text) if unix_ms(text).is_none() => Err(ApiError::invalid(
             field,
             format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How far ahead of this host's clock a memory's `created_at` may be (the
+/// caller's clock may run a little fast); the plugin allows as much.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
+fn check_past(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    check_time(field, value)?;
+    let now = i64::try_from(hippo_broker::now_ms()).unwrap_or(i64::MAX);
+    match value.and_then(unix_ms) {
+        Some(ms) if ms > now.saturating_add(CLOCK_SKEW_MS) => Err(ApiError::invalid(
+            field,
+            format!("{field} must not be in the future"),
         )),
         _ => Ok(()),
     }
@@ -363,7 +392,7 @@ pub(super) fn check_new(prefix: &str, memory: &NewMemory) -> Result<(), ApiError
             check_id(&field(name), value)?;
         }
     }
-    check_time(&field("created_at"), memory.created_at.as_deref())?;
+    check_past(&field("created_at"), memory.created_at.as_deref())?;
     match memory.ttl_days {
         Some(days) if !(days > 0.0 && days <= 36_500.0) => Err(ApiError::invalid(
             field("ttl_days"),
@@ -474,6 +503,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(item.memory_type, Some(MemoryType::Preference));
+    }
+
+    #[test]
+    fn times_take_offsets_and_created_at_is_not_in_the_future() {
+        assert!(check_time("t", Some("2026-01-31T14:00:00+02:00")).is_ok());
+        assert!(check_time("t", Some("1969-07-20T20:17:40Z")).is_ok());
+        assert!(check_time("t", Some("2026-01-31 12:00:00")).is_ok());
+        assert!(check_time("t", Some("yesterday")).is_err());
+        let mut item = memory("alice");
+        item.created_at = Some("2999-01-01T00:00:00Z".into());
+        let error = check_new("memories[0].", &item).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("memories[0].created_at"));
+        item.created_at = Some("2026-01-31T14:00:00+02:00".into());
+        assert!(check_new("memories[0].", &item).is_ok());
     }
 
     #[test]
