@@ -30,7 +30,7 @@ pub use beat::{BeatReport, MAX_SLEEP};
 pub use config::{ScheduleConfigError, ScheduleEntry, ScheduleTable};
 pub use cron::{CronError, CronSchedule, rfc3339};
 pub use record::{LastFire, Trigger};
-pub use sources::interval_cron;
+pub use sources::{interval_cron, parse_bool};
 
 use hippo_broker::{BrokerError, KvError, SharedBroker, TaskMessage, now_ms};
 use hippo_runtime::PluginRegistry;

@@ -222,7 +222,9 @@ impl ScheduleTable {
     }
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+/// A switch of the reference's `.env`: true/false, 1/0, yes/no, on/off, in
+/// any case. Also read by the host for the reference's other switches.
+pub fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),

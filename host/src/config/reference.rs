@@ -17,6 +17,7 @@
 //! Any other `CELERY_*` or `FLOWER_*` variable has no meaning here and is
 //! named in a warning at start.
 
+use crate::scheduler::parse_bool;
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// The variables read here or elsewhere in hippo; others of the
@@ -102,7 +103,7 @@ impl ReferenceSettings {
                 "CELERY_WORKER_PREFETCH_MULTIPLIER" => {
                     settings.prefetch = Some(positive(&value).map_err(refuse)?);
                 }
-                "CELERY_TASK_ACKS_LATE" => match boolean(&value) {
+                "CELERY_TASK_ACKS_LATE" => match parse_bool(&value) {
                     Some(true) => settings.notes.push(
                         "CELERY_TASK_ACKS_LATE=true: hippo always acknowledges a task when it ends"
                             .into(),
@@ -190,14 +191,6 @@ fn positive(value: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| "must be a whole number above 0".into())
-}
-
-fn boolean(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
