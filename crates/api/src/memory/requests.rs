@@ -351,13 +351,22 @@ fn unix_ms(text: &str) -> Option<i64> {
 }
 
 pub(super) fn check_time(field: &str, value: Option<&str>) -> Result<(), ApiError> {
-    match value {
-        Some(text) if unix_ms(text).is_none() => Err(ApiError::invalid(
-            field,
-            format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
-        )),
-        _ => Ok(()),
-    }
+    time_of(field, value).map(drop)
+}
+
+/// The time `value` names, in Unix ms (`None` when absent), or the error
+/// naming `field`.
+fn time_of(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|text| {
+            unix_ms(text).ok_or_else(|| {
+                ApiError::invalid(
+                    field,
+                    format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// How far ahead of this host's clock a memory's `created_at` may be (the
@@ -365,9 +374,8 @@ pub(super) fn check_time(field: &str, value: Option<&str>) -> Result<(), ApiErro
 const CLOCK_SKEW_MS: i64 = 60_000;
 
 fn check_past(field: &str, value: Option<&str>) -> Result<(), ApiError> {
-    check_time(field, value)?;
     let now = i64::try_from(hippo_broker::now_ms()).unwrap_or(i64::MAX);
-    match value.and_then(unix_ms) {
+    match time_of(field, value)? {
         Some(ms) if ms > now.saturating_add(CLOCK_SKEW_MS) => Err(ApiError::invalid(
             field,
             format!("{field} must not be in the future"),
