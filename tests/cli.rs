@@ -282,16 +282,20 @@ fn logs_and_history_survive_a_restart_of_serve() {
 
 /// `hippo serve` refuses to expose its dashboard off loopback with no
 /// login, or with a login whose password is a known default.
-/// Starts `hippo serve ARGS` (embedded broker, no worker, fresh folders)
-/// with `env` over a clean dashboard login; it must exit within a minute
-/// and fail: its standard error.
-fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
-    let plugins = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(["--broker", "embedded", "--no-worker"])
+/// `hippo serve` on the embedded broker without a worker, its API on a
+/// free loopback port, plugins and data in `dirs`, with the test key and
+/// no dashboard login from the caller's environment.
+fn bare_serve([plugins, data]: &[tempfile::TempDir; 2]) -> std::process::Command {
+    let mut command = std::process::Command::new(hippo_integration_tests::hippo_bin());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "embedded",
+            "--no-worker",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .arg("--plugins")
@@ -299,7 +303,16 @@ fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
         .env("HIPPO_API_KEY", KEY)
         .env_remove("FLOWER_BASIC_AUTH")
         .env_remove("FLOWER_USER")
-        .env_remove("FLOWER_PASSWORD")
+        .env_remove("FLOWER_PASSWORD");
+    command
+}
+
+/// Starts `hippo serve ARGS` ([`bare_serve`]) with `env`; it must exit
+/// within a minute and fail: its standard error.
+fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut child = bare_serve(&dirs)
+        .args(args)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -369,22 +382,8 @@ fn flower_port_places_the_dashboard() {
         .local_addr()
         .unwrap()
         .port();
-    let plugins = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(hippo_integration_tests::hippo_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--broker",
-            "embedded",
-            "--no-worker",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--plugins")
-        .arg(plugins.path())
-        .env("HIPPO_API_KEY", KEY)
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut child = bare_serve(&dirs)
         .env_remove("HIPPO_DASHBOARD_LISTEN")
         .env("FLOWER_PORT", port.to_string())
         .env("CELERY_TASK_ACKS_LATE", "true")
