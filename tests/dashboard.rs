@@ -364,6 +364,13 @@ async fn hippo_dashboard_runs_alone_beside_workers_on_redis() {
             .basic_auth(USER, Some(PASSWORD));
         async move { request.send().await.ok() }
     };
+    let get_json = |path: &str| {
+        let response = get(path.to_owned());
+        async move {
+            let response = response.await.expect("the dashboard answers");
+            response.json::<Value>().await.unwrap()
+        }
+    };
     // Up once the worker's heartbeat shows on the dashboard.
     loop {
         if let Some(response) = get("/api/workers?status=true".into()).await
@@ -392,27 +399,12 @@ async fn hippo_dashboard_runs_alone_beside_workers_on_redis() {
         .as_str()
         .unwrap_or_else(|| panic!("{applied}"))
         .to_owned();
-    let result: Value = get(format!("/api/task/result/{id}?timeout=30"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result = get_json(&format!("/api/task/result/{id}?timeout=30")).await;
     assert_eq!(result["state"], "SUCCESS", "{result}");
     assert_eq!(result["result"], json!({"from": "dashboard"}));
-    let history: Value = get("/api/v1/tasks".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = get_json("/api/v1/tasks").await;
     assert_eq!(history["tasks"][0]["id"], id.as_str(), "{history}");
-    let schedules: Value = get("/api/v1/tasks/scheduled".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schedules = get_json("/api/v1/tasks/scheduled").await;
     assert!(
         !schedules["schedules"].as_array().unwrap().is_empty(),
         "{schedules}"
