@@ -335,6 +335,17 @@ fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
     stderr
 }
 
+/// A worker given `--queues cpu` (a queue the broker does not have) used to
+/// start and then retry its reservation forever, running nothing.
+#[test]
+fn a_worker_asked_for_an_unknown_queue_refuses_to_start() {
+    let stderr = refused_at_start(&["--queues", "default,cpu"], &[]);
+    assert!(
+        stderr.contains("--queues: unknown queue \"cpu\"") && stderr.contains("memory_ops"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_dashboard_is_not_exposed_without_a_login_or_with_a_default_password() {
     let cases: [(&[(&str, &str)], &str); 3] = [

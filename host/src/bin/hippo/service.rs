@@ -251,12 +251,21 @@ impl WorkerArgs {
             .or(reference.concurrency)
             .unwrap_or(defaults.concurrency);
         let (max, min) = self.autoscale.unwrap_or((concurrency, concurrency));
+        let queues = if self.queues.is_empty() {
+            defaults.queues.clone()
+        } else {
+            self.queues.clone()
+        };
+        // A worker on a queue the broker does not have would wait forever.
+        let known = self.connection.broker_config().queues;
+        if let Some(unknown) = queues.iter().find(|q| !known.contains(q)) {
+            anyhow::bail!(
+                "--queues: unknown queue {unknown:?}; the queues are {}",
+                known.join(", ")
+            );
+        }
         Ok(WorkerConfig {
-            queues: if self.queues.is_empty() {
-                defaults.queues.clone()
-            } else {
-                self.queues.clone()
-            },
+            queues,
             concurrency: max,
             min_concurrency: min,
             prefetch_multiplier: self
@@ -371,8 +380,8 @@ fn start_beat(
 /// Runs a worker (and the scheduler) until SIGTERM or Ctrl-C, then drains.
 pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let reference = args.connection.reference_settings()?;
-    let (broker, registry, _watch, scheduler) = args.open_parts().await?;
     let config = args.worker_config(&reference)?;
+    let (broker, registry, _watch, scheduler) = args.open_parts().await?;
     tracing::info!(worker = %config.name, queues = ?config.queues, concurrency = config.concurrency, "worker ready");
     let (signal, stopped) = stop_on_signal();
     let beat = start_beat(&args.beat, &scheduler, stopped.clone());
@@ -412,6 +421,7 @@ pub(crate) fn api_keys(file: Option<&std::path::Path>) -> anyhow::Result<KeyStor
 /// `--no-worker`) until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let reference = args.worker.connection.reference_settings()?;
+    let config = args.worker.worker_config(&reference)?;
     let keys = std::sync::Arc::new(api_keys(args.api_keys_file.as_deref())?);
     let (broker, registry, _watch, scheduler) = args.worker.open_parts().await?;
     let (signal, stopped) = stop_on_signal();
@@ -443,7 +453,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         until(stopped.clone()),
     ));
     let beat = start_beat(&args.worker.beat, &scheduler, stopped.clone());
-    let config = args.worker.worker_config(&reference)?;
     let api_cut = cut_after_drain(stopped.clone(), config.drain_timeout);
     if args.no_worker {
         until(stopped).await;
