@@ -516,3 +516,18 @@ pub struct Event {
     /// A short note (the error, the retry time).
     pub detail: Option<String>,
 }
+
+impl Event {
+    /// Whether this event put a task back in line because the lease of the
+    /// worker holding it expired (it died, froze, or lost the broker for
+    /// longer than the lease): the one way a task that started may start
+    /// again without a retry. Both backends note it `lease of <worker>
+    /// expired`.
+    pub fn is_lease_expiry(&self) -> bool {
+        self.state == TaskState::Pending
+            && self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("lease of ") && d.contains(" expired"))
+    }
+}

@@ -198,6 +198,14 @@ async fn expired_lease_is_redelivered_and_the_stale_holder_is_fenced(backend: Ba
     );
     let record = b.task(&id).await.unwrap().unwrap();
     assert!(!record.state.is_terminal());
+    let expiries: Vec<_> = b
+        .events(None, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.task_id == id && e.is_lease_expiry())
+        .collect();
+    assert_eq!(expiries.len(), 1, "the event log says the lease expired");
     let fresh = take_one(&b, "fresh")
         .await
         .expect("redelivered after its lease expired");
