@@ -7,6 +7,7 @@
 mod api;
 mod api_fuzz;
 mod cli;
+mod cluster;
 mod dashboard;
 mod deployment;
 mod failover;

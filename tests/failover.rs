@@ -5,37 +5,18 @@
 use hippo::broker::{
     Broker, BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
 };
+use hippo_integration_tests::processes::{Process, free_port, private_redis};
 use hippo_integration_tests::{guest, hippo_bin, redis_url};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TASKS: usize = 1_000;
 const TASK_MS: u64 = 50;
 const CONCURRENCY: usize = 16;
-
-/// A `hippo` process that is killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} failed");
-    }
-}
 
 fn plugins_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -218,36 +199,6 @@ async fn futures_records(broker: &dyn Broker, ids: &[String]) -> Vec<hippo::brok
         records.push(broker.task(id).await.unwrap().unwrap());
     }
     records
-}
-
-/// A redis-server of the test's own on loopback (AOF on, synced always),
-/// which the test may kill, restart or freeze without disturbing others.
-fn private_redis(dir: &Path, port: u16) -> Process {
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    std::thread::sleep(Duration::from_millis(300));
-    Process(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

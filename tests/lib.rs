@@ -4,6 +4,8 @@
 
 pub use hippo_test_support::*;
 
+pub mod processes;
+
 use hippo::runtime::{Runtime, RuntimeConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,4 +126,34 @@ pub fn copy_memory_plugins(dir: &std::path::Path) {
         std::fs::copy(source.join(file), dir.join(file))
             .unwrap_or_else(|e| panic!("{file} (run scripts/build-guests first): {e}"));
     }
+}
+
+/// The fire times (Unix ms) of the tasks submitted for entry `name`, from
+/// the broker's event log, sorted; one per task.
+pub async fn fired_slots(broker: &dyn hippo::broker::Broker, name: &str) -> Vec<u64> {
+    let ids: std::collections::BTreeSet<String> = broker
+        .events(None, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.state == hippo::broker::TaskState::Pending)
+        .map(|e| e.task_id)
+        .collect();
+    let prefix = format!("schedule:{name}:");
+    let mut slots = Vec::new();
+    for id in ids {
+        let record = broker.task(&id).await.unwrap().expect("the task is kept");
+        if let Some(slot) = record
+            .message
+            .idempotency_key
+            .as_deref()
+            .and_then(|k| k.strip_prefix(&prefix))
+        {
+            // The slot is the key's next segment (whatever may follow it).
+            let slot = slot.split(':').next().unwrap();
+            slots.push(slot.parse::<u64>().unwrap());
+        }
+    }
+    slots.sort_unstable();
+    slots
 }

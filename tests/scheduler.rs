@@ -14,14 +14,11 @@ mod api;
 #[path = "scheduler/process.rs"]
 mod process;
 
-use hippo::broker::{
-    Broker, BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskState, now_ms,
-};
+use hippo::broker::{BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, now_ms};
 use hippo::runtime::PluginRegistry;
 use hippo::scheduler::{BeatReport, ScheduleEntry, ScheduleTable, Scheduler};
-use hippo_integration_tests::{guest, redis_url, runtime};
+use hippo_integration_tests::{fired_slots, guest, redis_url, runtime};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,36 +93,6 @@ fn firing(name: &str, schedule: &str) -> ScheduleEntry {
 
 fn table(entries: Vec<ScheduleEntry>) -> ScheduleTable {
     ScheduleTable::new(entries).unwrap()
-}
-
-/// The fire times (Unix ms) of the tasks submitted for entry `name`, from
-/// the broker's event log, sorted; one per task.
-async fn fired_slots(broker: &dyn Broker, name: &str) -> Vec<u64> {
-    let ids: BTreeSet<String> = broker
-        .events(None, 1_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.state == TaskState::Pending)
-        .map(|e| e.task_id)
-        .collect();
-    let prefix = format!("schedule:{name}:");
-    let mut slots = Vec::new();
-    for id in ids {
-        let record = broker.task(&id).await.unwrap().expect("the task is kept");
-        if let Some(slot) = record
-            .message
-            .idempotency_key
-            .as_deref()
-            .and_then(|k| k.strip_prefix(&prefix))
-        {
-            // The slot is the key's next segment (whatever may follow it).
-            let slot = slot.split(':').next().unwrap();
-            slots.push(slot.parse::<u64>().unwrap());
-        }
-    }
-    slots.sort_unstable();
-    slots
 }
 
 #[track_caller]

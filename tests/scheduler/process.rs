@@ -3,25 +3,16 @@
 
 use super::{assert_consecutive_seconds, fired_slots, registry};
 use hippo::broker::{BrokerConfig, Inspection, RedisBroker};
+use hippo_integration_tests::processes::Process;
 use hippo_integration_tests::serve::{Serve, hippo_api, parts};
 use hippo_integration_tests::{hippo_bin, redis_url};
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "scheduler-cli-key";
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A schedules file with `fib-every-second` (and the health check off).
 fn schedules_file(dir: &Path) -> PathBuf {
