@@ -216,6 +216,8 @@ mod python;
 
 #[path = "cli/kv_quota.rs"]
 mod kv_quota;
+#[path = "cli/new.rs"]
+mod new;
 
 /// `hippo logs` and `hippo history` read what the service keeps of finished
 /// tasks, and it keeps it across a restart (here a kill: what was answered

@@ -2,6 +2,7 @@
 
 mod control;
 mod dashboard;
+mod new;
 mod schedule;
 mod service;
 
@@ -81,6 +82,9 @@ enum Command {
     /// Lists what the registry would load from a plugins folder, and why any
     /// file is refused; with --remote, what a running service has loaded.
     Plugins(PluginsArgs),
+    /// Creates a plugin project (Rust or Python): the task, its manifest, a
+    /// test, and a copy of the guest SDK and of the WIT it builds against.
+    New(new::NewArgs),
 }
 
 #[derive(Args)]
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Plugins(args) => plugins(args),
+        Command::New(args) => new::new(args),
         Command::Serve(args) => block_on(service::serve(args)),
         Command::Dashboard(args) => block_on(dashboard::run(args)),
         Command::Worker(args) => block_on(service::run_worker(args)),
