@@ -5,6 +5,7 @@
 //! Each benchmark is a module with a `run(args) -> Result<Report>`.
 
 mod api;
+mod cluster;
 mod dashboard;
 mod memory;
 mod queues;
@@ -36,6 +37,12 @@ benchmarks:
             (bench/run api starts a private Redis)
             [--redis URL] [--submits N] [--rtt N] [--rounds N] [--clients N]
             [--concurrency N] [--memory] [--memory-plugin PATH]
+  cluster   the scale-out topology as processes on one Redis: an API and 1, 2,
+            3 workers under a mixed load through the API (tasks/s, p99), then
+            failover_s: a killed worker's tasks running elsewhere
+            (bench/run cluster starts a private Redis)
+            --redis URL --hippo PATH [--tasks N (4000)] [--clients N (16)]
+            [--rounds N (100)]
   dashboard the task history at scale on both brokers: fill it with N finished
             tasks through the broker, then time the list, a deep name+state
             search, a task's page and the SSE lag over HTTP; bytes per task
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
         Some("embed") => memory::embed::run(&rest),
         Some("memory") => memory::engine::run(&rest),
         Some("api") => api::run(&rest),
+        Some("cluster") => cluster::run(&rest),
         Some("dashboard") => dashboard::run(&rest),
         _ => {
             eprintln!("{USAGE}");
