@@ -14,9 +14,9 @@
 //! renew its lease while Redis was down); each beat slot fired once.
 //! The counts are printed as a table.
 
-use hippo::broker::{Broker, BrokerConfig, Event, Inspection, RedisBroker, TaskState};
+use hippo::broker::{Broker, BrokerConfig, Inspection, RedisBroker, TaskState};
 use hippo_integration_tests::processes::{Process, free_port, private_redis};
-use hippo_integration_tests::{copy_memory_plugins, fired_slots, guest, hippo_bin};
+use hippo_integration_tests::{all_events, copy_memory_plugins, fired_slots, guest, hippo_bin};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -300,20 +300,6 @@ async fn run_load(api_url: String, memory: bool, record: Arc<Mutex<Submissions>>
             Some(id) => record.accepted.push((id, kind, started.elapsed())),
             None => record.refused += 1,
         }
-    }
-}
-
-/// The whole event log.
-async fn all_events(broker: &dyn Broker) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut after = None;
-    loop {
-        let page = broker.events(after, 10_000).await.unwrap();
-        let Some(last) = page.last() else {
-            return events;
-        };
-        after = Some(last.seq);
-        events.extend(page);
     }
 }
 

@@ -6,7 +6,7 @@ use hippo::broker::{
     Broker, BrokerConfig, EmbeddedBroker, RedisBroker, SharedBroker, TaskMessage, TaskState,
 };
 use hippo_integration_tests::processes::{Process, free_port, private_redis};
-use hippo_integration_tests::{guest, hippo_bin, redis_url};
+use hippo_integration_tests::{all_events, guest, hippo_bin, redis_url};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -116,17 +116,12 @@ async fn wait_for(broker: &dyn Broker, ids: &[String], at_least: usize, within: 
 /// How many times each task started, from the broker's event log.
 async fn starts(broker: &dyn Broker) -> HashMap<String, usize> {
     let mut starts = HashMap::new();
-    let mut after = None;
-    loop {
-        let events = broker.events(after, 10_000).await.unwrap();
-        let Some(last) = events.last() else {
-            return starts;
-        };
-        after = Some(last.seq);
-        for event in events.iter().filter(|e| e.state == TaskState::Started) {
-            *starts.entry(event.task_id.clone()).or_insert(0) += 1;
+    for event in all_events(broker).await {
+        if event.state == TaskState::Started {
+            *starts.entry(event.task_id).or_insert(0) += 1;
         }
     }
+    starts
 }
 
 /// Every task succeeded, and at most `in_flight` ran twice.

@@ -128,13 +128,25 @@ pub fn copy_memory_plugins(dir: &std::path::Path) {
     }
 }
 
+/// The broker's whole event log, oldest first, read a page at a time.
+pub async fn all_events(broker: &dyn hippo::broker::Broker) -> Vec<hippo::broker::Event> {
+    let mut events = Vec::new();
+    let mut after = None;
+    loop {
+        let page = broker.events(after, 10_000).await.unwrap();
+        let Some(last) = page.last() else {
+            return events;
+        };
+        after = Some(last.seq);
+        events.extend(page);
+    }
+}
+
 /// The fire times (Unix ms) of the tasks submitted for entry `name`, from
 /// the broker's event log, sorted; one per task.
 pub async fn fired_slots(broker: &dyn hippo::broker::Broker, name: &str) -> Vec<u64> {
-    let ids: std::collections::BTreeSet<String> = broker
-        .events(None, 1_000_000)
+    let ids: std::collections::BTreeSet<String> = all_events(broker)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.state == hippo::broker::TaskState::Pending)
         .map(|e| e.task_id)
