@@ -22,6 +22,7 @@ benchmarks:
   runtime   per-task overhead (noop tasks) and guest against native CPU speed
             --tasks N   noop tasks per figure (default 20000)
             --no-cpu    skip the CPU-bound comparison
+            --no-python skip the Python guest (first load, first task, noop)
             --phases    then time each phase of a task on engine variants
             --variant NAME   only this variant of --phases (repeatable)
   queues    end-to-end throughput and round trip of no-op tasks, hippo (Redis,

@@ -10,6 +10,10 @@
 //! - Guest speed: `bench.crunch` against the native
 //!   [`hippo_bench_workload::crunch`] on the same rounds, best of
 //!   [`CPU_REPEATS`] runs each, interleaved.
+//! - A Python guest (`examples/python`, CPython inside the component)
+//!   beside the Rust one: the first load (compiling the component), the
+//!   first task (the first instantiation) and the no-op overhead
+//!   (`pyexample.noop`, [`PYTHON_TASKS`] tasks); skipped with `--no-python`.
 
 mod phases;
 
@@ -31,6 +35,8 @@ const WARMUP_TASKS: usize = 1_000;
 const CPU_TARGET: Duration = Duration::from_millis(300);
 /// Runs of each CPU variant; the best one counts.
 const CPU_REPEATS: usize = 5;
+/// Noop tasks of the Python guest (each takes milliseconds).
+const PYTHON_TASKS: usize = 300;
 
 /// Runs the benchmark with the command-line `args` after its name.
 pub fn run(args: &[String]) -> anyhow::Result<Report> {
@@ -92,6 +98,9 @@ pub fn run(args: &[String]) -> anyhow::Result<Report> {
     if options.cpu {
         cpu(&limits_on, &fuel_off, &mut report)?;
     }
+    if options.python {
+        python(&wasm, &mut report)?;
+    }
     if options.phases {
         drop((limits_on, fuel_off));
         phases::run(&wasm, &options.variants, &mut report)?;
@@ -145,6 +154,8 @@ struct Options {
     phases: bool,
     /// Only these variants of the phase breakdown (`--variant NAME`, repeatable).
     variants: Vec<String>,
+    /// Measure the Python guest too (off with `--no-python`).
+    python: bool,
 }
 
 fn parse_options(args: &[String]) -> anyhow::Result<Options> {
@@ -153,6 +164,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         cpu: true,
         phases: false,
         variants: Vec::new(),
+        python: true,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -163,6 +175,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                 ensure!(options.tasks >= 100, "--tasks must be at least 100");
             }
             "--no-cpu" => options.cpu = false,
+            "--no-python" => options.python = false,
             "--phases" => options.phases = true,
             "--variant" => {
                 let name = args.next().context("--variant needs a name")?;
@@ -171,7 +184,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             }
             _ => bail!(
                 "runtime: unknown argument {arg:?} \
-                 (options: --tasks N, --no-cpu, --phases, --variant NAME)"
+                 (options: --tasks N, --no-cpu, --no-python, --phases, --variant NAME)"
             ),
         }
     }
@@ -194,6 +207,50 @@ pub(crate) fn guest_path() -> PathBuf {
                 .join("wasm32-wasip2/release")
         });
     dir.join("hippo_bench_guest.wasm")
+}
+
+/// The Python guest against the Rust one (`rust_wasm`, the bench guest):
+/// first load, first task, no-op overhead.
+fn python(rust_wasm: &[u8], report: &mut Report) -> anyhow::Result<()> {
+    let path = guest_path().with_file_name("python_example.wasm");
+    let python_wasm = std::fs::read(&path)
+        .with_context(|| format!("{} (bench/run builds it)", path.display()))?;
+    for (language, wasm, task) in [
+        ("rust", rust_wasm, "bench.noop"),
+        ("python", &python_wasm[..], "pyexample.noop"),
+    ] {
+        // A runtime of its own, without the compiled-component cache: the
+        // load compiles the component, as a first deployment does.
+        let runtime = Runtime::new(RuntimeConfig::default())?;
+        let started = Instant::now();
+        let plugin = runtime.load(wasm, Manifest::default(), None, None)?;
+        let load = started.elapsed();
+        let request = TaskRequest::new(task, Vec::new());
+        let started = Instant::now();
+        check_noop(runtime.execute_blocking(&plugin, &request))?;
+        let first = started.elapsed();
+        let mut samples = Vec::with_capacity(PYTHON_TASKS);
+        for _ in 0..PYTHON_TASKS {
+            let started = Instant::now();
+            let checked = check_noop(runtime.execute_blocking(&plugin, &request));
+            samples.push(started.elapsed());
+            checked?;
+        }
+        let summary = Summary::of(&samples);
+        println!(
+            "{language} guest ({} KiB): first load {:.0} ms, first task {:.1} ms, noop p50 {:.1} us, p99 {:.1} us",
+            wasm.len() / 1024,
+            ms(load),
+            ms(first),
+            summary.p50_us,
+            summary.p99_us
+        );
+        report.float(&format!("first_load_ms_{language}"), ms(load), 1);
+        report.float(&format!("first_task_ms_{language}"), ms(first), 2);
+        report.float(&format!("noop_task_p50_us_{language}"), summary.p50_us, 1);
+        report.float(&format!("noop_task_p99_us_{language}"), summary.p99_us, 1);
+    }
+    Ok(())
 }
 
 /// Native rounds of `crunch` that take about `target` on this machine.

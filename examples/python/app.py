@@ -1,5 +1,5 @@
 """A hippo task plugin written in Python, with the guest SDK
-(sdk/python-guest, `hippo_task`): four tasks showing what a plugin does
+(sdk/python-guest, `hippo_task`): five tasks showing what a plugin does
 (output, bad input, retry, progress, logging, deadlines).
 
 Built by scripts/build-guests with componentize-py against the WIT world
@@ -38,6 +38,11 @@ def flaky(ctx: Context, succeed_on: int = 2) -> dict:
     if ctx.attempt < succeed_on:
         raise TaskError.retry(f"attempt {ctx.attempt} of {succeed_on}", delay_ms=10)
     return {"attempt": ctx.attempt}
+
+
+@task("pyexample.noop", "Does nothing: the per-task overhead of a Python plugin")
+def noop(ctx: Context) -> None:
+    return None
 
 
 @task("pyexample.spin", "Computes until the hard time limit stops it")
