@@ -1,6 +1,9 @@
-//! `docker-compose.yml` cannot be run here (no Docker engine), so it is
-//! checked by parsing: every service runs a `hippo` command this binary
-//! accepts, against the Redis service, with the plugins volume mounted.
+//! `docker-compose.yml`, checked by parsing in the default suite (which has
+//! no Docker engine; `scripts/test-compose` runs the stack for real): every
+//! service runs a `hippo` command this binary accepts, against the Redis
+//! service, with the plugins volume mounted and the `.env` file read; the
+//! file is one Debian's docker-compose 1.29 takes; `.env.example` documents
+//! every variable of the reference stack that hippo reads.
 
 use std::process::Command;
 
@@ -23,7 +26,9 @@ fn every_hippo_service_runs_a_command_the_binary_accepts() {
             && services.contains_key("api")
             && services.contains_key("worker")
     );
-    for name in ["api", "worker"] {
+    // docker-compose 1.29 refuses a top-level `name`.
+    assert!(compose.get("name").is_none(), "no top-level name");
+    for name in ["api", "dashboard", "worker"] {
         let service = &compose["services"][name];
         let command: Vec<String> = service["command"]
             .as_sequence()
@@ -61,6 +66,7 @@ fn every_hippo_service_runs_a_command_the_binary_accepts() {
             Some("service_healthy"),
             "{name}"
         );
+        assert_eq!(service["env_file"].as_str(), Some(".env"), "{name}");
         // Every process shares one memory store: the Qdrant server.
         assert_eq!(
             service["environment"]["HIPPO_QDRANT_URL"].as_str(),
@@ -83,4 +89,82 @@ fn every_hippo_service_runs_a_command_the_binary_accepts() {
         redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "Redis keeps an AOF"
     );
+}
+
+#[test]
+fn health_checks_ask_the_services_themselves() {
+    let compose = compose();
+    for (name, probe) in [
+        ("api", "/readyz"),
+        ("dashboard", "/healthcheck"),
+        ("qdrant", "/readyz"),
+        ("redis", "ping"),
+    ] {
+        let test: Vec<&str> = compose["services"][name]["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name} has a health check"))
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            test.iter().any(|part| part.contains(probe)),
+            "{name}: {test:?} asks {probe}"
+        );
+    }
+}
+
+#[test]
+fn the_env_example_documents_every_reference_variable_hippo_reads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example");
+    let example = std::fs::read_to_string(path).unwrap();
+    let named: Vec<&str> = example
+        .lines()
+        .filter_map(|line| line.trim_start_matches('#').split_once('='))
+        .map(|(name, _)| name.trim())
+        .collect();
+    for variable in [
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+        "CELERY_WORKER_CONCURRENCY",
+        "CELERY_WORKER_PREFETCH_MULTIPLIER",
+        "CELERY_TASK_ACKS_LATE",
+        "CELERY_WORKER_MAX_TASKS_PER_CHILD",
+        "FLOWER_USER",
+        "FLOWER_PASSWORD",
+        "FLOWER_BASIC_AUTH",
+        "AUTO_DEDUP_ENABLED",
+        "AUTO_CONSOLIDATION_ENABLED",
+        "DEDUP_INTERVAL_HOURS",
+        "CONSOLIDATION_INTERVAL_HOURS",
+        "EXPIRATION_INTERVAL_HOURS",
+        "HIPPO_API_KEY",
+    ] {
+        assert!(named.contains(&variable), "{variable} is in .env.example");
+    }
+    // The example starts as it is: reference settings hippo honours only.
+    let vars = example
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()));
+    let settings = hippo::config::ReferenceSettings::read(vars, Some("redis://redis:6379/1"))
+        .expect("the example's settings are honoured");
+    assert!(settings.unknown.is_empty(), "{:?}", settings.unknown);
+}
+
+/// The compose test's override puts every service on the host's network.
+#[test]
+fn the_compose_test_keeps_every_container_on_loopback() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/compose/host-network.yml");
+    let mut overlay: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    overlay.apply_merge().unwrap();
+    let main = compose();
+    for (name, _) in main["services"].as_mapping().unwrap() {
+        assert_eq!(
+            overlay["services"][name]["network_mode"].as_str(),
+            Some("host"),
+            "{name:?}"
+        );
+    }
 }
